@@ -1,0 +1,9 @@
+//! dcs-task-operator: Huawei Cloud DCS task-center tasks as Kubernetes objects you can wait on.
+//!
+//! Layers (see `ARCHITECTURE.md`): [`api`] is the `DcsTaskQuery` resource, [`dcs`] talks to
+//! Huawei Cloud and knows nothing of Kubernetes, [`query`] is the pure meaning of a query shared
+//! by the CLI and the controller, and [`sim`] is a stand-alone simulator of the task-center API.
+
+pub mod dcs;
+pub mod duration;
+pub mod sim;

@@ -1,0 +1,1 @@
+//! DCS task-center simulator.
