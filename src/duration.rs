@@ -1,17 +1,19 @@
 //! Durations written the way Kubernetes users write them (`10s`, `5m`, `1h30m`, `24h`).
 //!
 //! The CRD, the simulator's scenario files and the CLI all accept this one syntax, a subset of
-//! Go's `time.ParseDuration` (whole numbers, units `ms`, `s`, `m`, `h`, `d`), so that a value
+//! Go's `time.ParseDuration` (whole numbers, units `ms`, `s`, `m`, `h`; no `d`, which Go and CEL's `duration()` refuse), so that a value
 //! that passes the CRD's pattern also parses here and means the same thing everywhere.
 
 use std::time::Duration;
 
 /// The schema pattern for [`parse`]; shared with the CRD so both accept exactly the same strings.
-pub const PATTERN: &str = r"^([0-9]+(ms|s|m|h|d))+$";
+pub const PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
 
 /// Why a duration string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{input}` is not a duration: use whole numbers with units ms, s, m, h or d, e.g. 30s, 5m, 1h30m")]
+#[error(
+    "`{input}` is not a duration: use whole numbers with units ms, s, m or h, e.g. 30s, 5m, 1h30m, 24h"
+)]
 pub struct DurationError {
     pub input: String,
 }
@@ -40,7 +42,6 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
                 Some(b's') => Duration::from_secs(1),
                 Some(b'm') => Duration::from_secs(60),
                 Some(b'h') => Duration::from_secs(3600),
-                Some(b'd') => Duration::from_secs(86_400),
                 _ => return Err(error()),
             };
             (unit, 1)
@@ -79,20 +80,30 @@ mod tests {
         assert_eq!(parse("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse("48h"), Ok(Duration::from_secs(172_800)));
         assert_eq!(parse("1m500ms"), Ok(Duration::from_millis(60_500)));
     }
 
     #[test]
     fn refuses_what_the_pattern_refuses() {
         let pattern = regex::Regex::new(PATTERN).unwrap();
-        for bad in ["", "10", "s", "1.5h", "-1s", "10 s", "1y", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1.5h",
+            "-1s",
+            "10 s",
+            "1y",
+            "2d",
+            "99999999999999999999s",
+        ] {
             assert!(parse(bad).is_err(), "{bad} should fail");
             if bad != "99999999999999999999s" {
                 assert!(!pattern.is_match(bad), "{bad} should not match the pattern");
             }
         }
-        for good in ["0s", "10s", "1h30m", "250ms", "7d"] {
+        for good in ["0s", "10s", "1h30m", "250ms", "168h"] {
             assert!(pattern.is_match(good));
             assert!(parse(good).is_ok());
         }

@@ -4,6 +4,9 @@
 //! Huawei Cloud and knows nothing of Kubernetes, [`query`] is the pure meaning of a query shared
 //! by the CLI and the controller, and [`sim`] is a stand-alone simulator of the task-center API.
 
+pub mod api;
+pub mod cli;
 pub mod dcs;
 pub mod duration;
+pub mod query;
 pub mod sim;

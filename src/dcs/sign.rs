@@ -353,7 +353,9 @@ mod tests {
         };
         assert_eq!(
             canonical_request(&get),
-            format!("GET\n/path/\nlimit=1\nx-sdk-date:20060102T150405Z\n\nx-sdk-date\n{EMPTY_PAYLOAD_SHA256}")
+            format!(
+                "GET\n/path/\nlimit=1\nx-sdk-date:20060102T150405Z\n\nx-sdk-date\n{EMPTY_PAYLOAD_SHA256}"
+            )
         );
         assert_eq!(
             sign(&get, "AccessKey", "SecretKey").header_value(),

@@ -1,1 +1,258 @@
-//! DCS task-center simulator.
+//! DCS task-center simulator: a real HTTP server answering `GET /v2/{project_id}/tasks` the way
+//! the documented API does, for integration tests, the `query --sim` demo and benchmarks.
+//!
+//! What it simulates, and why each part exists:
+//! - the list endpoint with the documented parameters, limits, ordering and error bodies, so the
+//!   client's paging and validation are tested against the contract rather than against itself;
+//! - SDK-HMAC-SHA256 and `X-Auth-Token` authentication (see the `auth` module), so signing bugs
+//!   surface before a real account is involved;
+//! - tasks whose status follows a timeline on a virtual clock, so "wait for the switchover"
+//!   flows can be demonstrated and tested in seconds;
+//! - injected faults and request counters through the loopback-only admin API under `/_sim/`
+//!   (documented in the `admin` module), so retries, back-off and call sharing are measurable.
+//!
+//! The JSON is built from the simulator's own representation, never from `crate::dcs::model`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), dcs_task_operator::sim::SimError> {
+//! use dcs_task_operator::sim::{Scenario, SimConfig, serve};
+//! let sim = serve(SimConfig::new("127.0.0.1:0".parse().unwrap(), Scenario::default_demo())).await?;
+//! println!("DCS endpoint: {}", sim.base_url());
+//! sim.wait().await; // until Ctrl-C
+//! # Ok(()) }
+//! ```
+
+mod admin;
+mod auth;
+mod error;
+mod faults;
+mod list;
+mod params;
+mod scenario;
+mod state;
+mod stats;
+mod timeline;
+mod wire;
+
+#[cfg(test)]
+mod http_tests;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use error::SimError;
+pub use scenario::{Scenario, TaskCountEncoding};
+
+use auth::AuthPolicy;
+use state::{DuplicateId, SimState};
+
+/// Access key of the demo credential, accepted by every scenario that lists no credentials.
+/// Public on purpose: it only ever opens the local simulator.
+pub const DEMO_ACCESS_KEY: &str = "SIMDEMOACCESSKEY0001";
+/// Secret key of the demo credential. Not a secret: it only opens the local simulator.
+pub const DEMO_SECRET_KEY: &str = "sim-demo-secret-key-not-a-real-secret";
+/// Project of scenario tasks that name none.
+pub const DEMO_PROJECT_ID: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+
+/// How long in-flight requests (an injected latency, say) may delay a shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Everything [`serve`] needs.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Where to listen; port 0 picks a free port (read it back with
+    /// [`RunningSimulator::local_addr`]).
+    pub listen: SocketAddr,
+    pub scenario: Scenario,
+    /// Overrides the scenario's `taskCount`, e.g. from a CLI flag.
+    pub task_count_encoding: Option<TaskCountEncoding>,
+    /// How far `X-Sdk-Date` may be from the real clock before a signature counts as expired;
+    /// 15 minutes, as the API gateway allows.
+    pub max_clock_skew: Duration,
+}
+
+impl SimConfig {
+    /// A config with the scenario's own encoding and the gateway's 15-minute skew.
+    pub fn new(listen: SocketAddr, scenario: Scenario) -> Self {
+        Self {
+            listen,
+            scenario,
+            task_count_encoding: None,
+            max_clock_skew: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// A simulator serving in the background. Dropping it stops the server, like
+/// [`RunningSimulator::shutdown`] without waiting.
+#[derive(Debug)]
+pub struct RunningSimulator {
+    local_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningSimulator {
+    /// The bound address (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The endpoint to give a DCS client, e.g. `http://127.0.0.1:41234`. A wildcard listen
+    /// address is replaced by loopback, since that is where a local client connects.
+    pub fn base_url(&self) -> String {
+        let ip = match self.local_addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, self.local_addr.port()))
+    }
+
+    /// Stops accepting, lets in-flight requests finish (at most a few seconds), and returns.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "simulator server failed"),
+            Ok(Err(error)) => tracing::warn!(%error, "simulator server task failed"),
+            Err(_) => {
+                tracing::warn!("simulator requests still running after the grace period; aborting");
+                self.server.abort();
+            }
+        }
+        tracing::info!(addr = %self.local_addr, "simulator stopped");
+    }
+
+    /// Serves until Ctrl-C (or SIGTERM on Unix) or until the server stops by itself, then shuts
+    /// down. This is what the `sim` command runs in the foreground.
+    pub async fn wait(mut self) {
+        tokio::select! {
+            () = stop_signal() => {}
+            result = &mut self.server => {
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::error!(%error, "simulator server failed"),
+                    Err(error) => tracing::error!(%error, "simulator server task failed"),
+                }
+                return;
+            }
+        }
+        self.shutdown().await;
+    }
+}
+
+/// Ctrl-C, or SIGTERM where there is such a thing (containers stop with it).
+async fn stop_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    () = ctrl_c => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => ctrl_c.await,
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+}
+
+/// Binds `config.listen`, starts serving in a background task and returns at once.
+///
+/// Relative times in the scenario are resolved against the moment of this call.
+pub async fn serve(config: SimConfig) -> Result<RunningSimulator, SimError> {
+    let scenario = &config.scenario;
+    let encoding = config
+        .task_count_encoding
+        .unwrap_or(scenario.task_count_encoding());
+    let auth = AuthPolicy::new(
+        &scenario.credentials,
+        &scenario.tokens,
+        config.max_clock_skew,
+    );
+    let state = SimState::new(scenario, encoding, auth, chrono::Utc::now()).map_err(
+        |DuplicateId(id)| SimError::InvalidScenario {
+            origin: "<scenario>".into(),
+            field: "tasks".into(),
+            problem: format!("task id {id} is used twice"),
+        },
+    )?;
+    let task_count = lock_len(&state);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| SimError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| SimError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let app = router(Arc::new(state)).into_make_service_with_connect_info::<SocketAddr>();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                // A dropped sender (the handle was dropped) stops the server too.
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(addr = %local_addr, tasks = task_count, ?encoding, "DCS task-center simulator listening");
+    Ok(RunningSimulator {
+        local_addr,
+        stop: Some(stop),
+        server,
+    })
+}
+
+fn lock_len(state: &SimState) -> usize {
+    state::lock(&state.store).len()
+}
+
+/// The whole HTTP surface: the task-center route, the admin routes, and a gateway-style 404.
+fn router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .route("/v2/{project_id}/tasks", get(list::list_tasks))
+        .merge(admin::routes())
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(add_request_id))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    list::json(
+        StatusCode::NOT_FOUND,
+        wire::error_body(
+            "APIG.0101",
+            "The API does not exist or has not been published in the environment.",
+        ),
+    )
+}
+
+/// Every real answer carries an `X-Request-Id`; clients log it, so the simulator sends one.
+async fn add_request_id(mut response: Response) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&state::new_task_id()) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

@@ -1,0 +1,300 @@
+//! `DcsTaskQuery` spec: what to ask the DCS task center and what to wait for.
+//!
+//! Every rule the schema can express lives here as a schema attribute, so the apiserver refuses
+//! bad input at `kubectl apply` time. Cross-field rules are CEL (`x-kubernetes-validations`);
+//! [`crate::query::validate`] repeats them in code for servers that drop CEL.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::patterns;
+use super::status::DcsTaskQueryStatus;
+
+/// A query against the Huawei Cloud DCS task center (`GET /v2/{project_id}/tasks`), kept fresh
+/// in `.status`, optionally waiting for one task to finish.
+// clippy reads the `type_ = ...` of separate `printcolumn(...)` lists as one repeated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "dcs.hwcloud.dev",
+    version = "v1alpha1",
+    kind = "DcsTaskQuery",
+    plural = "dcstaskqueries",
+    namespaced,
+    shortname = "dcstq",
+    category = "dcs",
+    category = "huaweicloud",
+    status = "DcsTaskQueryStatus",
+    derive = "PartialEq",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Wait",
+        type_ = "string",
+        description = "Phase of spec.waitFor",
+        json_path = ".status.waitFor.phase"
+    ),
+    printcolumn(
+        name = "Matched",
+        type_ = "integer",
+        description = "Tasks that passed the filter",
+        json_path = ".status.matchedCount"
+    ),
+    printcolumn(
+        name = "Latest",
+        type_ = "string",
+        description = "Status of the newest matched task",
+        json_path = ".status.tasks[0].status"
+    ),
+    printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSyncTime"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("duration(self.interval) >= duration('10s')")
+        .message("interval must be at least 10s")
+        .field_path(".interval"),
+    validation = Rule::new("duration(self.activeInterval) >= duration('2s')")
+        .message("activeInterval must be at least 2s")
+        .field_path(".activeInterval")
+)]
+pub struct DcsTaskQuerySpec {
+    /// Huawei Cloud region, e.g. `cn-north-4`. Selects the endpoint
+    /// `https://dcs.{region}.myhuaweicloud.com`.
+    #[schemars(pattern(patterns::REGION))]
+    pub region: String,
+
+    /// Project id. Optional when the credentials Secret (or the operator's default credentials)
+    /// carry one under `projectId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(patterns::PROJECT_ID))]
+    pub project_id: Option<String>,
+
+    /// Endpoint override (`https://host[:port]`). Used only when the operator's allow-list
+    /// permits it: https DCS hosts by default, anything else only when explicitly allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(patterns::ENDPOINT))]
+    pub endpoint: Option<String>,
+
+    /// Secret in this namespace with keys `accessKey`, `secretKey`, optional `securityToken`
+    /// and `projectId`. When absent, the operator's default credentials are used if enabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<CredentialsSecretRef>,
+
+    /// Which tasks to fetch.
+    #[serde(default)]
+    pub query: TaskQuerySpec,
+
+    /// Client-side filter over the fetched tasks (the API has none). Empty lists match all.
+    #[serde(default, skip_serializing_if = "TaskFilter::is_empty")]
+    pub filter: TaskFilter,
+
+    /// Makes the object something to wait on: `Complete`/`Failed` conditions follow one task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for: Option<WaitForSpec>,
+
+    /// Poll interval once settled (nothing awaited or running). Minimum 10s.
+    #[serde(default = "default_interval")]
+    #[schemars(pattern(patterns::DURATION))]
+    pub interval: String,
+
+    /// Poll interval while an awaited or non-terminal task exists. Minimum 2s.
+    #[serde(default = "default_active_interval")]
+    #[schemars(pattern(patterns::DURATION))]
+    pub active_interval: String,
+
+    /// Stops polling; the last status stays as it is.
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// How many tasks `.status.tasks` keeps, newest first.
+    #[serde(default = "default_max_tasks")]
+    #[schemars(range(min = 0, max = 200))]
+    pub max_tasks: i32,
+}
+
+/// Reference to the credentials Secret; same namespace only, so a query cannot borrow another
+/// tenant's credentials.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsSecretRef {
+    /// Name of a Secret in the object's namespace.
+    #[schemars(pattern(patterns::SECRET_NAME), length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// The request parameters, mirroring the API's own (`offset`, `limit`, `start_time`,
+/// `end_time`), plus paging and a relative window.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.since) && has(self.startTime))")
+        .message("query.since and query.startTime are mutually exclusive: set one of them")
+        .field_path(".since"),
+    validation = Rule::new("!has(self.startTime) || !has(self.endTime) || self.startTime <= self.endTime")
+        .message("query.startTime must not be after query.endTime")
+        .field_path(".startTime")
+)]
+pub struct TaskQuerySpec {
+    /// Page through the whole window (stopping by `task_count`, at most `maxPages` pages), as
+    /// Terraform's data source does. `false` fetches exactly one page at `offset`/`limit`.
+    #[serde(default = "default_true")]
+    pub all_pages: bool,
+
+    /// Upper bound on pages fetched per poll when `allPages` is on.
+    #[serde(default = "default_max_pages")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_pages: i32,
+
+    /// Position of the first record (0-based).
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub offset: i32,
+
+    /// Page size, 1 to 1000. Default: 1000 when `allPages` is on (fewest calls), otherwise the
+    /// API's own default of 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<i32>,
+
+    /// Window start, `yyyyMMddHHmmss` UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(patterns::DCS_TIME))]
+    pub start_time: Option<String>,
+
+    /// Window end, `yyyyMMddHHmmss` UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(patterns::DCS_TIME))]
+    pub end_time: Option<String>,
+
+    /// Relative window start instead of `startTime` (e.g. `24h`), evaluated at each poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(patterns::DURATION))]
+    pub since: Option<String>,
+}
+
+impl Default for TaskQuerySpec {
+    fn default() -> Self {
+        Self {
+            all_pages: true,
+            max_pages: default_max_pages(),
+            offset: 0,
+            limit: None,
+            start_time: None,
+            end_time: None,
+            since: None,
+        }
+    }
+}
+
+/// Client-side filter; each non-empty list must contain the task's value.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskFilter {
+    /// Task names, e.g. `masterStandbySwapJob`, `EXTEND`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub names: Vec<String>,
+    /// Task statuses, e.g. `EXECUTING`, `SUCCESS`, `FAILED`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub statuses: Vec<String>,
+    /// Job ids as returned by the asynchronous DCS APIs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub job_ids: Vec<String>,
+}
+
+impl TaskFilter {
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.statuses.is_empty() && self.job_ids.is_empty()
+    }
+}
+
+/// The task to wait for: by `jobId` (exact; the async DCS APIs return it) or by `name` (the
+/// newest task of that name created after `createdAfter`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.jobId) != has(self.name)")
+        .message("waitFor needs exactly one of jobId or name"),
+    validation = Rule::new("self.successStatuses.all(s, !(s in self.failureStatuses))")
+        .message("waitFor.successStatuses and waitFor.failureStatuses must not overlap")
+        .field_path(".successStatuses")
+)]
+pub struct WaitForSpec {
+    /// Job id of the task (`job_id` in the task list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub job_id: Option<String>,
+
+    /// Task name; the newest task with this name created after `createdAfter` is awaited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub name: Option<String>,
+
+    /// Only tasks created at or after this time count (for `name`). Default: the object's
+    /// creation time minus `lookback`, so a job triggered just before apply still counts while
+    /// an old success does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_after: Option<Time>,
+
+    /// See `createdAfter`.
+    #[serde(default = "default_lookback")]
+    #[schemars(pattern(patterns::DURATION))]
+    pub lookback: String,
+
+    /// Statuses that complete the wait.
+    #[serde(default = "default_success_statuses")]
+    #[schemars(length(min = 1, max = 16))]
+    pub success_statuses: Vec<String>,
+
+    /// Statuses that fail the wait.
+    #[serde(default = "default_failure_statuses")]
+    #[schemars(length(max = 16))]
+    pub failure_statuses: Vec<String>,
+
+    /// Give up (`TimedOut`) when the task has not reached a terminal status by then, counted
+    /// from when this generation of the wait started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(patterns::DURATION))]
+    pub timeout: Option<String>,
+}
+
+/// Poll interval once settled.
+pub const DEFAULT_INTERVAL: &str = "1m";
+/// Poll interval while something is running or awaited.
+pub const DEFAULT_ACTIVE_INTERVAL: &str = "10s";
+
+fn default_interval() -> String {
+    DEFAULT_INTERVAL.to_string()
+}
+fn default_active_interval() -> String {
+    DEFAULT_ACTIVE_INTERVAL.to_string()
+}
+fn default_max_tasks() -> i32 {
+    20
+}
+fn default_max_pages() -> i32 {
+    10
+}
+fn default_true() -> bool {
+    true
+}
+fn default_lookback() -> String {
+    "5m".to_string()
+}
+fn default_success_statuses() -> Vec<String> {
+    vec!["SUCCESS".to_string()]
+}
+fn default_failure_statuses() -> Vec<String> {
+    ["FAILED", "FAIL", "CANCELLED"].map(String::from).to_vec()
+}

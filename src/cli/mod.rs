@@ -1,0 +1,105 @@
+//! Command-line interface: argument definitions and the commands that are not the controller.
+
+pub mod input;
+pub mod output;
+pub mod query;
+pub mod sim;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::dcs::AllowedEndpoint;
+
+/// Huawei Cloud DCS background tasks as Kubernetes objects you can wait on.
+#[derive(Debug, Parser)]
+#[command(name = "dcs-task-operator", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "DCS_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing `EnvFilter` syntax, e.g. `info`, `dcs_task_operator=debug`).
+    #[arg(long, global = true, default_value = "info", env = "DCS_LOG_LEVEL")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evaluate a DcsTaskQuery once (or keep watching) and print the status the controller
+    /// would write. Exit code: 0 done or waitFor succeeded, 1 waitFor failed or timed out or the
+    /// API failed, 2 invalid input.
+    Query(QueryArgs),
+    /// Run the DCS task-center simulator on loopback.
+    Sim(SimArgs),
+    /// Print the DcsTaskQuery CustomResourceDefinition (what `crds/` holds).
+    Crd,
+}
+
+/// Arguments of `query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The DcsTaskQuery manifest (YAML or JSON); `-` reads standard input.
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+
+    /// Run against the built-in simulator, started in-process: `--sim` uses the default
+    /// switchover scenario, `--sim=FILE` a scenario file (see examples/sim/).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pub sim: Option<String>,
+
+    /// Endpoint override for this run (takes precedence over spec.endpoint; allowed because
+    /// you typed it).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+
+    /// Extra allowed endpoints for spec.endpoint, e.g. `http://127.0.0.1:*` (repeatable).
+    #[arg(long = "allow-endpoint", value_name = "SCHEME://HOST[:PORT]")]
+    pub allow_endpoints: Vec<AllowedEndpoint>,
+
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+
+    /// Keep polling on the spec's intervals and print each change; exits when waitFor resolves.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+}
+
+/// Arguments of `sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on; port 0 picks a free port (the first stdout line names it).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+
+    /// Scenario file (see examples/sim/); default: the switchover demo.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+
+    /// Wire type of `task_count`, overriding the scenario.
+    #[arg(long, value_enum)]
+    pub task_count_as: Option<TaskCountArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TaskCountArg {
+    String,
+    Number,
+}

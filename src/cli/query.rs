@@ -1,0 +1,269 @@
+//! `dcs-task-operator query`: evaluate a `DcsTaskQuery` exactly as the controller does, without
+//! Kubernetes, and print the status it would write.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use super::{QueryArgs, input, output};
+use crate::api::{DcsTaskQuery, DcsTaskQueryStatus, WaitPhase};
+use crate::dcs::{
+    AllowedEndpoint, CredentialSet, Credentials, DcsClient, EndpointPolicy, HttpClient,
+    HttpSettings,
+};
+use crate::query::schedule::{PollKind, next_poll};
+use crate::query::{self, PlanContext, PollOutcome, StatusContext};
+use crate::sim;
+
+/// Exit codes, documented in `--help`.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_INVALID_INPUT: u8 = 2;
+
+/// What went wrong before any poll could run.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryCommandError {
+    #[error(transparent)]
+    Input(#[from] input::InputError),
+    #[error("cannot start the simulator: {0}")]
+    Simulator(#[from] sim::SimError),
+    #[error("credentials: {0}")]
+    Credentials(#[from] crate::dcs::CredentialsError),
+    #[error(
+        "spec.projectId: required when the credentials carry no project id (set spec.projectId, HUAWEICLOUD_SDK_PROJECT_ID or HW_PROJECT_ID)"
+    )]
+    MissingProject,
+    #[error(transparent)]
+    Dcs(#[from] crate::dcs::DcsError),
+}
+
+/// Where requests go and as whom, decided once per run.
+struct Target {
+    client: DcsClient,
+    /// Keeps the in-process simulator alive for the run.
+    _simulator: Option<sim::RunningSimulator>,
+}
+
+/// Runs the command; the returned code is the process exit code.
+pub async fn run(args: QueryArgs) -> Result<ExitCode, QueryCommandError> {
+    let mut manifest = input::read_manifest(&args.file)?;
+    let generation = Some(manifest.metadata.generation.unwrap_or(1));
+    manifest.metadata.generation = generation;
+    let started = Utc::now();
+    // Validate before touching credentials: a bad spec is reported as such, whatever else.
+    if let Err(errors) = query::plan(&manifest.spec, &PlanContext::starting_at(started)) {
+        let status = query::build_status(
+            &status_context(&manifest, None, started, started),
+            PollOutcome::InvalidSpec(&errors),
+        );
+        print(&with_status(&manifest, status), &args, true);
+        eprintln!("error: {errors}");
+        return Ok(ExitCode::from(EXIT_INVALID_INPUT));
+    }
+    if manifest.spec.credentials_secret_ref.is_some() {
+        info!(
+            "spec.credentialsSecretRef is read by the controller; the CLI uses credentials from the environment"
+        );
+    }
+    let target = match connect(&manifest, &args).await {
+        Ok(target) => target,
+        Err(QueryCommandError::Dcs(crate::dcs::DcsError::Endpoint(error))) => {
+            let message = error.to_string();
+            let status = query::build_status(
+                &status_context(&manifest, None, started, started),
+                PollOutcome::EndpointNotAllowed(&message),
+            );
+            print(&with_status(&manifest, status), &args, true);
+            eprintln!("error: {message}");
+            return Ok(ExitCode::from(EXIT_INVALID_INPUT));
+        }
+        Err(error) => return Err(error),
+    };
+    Ok(ExitCode::from(
+        poll_loop(&manifest, &args, &target, started).await,
+    ))
+}
+
+/// Polls until done (one-shot), or until the wait resolves (`--watch`).
+async fn poll_loop(
+    manifest: &DcsTaskQuery,
+    args: &QueryArgs,
+    target: &Target,
+    started: DateTime<Utc>,
+) -> u8 {
+    let mut shown: Option<DcsTaskQueryStatus> = None;
+    let mut failures = 0u32;
+    loop {
+        let now = Utc::now();
+        let context = PlanContext {
+            now,
+            created_at: started,
+            wait_started_at: started,
+        };
+        let Ok(plan) = query::plan(&manifest.spec, &context) else {
+            // Validated before the loop; planning again only re-reads the clock.
+            return EXIT_INVALID_INPUT;
+        };
+        let status_ctx = status_context(manifest, shown.as_ref(), started, now);
+        let (status, kind) = match target.client.list_tasks(&plan.page, plan.paging).await {
+            Ok(listing) => {
+                failures = 0;
+                let evaluation = query::evaluate(&plan, &listing, now);
+                let resolved = evaluation
+                    .wait
+                    .as_ref()
+                    .is_some_and(|w| w.phase.is_resolved());
+                let kind = PollKind::Answered {
+                    active: evaluation.active,
+                    resolved,
+                };
+                (
+                    query::build_status(&status_ctx, PollOutcome::Fetched(&evaluation)),
+                    kind,
+                )
+            }
+            Err(error) => {
+                failures += 1;
+                warn!(%error, attempt = failures, "task-center poll failed");
+                let kind = PollKind::Failed {
+                    consecutive: failures,
+                    auth: error.is_auth_failure(),
+                };
+                (
+                    query::build_status(&status_ctx, PollOutcome::FetchFailed(&error)),
+                    kind,
+                )
+            }
+        };
+        let changed = shown
+            .as_ref()
+            .is_none_or(|old| without_sync_time(old) != without_sync_time(&status));
+        let failed_auth = matches!(kind, PollKind::Failed { auth: true, .. });
+        let delay = next_poll(kind, Some(&plan), rand::random_range(-1.0..=1.0));
+        let finished = !args.watch || delay.is_none() || failed_auth;
+        if changed || finished {
+            let object = with_status(manifest, status.clone());
+            print(&object, args, finished);
+        }
+        shown = Some(status);
+        let Some(delay) = delay.filter(|_| !finished) else {
+            return exit_code(shown.as_ref(), kind);
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::signal::ctrl_c() => return EXIT_FAILED,
+        }
+    }
+}
+
+fn exit_code(status: Option<&DcsTaskQueryStatus>, kind: PollKind) -> u8 {
+    if matches!(kind, PollKind::Failed { .. }) {
+        return EXIT_FAILED;
+    }
+    match status.and_then(|s| s.wait_for.as_ref()).map(|w| w.phase) {
+        Some(WaitPhase::Failed | WaitPhase::TimedOut) => EXIT_FAILED,
+        _ => EXIT_OK,
+    }
+}
+
+/// Builds the client: simulator or real endpoint, credentials from the environment.
+async fn connect(manifest: &DcsTaskQuery, args: &QueryArgs) -> Result<Target, QueryCommandError> {
+    let spec = &manifest.spec;
+    let mut policy = EndpointPolicy::new(args.allow_endpoints.clone());
+    let (simulator, credentials, default_project, endpoint) = match &args.sim {
+        Some(scenario) => {
+            let scenario = if scenario.is_empty() {
+                sim::Scenario::default_demo()
+            } else {
+                sim::Scenario::load(std::path::Path::new(scenario))?
+            };
+            let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            let running = sim::serve(sim::SimConfig::new(listen, scenario)).await?;
+            let url = running.base_url();
+            info!(%url, "started the built-in simulator");
+            let credentials = Credentials::ak_sk(sim::DEMO_ACCESS_KEY, sim::DEMO_SECRET_KEY);
+            (
+                Some(running),
+                credentials,
+                Some(sim::DEMO_PROJECT_ID.to_string()),
+                Some(url),
+            )
+        }
+        None => {
+            let set = CredentialSet::from_env(|name| std::env::var(name).ok())?;
+            let endpoint = args.endpoint.clone().or_else(|| spec.endpoint.clone());
+            (None, set.credentials, set.project_id, endpoint)
+        }
+    };
+    // An endpoint typed on this command line (or the simulator's) is the user's own choice.
+    if let Some(chosen) = args
+        .endpoint
+        .as_deref()
+        .or(simulator.as_ref().and(endpoint.as_deref()))
+        && let Ok(entry) = chosen.parse::<AllowedEndpoint>()
+    {
+        policy.allow(entry);
+    }
+    let endpoint = policy
+        .resolve(&spec.region, endpoint.as_deref())
+        .map_err(crate::dcs::DcsError::from)?;
+    let project = spec
+        .project_id
+        .clone()
+        .or(default_project)
+        .ok_or(QueryCommandError::MissingProject)?;
+    let http = HttpClient::new(HttpSettings::default())?;
+    Ok(Target {
+        client: DcsClient::new(http, endpoint, project, credentials),
+        _simulator: simulator,
+    })
+}
+
+fn status_context<'a>(
+    manifest: &DcsTaskQuery,
+    previous: Option<&'a DcsTaskQueryStatus>,
+    started: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> StatusContext<'a> {
+    StatusContext {
+        previous,
+        generation: manifest.metadata.generation,
+        has_wait: manifest.spec.wait_for.is_some(),
+        wait_started_at: started,
+        now,
+    }
+}
+
+fn with_status(manifest: &DcsTaskQuery, status: DcsTaskQueryStatus) -> DcsTaskQuery {
+    let mut object = manifest.clone();
+    object.status = Some(status);
+    object
+}
+
+fn without_sync_time(status: &DcsTaskQueryStatus) -> DcsTaskQueryStatus {
+    DcsTaskQueryStatus {
+        last_sync_time: None,
+        ..status.clone()
+    }
+}
+
+/// Table mode prints one summary line per change while watching and the full table at the
+/// end; JSON and YAML print the whole object at every change.
+fn print(object: &DcsTaskQuery, args: &QueryArgs, last: bool) {
+    let summary = || {
+        let status = object.status.clone().unwrap_or_default();
+        format!("{}\n", output::summary_line(&status))
+    };
+    let text = match (args.output, args.watch, last) {
+        (super::OutputFormat::Table, true, false) => summary(),
+        (super::OutputFormat::Table, true, true) => {
+            format!("{}\n{}", summary(), output::render(object, args.output))
+        }
+        (format, _, _) => output::render(object, format),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}

@@ -1,0 +1,138 @@
+//! Errors from the DCS side, typed so callers can decide: retry, back off, or stop and tell
+//! the user. Messages name the endpoint and project and say what to do; they never contain
+//! credentials (requests are described by URL, which carries none).
+
+use std::time::Duration;
+
+use super::credentials::CredentialsError;
+use super::endpoint::EndpointError;
+
+/// Gateway throttling (`APIG.0308`, HTTP 429).
+pub const THROTTLED_CODE: &str = "APIG.0308";
+/// Gateway authentication failure (`APIG.0301`, HTTP 401). Five in a row lock the AK for 5 min.
+pub const AUTH_FAILED_CODE: &str = "APIG.0301";
+
+/// An error answer from the DCS API or its gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub http_status: u16,
+    pub error_code: Option<String>,
+    pub error_msg: Option<String>,
+    pub request_id: Option<String>,
+    /// The `Retry-After` the gateway asked for, if any.
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    fn advice(&self) -> &'static str {
+        match (self.http_status, self.error_code.as_deref()) {
+            (429, _) | (_, Some(THROTTLED_CODE)) => {
+                "the API gateway is throttling; lower the poll rate or the operator's --rate-limit"
+            }
+            (401, _) | (_, Some(AUTH_FAILED_CODE)) => {
+                "check the access key and secret key (and security token for temporary keys); not retried, because 5 failures lock the AK for 5 minutes"
+            }
+            (403, _) => {
+                "the credentials lack permission: grant the IAM action dcs:task:list in this project"
+            }
+            (404, _) => "check region, projectId and endpoint",
+            (400, _) => "the request parameters were refused; check spec.query",
+            (500..=599, _) => "the DCS service failed; it will be retried",
+            _ => "unexpected answer",
+        }
+    }
+}
+
+/// What can go wrong talking to DCS.
+#[derive(Debug, thiserror::Error)]
+pub enum DcsError {
+    #[error(
+        "DCS API at {endpoint} answered HTTP {status}{code}{msg}: {advice}",
+        status = .error.http_status,
+        code = .error.error_code.as_deref().map(|c| format!(" {c}")).unwrap_or_default(),
+        msg = .error.error_msg.as_deref().map(|m| format!(" ({m})")).unwrap_or_default(),
+        advice = .error.advice()
+    )]
+    Api { endpoint: String, error: ApiError },
+
+    #[error("DCS API at {endpoint} did not answer within {}s", .timeout.as_secs_f32())]
+    Timeout { endpoint: String, timeout: Duration },
+
+    #[error("could not reach the DCS API at {endpoint}: {detail}")]
+    Transport { endpoint: String, detail: String },
+
+    #[error("the DCS API at {endpoint} sent a response that is not the task list: {detail}")]
+    Decode { endpoint: String, detail: String },
+
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+}
+
+impl DcsError {
+    /// Worth another attempt after a pause: throttling, server errors, timeouts and dropped
+    /// connections. Never authentication failures or bad requests.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DcsError::Api { error, .. } => {
+                error.http_status == 429
+                    || error.error_code.as_deref() == Some(THROTTLED_CODE)
+                    || (500..=599).contains(&error.http_status)
+            }
+            DcsError::Timeout { .. } | DcsError::Transport { .. } => true,
+            DcsError::Decode { .. } | DcsError::Endpoint(_) | DcsError::Credentials(_) => false,
+        }
+    }
+
+    /// The credentials were refused; callers must not hammer (the AK locks after 5 failures).
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self, DcsError::Api { error, .. }
+            if error.http_status == 401 || error.error_code.as_deref() == Some(AUTH_FAILED_CODE))
+    }
+
+    /// The API's error answer, when there was one.
+    pub fn api_error(&self) -> Option<&ApiError> {
+        match self {
+            DcsError::Api { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, code: Option<&str>) -> DcsError {
+        DcsError::Api {
+            endpoint: "https://dcs.cn-north-4.myhuaweicloud.com".into(),
+            error: ApiError {
+                http_status: status,
+                error_code: code.map(String::from),
+                error_msg: Some("m".into()),
+                request_id: None,
+                retry_after: None,
+            },
+        }
+    }
+
+    #[test]
+    fn classification() {
+        assert!(api(429, Some(THROTTLED_CODE)).is_retryable());
+        assert!(api(503, None).is_retryable());
+        assert!(!api(401, Some(AUTH_FAILED_CODE)).is_retryable());
+        assert!(api(401, Some(AUTH_FAILED_CODE)).is_auth_failure());
+        assert!(!api(400, Some("111400063")).is_retryable());
+        assert!(!api(403, None).is_auth_failure());
+    }
+
+    #[test]
+    fn messages_say_what_to_do() {
+        let message = api(401, Some(AUTH_FAILED_CODE)).to_string();
+        assert!(message.contains("HTTP 401 APIG.0301 (m)"), "{message}");
+        assert!(message.contains("not retried"), "{message}");
+        assert!(api(403, None).to_string().contains("dcs:task:list"));
+    }
+}

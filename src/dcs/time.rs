@@ -1,0 +1,113 @@
+//! The two DCS time formats, parsed once at the boundary into typed UTC times.
+//!
+//! - Query parameters `start_time`/`end_time`: `yyyyMMddHHmmss` in UTC ([`QueryTime`]).
+//! - Task `created_at`/`updated_at`: RFC 3339 with milliseconds, `2020-06-17T07:38:42.503Z`
+//!   ([`TaskTime`]); the raw text is kept so that an unparsable value is shown, not lost.
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use serde::{Deserialize, Deserializer};
+
+const QUERY_TIME_FORMAT: &str = "%Y%m%d%H%M%S";
+
+/// A `start_time`/`end_time` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueryTime(DateTime<Utc>);
+
+/// Why a `yyyyMMddHHmmss` string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{input}` is not a UTC time in the form yyyyMMddHHmmss (e.g. 20200609160000)")]
+pub struct QueryTimeError {
+    pub input: String,
+}
+
+impl QueryTime {
+    pub fn parse(input: &str) -> Result<Self, QueryTimeError> {
+        let error = || QueryTimeError {
+            input: input.to_string(),
+        };
+        if input.len() != 14 || !input.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(error());
+        }
+        NaiveDateTime::parse_from_str(input, QUERY_TIME_FORMAT)
+            .map(|naive| QueryTime(Utc.from_utc_datetime(&naive)))
+            .map_err(|_| error())
+    }
+
+    /// Truncates to whole seconds, the format's precision.
+    pub fn from_datetime(time: DateTime<Utc>) -> Self {
+        let seconds = time.timestamp();
+        QueryTime(Utc.timestamp_opt(seconds, 0).single().unwrap_or(time))
+    }
+
+    pub fn as_datetime(&self) -> DateTime<Utc> {
+        self.0
+    }
+
+    /// The wire form, `yyyyMMddHHmmss`.
+    pub fn to_param(&self) -> String {
+        self.0.format(QUERY_TIME_FORMAT).to_string()
+    }
+}
+
+/// A task timestamp as received, with its parsed value when it parses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskTime {
+    pub raw: String,
+    pub parsed: Option<DateTime<Utc>>,
+}
+
+impl TaskTime {
+    pub fn new(raw: impl Into<String>) -> Self {
+        let raw = raw.into();
+        let parsed = DateTime::parse_from_rfc3339(raw.trim())
+            .ok()
+            .map(|time| time.with_timezone(&Utc));
+        Self { raw, parsed }
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskTime {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(TaskTime::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_time_round_trips_and_refuses_impossible_dates() {
+        let time = QueryTime::parse("20200609160000").unwrap();
+        assert_eq!(time.to_param(), "20200609160000");
+        assert_eq!(
+            time.as_datetime(),
+            Utc.with_ymd_and_hms(2020, 6, 9, 16, 0, 0).unwrap()
+        );
+        for bad in [
+            "20200230120000",
+            "2020060916000",
+            "202006091600000",
+            "2020-06-09T16:00",
+            "20201301000000",
+            "+0200609160000",
+        ] {
+            assert!(QueryTime::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn task_time_keeps_the_raw_text() {
+        let good = TaskTime::new("2020-06-17T07:38:42.503Z");
+        assert_eq!(
+            good.parsed.unwrap().timestamp_millis(),
+            Utc.with_ymd_and_hms(2020, 6, 17, 7, 38, 42)
+                .unwrap()
+                .timestamp_millis()
+                + 503
+        );
+        let bad = TaskTime::new("yesterday");
+        assert_eq!(bad.raw, "yesterday");
+        assert_eq!(bad.parsed, None);
+    }
+}

@@ -1,0 +1,541 @@
+//! Tasks -> the status view: filter, newest-first order, bounds, latest per name, and the
+//! waitFor verdict.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use super::plan::{QueryPlan, WaitPlan, WaitTarget};
+use crate::api::{LatestTask, TaskDetailsStatus, TaskStatus, WaitPhase};
+use crate::dcs::{CenterTask, TaskDetails, TaskListing};
+
+/// Statuses after which a task will not change, used to decide whether to poll fast when no
+/// `waitFor` says otherwise. Anything else (EXECUTING, CREATED, an unknown value) is running.
+pub const TERMINAL_STATUSES: [&str; 5] = ["SUCCESS", "FAILED", "FAIL", "CANCELLED", "DELETED"];
+
+/// Longest `params` string kept per task; the rest is cut and marked.
+pub const MAX_PARAMS_CHARS: usize = 1024;
+
+/// Longest other free-text field kept per task.
+pub const MAX_FIELD_CHARS: usize = 256;
+
+/// Most `renameCommands` kept per task.
+pub const MAX_RENAME_COMMANDS: usize = 64;
+
+/// Serialized bytes `status.tasks` may take. Kubernetes objects are limited to ~1.5 MiB in
+/// etcd and status writes should stay small; 200 tasks with large details fit in this.
+pub const TASKS_BYTE_BUDGET: usize = 192 * 1024;
+
+/// What a poll found, ready to be written as status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub task_count: Option<u64>,
+    pub matched_count: usize,
+    pub tasks: Vec<TaskStatus>,
+    pub latest: Vec<LatestTask>,
+    pub wait: Option<WaitVerdict>,
+    /// Something awaited or running: poll at `activeInterval`.
+    pub active: bool,
+    /// Tasks dropped from `tasks` to respect `maxTasks` or the byte budget.
+    pub omitted_tasks: usize,
+    /// Paging stopped at `maxPages` before the window was covered.
+    pub incomplete: bool,
+}
+
+/// The verdict on `waitFor`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitVerdict {
+    pub phase: WaitPhase,
+    pub task: Option<LatestTask>,
+    pub message: String,
+}
+
+/// Judges `listing` against `plan` at `now`.
+pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> Evaluation {
+    let mut ordered: Vec<&CenterTask> = listing.tasks.iter().collect();
+    ordered.sort_by(|a, b| newest_first(a, b));
+
+    let matched: Vec<&CenterTask> = ordered
+        .iter()
+        .copied()
+        .filter(|task| passes_filter(plan, task))
+        .collect();
+
+    let mut latest: BTreeMap<&str, &CenterTask> = BTreeMap::new();
+    for task in &matched {
+        if let Some(name) = task.name.as_deref() {
+            latest.entry(name).or_insert(task);
+        }
+    }
+
+    let wait = plan
+        .wait
+        .as_ref()
+        .map(|wait| judge_wait(wait, &ordered, listing, now));
+    let running = matched.iter().any(|task| !is_terminal(plan, task));
+    let active = running || wait.as_ref().is_some_and(|w| !w.phase.is_resolved());
+
+    let (tasks, omitted_tasks) = bounded_tasks(&matched, plan.max_tasks);
+    Evaluation {
+        task_count: listing.task_count,
+        matched_count: matched.len(),
+        tasks,
+        latest: latest.values().map(|task| latest_task(task)).collect(),
+        wait,
+        active,
+        omitted_tasks,
+        incomplete: !listing.complete,
+    }
+}
+
+/// Newest `created_at` first; tasks without a readable `created_at` last; equal times ordered
+/// by id (descending) so the order never depends on the API's page order.
+fn newest_first(a: &CenterTask, b: &CenterTask) -> Ordering {
+    let time = |task: &CenterTask| task.created_at.as_ref().and_then(|t| t.parsed);
+    match (time(a), time(b)) {
+        (Some(x), Some(y)) => y.cmp(&x),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+    .then_with(|| b.id.cmp(&a.id))
+}
+
+fn passes_filter(plan: &QueryPlan, task: &CenterTask) -> bool {
+    let allowed = |list: &[String], value: &Option<String>| {
+        list.is_empty() || value.as_ref().is_some_and(|v| list.contains(v))
+    };
+    allowed(&plan.filter.names, &task.name)
+        && allowed(&plan.filter.statuses, &task.status)
+        && allowed(&plan.filter.job_ids, &task.job_id)
+}
+
+fn is_terminal(plan: &QueryPlan, task: &CenterTask) -> bool {
+    let Some(status) = task.status.as_deref() else {
+        return false;
+    };
+    match &plan.wait {
+        Some(wait) => {
+            wait.success_statuses.iter().any(|s| s == status)
+                || wait.failure_statuses.iter().any(|s| s == status)
+                || TERMINAL_STATUSES.contains(&status)
+        }
+        None => TERMINAL_STATUSES.contains(&status),
+    }
+}
+
+fn judge_wait(
+    wait: &WaitPlan,
+    newest_first: &[&CenterTask],
+    listing: &TaskListing,
+    now: DateTime<Utc>,
+) -> WaitVerdict {
+    let found = newest_first
+        .iter()
+        .copied()
+        .find(|task| match &wait.target {
+            WaitTarget::JobId(job) => task.job_id.as_deref() == Some(job),
+            WaitTarget::Name {
+                name,
+                created_after,
+            } => {
+                task.name.as_deref() == Some(name)
+                    && task
+                        .created_at
+                        .as_ref()
+                        .and_then(|t| t.parsed)
+                        .is_some_and(|created| created >= *created_after)
+            }
+        });
+    let timed_out = wait.deadline.is_some_and(|deadline| now >= deadline);
+    let Some(task) = found else {
+        let mut message = format!("{} not found in the task list yet", wait.target);
+        if !listing.complete {
+            message
+                .push_str(" (paging stopped at spec.query.maxPages before the end of the window)");
+        }
+        return if timed_out {
+            WaitVerdict {
+                phase: WaitPhase::TimedOut,
+                task: None,
+                message: format!("timed out: {message}"),
+            }
+        } else {
+            WaitVerdict {
+                phase: WaitPhase::Pending,
+                task: None,
+                message,
+            }
+        };
+    };
+    let status = task.status.as_deref().unwrap_or("");
+    let shown = if status.is_empty() { "(none)" } else { status };
+    let id = task.id.as_deref().unwrap_or("?");
+    let (phase, message) = if wait.success_statuses.iter().any(|s| s == status) {
+        (
+            WaitPhase::Succeeded,
+            format!("task {id} ({}) reached {shown}", wait.target),
+        )
+    } else if wait.failure_statuses.iter().any(|s| s == status) {
+        let code = task
+            .error_code
+            .as_deref()
+            .map(|code| format!(", error_code {code}"))
+            .unwrap_or_default();
+        (
+            WaitPhase::Failed,
+            format!("task {id} ({}) ended {shown}{code}", wait.target),
+        )
+    } else if timed_out {
+        (
+            WaitPhase::TimedOut,
+            format!("timed out: task {id} ({}) is still {shown}", wait.target),
+        )
+    } else {
+        (
+            WaitPhase::Pending,
+            format!("task {id} ({}) is {shown}", wait.target),
+        )
+    };
+    WaitVerdict {
+        phase,
+        task: Some(latest_task(task)),
+        message,
+    }
+}
+
+fn latest_task(task: &CenterTask) -> LatestTask {
+    LatestTask {
+        name: task.name.clone().unwrap_or_default(),
+        id: task.id.clone(),
+        job_id: task.job_id.clone(),
+        status: task.status.clone(),
+        created_at: task.created_at.as_ref().map(|t| t.raw.clone()),
+        updated_at: task.updated_at.as_ref().map(|t| t.raw.clone()),
+    }
+}
+
+/// At most `max_tasks` tasks within [`TASKS_BYTE_BUDGET`]; returns them and how many were left out.
+fn bounded_tasks(matched: &[&CenterTask], max_tasks: usize) -> (Vec<TaskStatus>, usize) {
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    for task in matched.iter().take(max_tasks) {
+        let status = task_status(task);
+        let size = serde_json::to_vec(&status).map_or(0, |v| v.len());
+        if bytes + size > TASKS_BYTE_BUDGET {
+            break;
+        }
+        bytes += size;
+        kept.push(status);
+    }
+    let omitted = matched.len() - kept.len();
+    (kept, omitted)
+}
+
+fn task_status(task: &CenterTask) -> TaskStatus {
+    let short = |value: &Option<String>| value.as_deref().map(|v| truncate(v, MAX_FIELD_CHARS));
+    TaskStatus {
+        id: short(&task.id),
+        name: short(&task.name),
+        job_id: short(&task.job_id),
+        status: short(&task.status),
+        created_at: task
+            .created_at
+            .as_ref()
+            .map(|t| truncate(&t.raw, MAX_FIELD_CHARS)),
+        updated_at: task
+            .updated_at
+            .as_ref()
+            .map(|t| truncate(&t.raw, MAX_FIELD_CHARS)),
+        user_name: short(&task.user_name),
+        user_id: short(&task.user_id),
+        params: task
+            .params
+            .as_deref()
+            .map(|v| truncate(v, MAX_PARAMS_CHARS)),
+        error_code: short(&task.error_code),
+        enable_show: task.enable_show,
+        details: task.details.as_ref().map(details_status),
+    }
+}
+
+fn details_status(details: &TaskDetails) -> TaskDetailsStatus {
+    let short = |value: &Option<String>| value.as_deref().map(|v| truncate(v, MAX_FIELD_CHARS));
+    TaskDetailsStatus {
+        old_capacity: short(&details.old_capacity),
+        new_capacity: short(&details.new_capacity),
+        enable_public_ip: details.enable_public_ip,
+        public_ip_id: short(&details.public_ip_id),
+        public_ip_address: short(&details.public_ip_address),
+        enable_ssl: details.enable_ssl,
+        old_cache_mode: short(&details.old_cache_mode),
+        new_cache_mode: short(&details.new_cache_mode),
+        old_resource_spec_code: short(&details.old_resource_spec_code),
+        new_resource_spec_code: short(&details.new_resource_spec_code),
+        old_replica_num: details.old_replica_num,
+        new_replica_num: details.new_replica_num,
+        old_cache_type: short(&details.old_cache_type),
+        new_cache_type: short(&details.new_cache_type),
+        replica_ip: short(&details.replica_ip),
+        replica_az: short(&details.replica_az),
+        group_name: short(&details.group_name),
+        old_port: details.old_port,
+        new_port: details.new_port,
+        is_only_adjust_charging: details.is_only_adjust_charging,
+        account_name: short(&details.account_name),
+        source_ip: short(&details.source_ip),
+        target_ip: short(&details.target_ip),
+        node_name: short(&details.node_name),
+        rename_commands: details
+            .rename_commands
+            .iter()
+            .take(MAX_RENAME_COMMANDS)
+            .map(|c| truncate(c, MAX_FIELD_CHARS))
+            .collect(),
+        updated_config_length: details.updated_config_length,
+    }
+}
+
+/// Cuts `text` to `max` characters, marking the cut.
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}…[truncated]", &text[..cut]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dcs::TaskTime;
+    use crate::query::plan::{PlanContext, plan};
+    use chrono::TimeZone;
+
+    fn at(m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 12, m, s).unwrap()
+    }
+
+    fn task(id: &str, name: &str, status: &str, created: Option<DateTime<Utc>>) -> CenterTask {
+        CenterTask {
+            id: Some(id.into()),
+            name: Some(name.into()),
+            status: Some(status.into()),
+            job_id: Some(format!("job-{id}")),
+            created_at: created
+                .map(|t| TaskTime::new(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))),
+            ..CenterTask::default()
+        }
+    }
+
+    fn listing(tasks: Vec<CenterTask>) -> TaskListing {
+        TaskListing {
+            task_count: Some(tasks.len() as u64),
+            tasks,
+            pages: 1,
+            complete: true,
+        }
+    }
+
+    fn planned(extra: serde_json::Value, context: PlanContext) -> QueryPlan {
+        let mut spec = serde_json::json!({"region": "cn-north-4"});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        plan(&serde_json::from_value(spec).unwrap(), &context).unwrap()
+    }
+
+    fn ids(evaluation: &Evaluation) -> Vec<&str> {
+        evaluation
+            .tasks
+            .iter()
+            .map(|t| t.id.as_deref().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn newest_first_with_ties_by_id_and_timeless_tasks_last() {
+        let p = planned(serde_json::json!({}), PlanContext::starting_at(at(30, 0)));
+        let e = evaluate(
+            &p,
+            &listing(vec![
+                task("a", "EXTEND", "SUCCESS", Some(at(1, 0))),
+                task("x", "EXTEND", "SUCCESS", None),
+                task("b", "EXTEND", "SUCCESS", Some(at(5, 0))),
+                task("c", "EXTEND", "SUCCESS", Some(at(5, 0))),
+            ]),
+            at(30, 0),
+        );
+        assert_eq!(ids(&e), vec!["c", "b", "a", "x"]);
+        assert_eq!(e.latest.len(), 1);
+        assert_eq!(e.latest[0].id.as_deref(), Some("c"));
+        assert!(!e.active);
+    }
+
+    #[test]
+    fn filter_and_bound() {
+        let p = planned(
+            serde_json::json!({"filter": {"names": ["EXTEND", "BindEip"], "statuses": ["SUCCESS"]}, "maxTasks": 1}),
+            PlanContext::starting_at(at(30, 0)),
+        );
+        let e = evaluate(
+            &p,
+            &listing(vec![
+                task("a", "EXTEND", "SUCCESS", Some(at(1, 0))),
+                task("b", "BindEip", "SUCCESS", Some(at(2, 0))),
+                task("c", "EXTEND", "FAILED", Some(at(3, 0))),
+                task("d", "modify", "SUCCESS", Some(at(4, 0))),
+            ]),
+            at(30, 0),
+        );
+        assert_eq!(e.matched_count, 2);
+        assert_eq!(ids(&e), vec!["b"]);
+        assert_eq!(e.omitted_tasks, 1);
+        let names: Vec<&str> = e.latest.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, vec!["BindEip", "EXTEND"]);
+    }
+
+    #[test]
+    fn unknown_statuses_are_never_terminal() {
+        let p = planned(
+            serde_json::json!({"waitFor": {"jobId": "job-a"}}),
+            PlanContext::starting_at(at(0, 0)),
+        );
+        let e = evaluate(
+            &p,
+            &listing(vec![task("a", "EXTEND", "PAUSED_BY_OPS", Some(at(1, 0)))]),
+            at(2, 0),
+        );
+        let wait = e.wait.unwrap();
+        assert_eq!(wait.phase, WaitPhase::Pending);
+        assert!(wait.message.contains("PAUSED_BY_OPS"), "{}", wait.message);
+        assert!(e.active);
+    }
+
+    #[test]
+    fn job_id_wait_follows_the_newest_task_with_that_id() {
+        let p = planned(
+            serde_json::json!({"waitFor": {"jobId": "J"}}),
+            PlanContext::starting_at(at(0, 0)),
+        );
+        let mut old = task("old", "masterStandbySwapJob", "FAILED", Some(at(1, 0)));
+        let mut new = task("new", "masterStandbySwapJob", "SUCCESS", Some(at(2, 0)));
+        old.job_id = Some("J".into());
+        new.job_id = Some("J".into());
+        let e = evaluate(&p, &listing(vec![old, new]), at(3, 0));
+        let wait = e.wait.unwrap();
+        assert_eq!(wait.phase, WaitPhase::Succeeded);
+        assert_eq!(wait.task.unwrap().id.as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn name_wait_ignores_old_tasks_and_tasks_without_created_at() {
+        let context = PlanContext::starting_at(at(10, 0));
+        let p = planned(
+            serde_json::json!({"waitFor": {"name": "masterStandbySwapJob", "lookback": "2m"}}),
+            context,
+        );
+        // An old success (before createdAfter = 12:08) and one with no created_at do not count.
+        let tasks = vec![
+            task("old", "masterStandbySwapJob", "SUCCESS", Some(at(7, 59))),
+            task("none", "masterStandbySwapJob", "SUCCESS", None),
+        ];
+        let e = evaluate(&p, &listing(tasks.clone()), at(10, 5));
+        assert_eq!(e.wait.as_ref().unwrap().phase, WaitPhase::Pending);
+        assert!(e.active, "a pending wait polls fast");
+
+        let mut with_new = tasks;
+        with_new.push(task(
+            "new",
+            "masterStandbySwapJob",
+            "EXECUTING",
+            Some(at(9, 0)),
+        ));
+        let e = evaluate(&p, &listing(with_new.clone()), at(10, 5));
+        assert_eq!(e.wait.as_ref().unwrap().phase, WaitPhase::Pending);
+
+        with_new.last_mut().unwrap().status = Some("FAILED".into());
+        with_new.last_mut().unwrap().error_code = Some("DCS.5094".into());
+        let e = evaluate(&p, &listing(with_new), at(10, 10));
+        let wait = e.wait.unwrap();
+        assert_eq!(wait.phase, WaitPhase::Failed);
+        assert!(wait.message.contains("DCS.5094"), "{}", wait.message);
+    }
+
+    #[test]
+    fn timeout_applies_to_missing_and_running_tasks_but_not_finished_ones() {
+        let p = planned(
+            serde_json::json!({"waitFor": {"jobId": "job-a", "timeout": "5m"}}),
+            PlanContext::starting_at(at(0, 0)),
+        );
+        let before = evaluate(&p, &listing(vec![]), at(4, 59));
+        assert_eq!(before.wait.unwrap().phase, WaitPhase::Pending);
+        let missing = evaluate(&p, &listing(vec![]), at(5, 0));
+        assert_eq!(missing.wait.unwrap().phase, WaitPhase::TimedOut);
+        let running = evaluate(
+            &p,
+            &listing(vec![task("a", "EXTEND", "EXECUTING", Some(at(1, 0)))]),
+            at(6, 0),
+        );
+        assert_eq!(running.wait.unwrap().phase, WaitPhase::TimedOut);
+        let done = evaluate(
+            &p,
+            &listing(vec![task("a", "EXTEND", "SUCCESS", Some(at(1, 0)))]),
+            at(6, 0),
+        );
+        assert_eq!(done.wait.unwrap().phase, WaitPhase::Succeeded);
+    }
+
+    #[test]
+    fn incomplete_listing_is_reported() {
+        let p = planned(
+            serde_json::json!({"waitFor": {"jobId": "nope"}}),
+            PlanContext::starting_at(at(0, 0)),
+        );
+        let mut l = listing(vec![]);
+        l.complete = false;
+        let e = evaluate(&p, &l, at(1, 0));
+        assert!(e.incomplete);
+        assert!(e.wait.unwrap().message.contains("maxPages"));
+    }
+
+    #[test]
+    fn status_stays_small_with_200_large_tasks() {
+        let p = planned(
+            serde_json::json!({"maxTasks": 200}),
+            PlanContext::starting_at(at(0, 0)),
+        );
+        let big = "x".repeat(50_000);
+        let tasks: Vec<CenterTask> = (0..300)
+            .map(|i| {
+                let mut t = task(&format!("{i:04}"), "EXTEND", "SUCCESS", Some(at(0, 0)));
+                t.params = Some(big.clone());
+                t.details = Some(TaskDetails {
+                    rename_commands: vec![big.clone(); 500],
+                    node_name: Some(big.clone()),
+                    ..TaskDetails::default()
+                });
+                t
+            })
+            .collect();
+        let e = evaluate(&p, &listing(tasks), at(1, 0));
+        let bytes = serde_json::to_vec(&e.tasks).unwrap().len();
+        assert!(bytes <= TASKS_BYTE_BUDGET, "{bytes}");
+        assert!(!e.tasks.is_empty());
+        assert_eq!(e.matched_count, 300);
+        assert_eq!(e.omitted_tasks, 300 - e.tasks.len());
+        assert!(
+            e.tasks[0]
+                .params
+                .as_deref()
+                .unwrap()
+                .ends_with("…[truncated]")
+        );
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "hé…[truncated]");
+        assert_eq!(truncate("hi", 2), "hi");
+    }
+}

@@ -1,0 +1,14 @@
+//! The meaning of a `DcsTaskQuery`, as pure functions over plain data: validate the spec, plan
+//! the request, judge the answer, and shape the status. The CLI and the controller both call
+//! these, so a query means the same thing everywhere. No I/O, no clock reads: "now" is passed in.
+
+pub mod evaluate;
+pub mod plan;
+pub mod report;
+pub mod schedule;
+pub mod validate;
+
+pub use evaluate::{Evaluation, WaitVerdict, evaluate};
+pub use plan::{PlanContext, QueryPlan, WaitPlan, WaitTarget, plan};
+pub use report::{PollOutcome, StatusContext, build_status, initial_status, wait_started_at};
+pub use validate::{FieldError, SpecErrors, validate};

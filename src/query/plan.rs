@@ -1,0 +1,261 @@
+//! Spec + now -> what to ask the API and what to look for in the answer.
+
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+
+use super::validate::{SpecErrors, validate};
+use crate::api::{DcsTaskQuerySpec, TaskFilter};
+use crate::dcs::{MAX_LIMIT, PageRequest, Paging, QueryTime};
+
+/// `since` windows start on a whole minute, so objects with equal queries polled a few seconds
+/// apart still ask the same question and can share one upstream call.
+pub const SINCE_ALIGNMENT: TimeDelta = TimeDelta::minutes(1);
+
+/// The times planning depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanContext {
+    pub now: DateTime<Utc>,
+    /// The object's creation time (the CLI: the command's start). `waitFor.createdAfter`
+    /// defaults to this minus `lookback`.
+    pub created_at: DateTime<Utc>,
+    /// When this generation's wait started; `waitFor.timeout` counts from here.
+    pub wait_started_at: DateTime<Utc>,
+}
+
+impl PlanContext {
+    /// All three times equal: a fresh start (the CLI, a new object).
+    pub fn starting_at(now: DateTime<Utc>) -> Self {
+        Self {
+            now,
+            created_at: now,
+            wait_started_at: now,
+        }
+    }
+}
+
+/// A query ready to run and to judge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryPlan {
+    pub page: PageRequest,
+    pub paging: Paging,
+    pub filter: TaskFilter,
+    pub max_tasks: usize,
+    pub wait: Option<WaitPlan>,
+    pub interval: Duration,
+    pub active_interval: Duration,
+}
+
+/// How to find the awaited task and judge it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitPlan {
+    pub target: WaitTarget,
+    pub success_statuses: Vec<String>,
+    pub failure_statuses: Vec<String>,
+    pub started_at: DateTime<Utc>,
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+/// The awaited task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitTarget {
+    /// Exact job id; when it appears more than once the newest task wins.
+    JobId(String),
+    /// The newest task of this name created at or after `created_after`.
+    Name {
+        name: String,
+        created_after: DateTime<Utc>,
+    },
+}
+
+impl std::fmt::Display for WaitTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitTarget::JobId(job) => write!(f, "job {job}"),
+            WaitTarget::Name {
+                name,
+                created_after,
+            } => write!(
+                f,
+                "the newest {name} task created after {}",
+                created_after.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        }
+    }
+}
+
+/// Validates `spec` and plans the request for the moment in `context`.
+pub fn plan(spec: &DcsTaskQuerySpec, context: &PlanContext) -> Result<QueryPlan, SpecErrors> {
+    let valid = validate(spec)?;
+    let query = &spec.query;
+    let paging = if query.all_pages {
+        Paging::All {
+            max_pages: u32::try_from(query.max_pages).unwrap_or(1),
+        }
+    } else {
+        Paging::Single
+    };
+    let limit = match (query.limit, paging) {
+        (Some(limit), _) => u32::try_from(limit).ok(),
+        (None, Paging::All { .. }) => Some(MAX_LIMIT),
+        (None, Paging::Single) => None,
+    };
+    let start_time = match valid.since {
+        Some(since) => {
+            let start = context.now - to_delta(since);
+            let aligned = start.duration_trunc(SINCE_ALIGNMENT).unwrap_or(start);
+            Some(QueryTime::from_datetime(aligned))
+        }
+        None => valid.start_time,
+    };
+    let wait = spec.wait_for.as_ref().map(|wait| {
+        let target = match (&wait.job_id, &wait.name) {
+            (Some(job), _) => WaitTarget::JobId(job.clone()),
+            (None, name) => WaitTarget::Name {
+                name: name.clone().unwrap_or_default(),
+                created_after: wait.created_after.as_ref().map_or_else(
+                    || context.created_at - to_delta(valid.lookback.unwrap_or_default()),
+                    crate::api::time::to_chrono,
+                ),
+            },
+        };
+        WaitPlan {
+            target,
+            success_statuses: wait.success_statuses.clone(),
+            failure_statuses: wait.failure_statuses.clone(),
+            started_at: context.wait_started_at,
+            deadline: valid
+                .timeout
+                .map(|timeout| context.wait_started_at + to_delta(timeout)),
+        }
+    });
+    Ok(QueryPlan {
+        page: PageRequest {
+            offset: u32::try_from(query.offset).unwrap_or(0),
+            limit,
+            start_time,
+            end_time: valid.end_time,
+        },
+        paging,
+        filter: spec.filter.clone(),
+        max_tasks: usize::try_from(spec.max_tasks).unwrap_or(0),
+        wait,
+        interval: valid.interval,
+        active_interval: valid.active_interval,
+    })
+}
+
+fn to_delta(duration: Duration) -> TimeDelta {
+    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn spec(value: serde_json::Value) -> DcsTaskQuerySpec {
+        let mut base = serde_json::json!({"region": "cn-north-4"});
+        base.as_object_mut()
+            .unwrap()
+            .extend(value.as_object().unwrap().clone());
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, h, m, s).unwrap()
+    }
+
+    #[test]
+    fn all_pages_by_default_with_the_largest_page() {
+        let plan = plan(
+            &spec(serde_json::json!({})),
+            &PlanContext::starting_at(at(12, 0, 0)),
+        )
+        .unwrap();
+        assert_eq!(plan.paging, Paging::All { max_pages: 10 });
+        assert_eq!(plan.page.limit, Some(1000));
+        assert_eq!(plan.page.offset, 0);
+        assert_eq!(plan.page.start_time, None);
+        assert_eq!(plan.max_tasks, 20);
+        assert_eq!(plan.wait, None);
+    }
+
+    #[test]
+    fn single_page_keeps_the_api_semantics() {
+        let single = plan(
+            &spec(serde_json::json!({"query": {"allPages": false, "offset": 3}})),
+            &PlanContext::starting_at(at(12, 0, 0)),
+        )
+        .unwrap();
+        assert_eq!(single.paging, Paging::Single);
+        assert_eq!(single.page.limit, None);
+        assert_eq!(single.page.offset, 3);
+    }
+
+    #[test]
+    fn since_is_evaluated_at_each_poll_and_aligned_to_the_minute() {
+        let s = spec(serde_json::json!({"query": {"since": "24h", "endTime": "20261231000000"}}));
+        let first = plan(&s, &PlanContext::starting_at(at(12, 0, 5))).unwrap();
+        let second = plan(&s, &PlanContext::starting_at(at(12, 0, 50))).unwrap();
+        let later = plan(&s, &PlanContext::starting_at(at(12, 5, 0))).unwrap();
+        assert_eq!(first.page.start_time.unwrap().to_param(), "20261126120000");
+        assert_eq!(first.page, second.page);
+        assert_eq!(later.page.start_time.unwrap().to_param(), "20261126120500");
+        assert_eq!(first.page.end_time.unwrap().to_param(), "20261231000000");
+    }
+
+    #[test]
+    fn wait_by_name_defaults_to_creation_minus_lookback() {
+        let s = spec(
+            serde_json::json!({"waitFor": {"name": "masterStandbySwapJob", "timeout": "10m"}}),
+        );
+        let context = PlanContext {
+            now: at(12, 30, 0),
+            created_at: at(12, 0, 0),
+            wait_started_at: at(12, 10, 0),
+        };
+        let wait = plan(&s, &context).unwrap().wait.unwrap();
+        assert_eq!(
+            wait.target,
+            WaitTarget::Name {
+                name: "masterStandbySwapJob".into(),
+                created_after: at(11, 55, 0)
+            }
+        );
+        assert_eq!(wait.deadline, Some(at(12, 20, 0)));
+        assert_eq!(wait.success_statuses, vec!["SUCCESS"]);
+        assert_eq!(wait.failure_statuses, vec!["FAILED", "FAIL", "CANCELLED"]);
+    }
+
+    #[test]
+    fn explicit_created_after_and_job_id() {
+        let s = spec(
+            serde_json::json!({"waitFor": {"name": "EXTEND", "createdAfter": "2026-11-27T08:00:00Z"}}),
+        );
+        let wait = plan(&s, &PlanContext::starting_at(at(12, 0, 0)))
+            .unwrap()
+            .wait
+            .unwrap();
+        assert_eq!(
+            wait.target,
+            WaitTarget::Name {
+                name: "EXTEND".into(),
+                created_after: at(8, 0, 0)
+            }
+        );
+        assert_eq!(wait.deadline, None);
+        let s = spec(serde_json::json!({"waitFor": {"jobId": "ff80"}}));
+        let wait = plan(&s, &PlanContext::starting_at(at(12, 0, 0)))
+            .unwrap()
+            .wait
+            .unwrap();
+        assert_eq!(wait.target, WaitTarget::JobId("ff80".into()));
+    }
+
+    #[test]
+    fn invalid_specs_do_not_plan() {
+        let s = spec(serde_json::json!({"query": {"limit": 0}}));
+        assert!(plan(&s, &PlanContext::starting_at(at(12, 0, 0))).is_err());
+    }
+}

@@ -1,0 +1,477 @@
+//! Poll outcome -> `DcsTaskQueryStatus`, conditions included.
+//!
+//! The CLI prints exactly what the controller writes because both build it here. Conditions
+//! follow kstatus: `Reconciling` while a wait is pending or a retry is under way, `Stalled`
+//! when a human must act (bad spec, missing credentials, refused credentials, failed task),
+//! `Ready` once the answer is known; plus `Complete`/`Failed` for `kubectl wait`.
+
+use chrono::{DateTime, Utc};
+
+use super::evaluate::Evaluation;
+use super::validate::SpecErrors;
+use crate::api::conditions::{
+    self, COMPLETE, ConditionStatus, DesiredCondition, FAILED, READY, RECONCILING, STALLED,
+};
+use crate::api::time::{from_chrono, to_chrono};
+use crate::api::{DcsTaskQueryStatus, LastError, WaitForStatus, WaitPhase};
+use crate::dcs::DcsError;
+
+/// Condition reasons, CamelCase as Kubernetes expects.
+pub mod reason {
+    pub const SYNCED: &str = "Synced";
+    pub const WAIT_PENDING: &str = "WaitPending";
+    pub const TASK_SUCCEEDED: &str = "TaskSucceeded";
+    pub const TASK_FAILED: &str = "TaskFailed";
+    pub const TIMED_OUT: &str = "TimedOut";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const CREDENTIALS_UNAVAILABLE: &str = "CredentialsUnavailable";
+    pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
+    pub const ENDPOINT_NOT_ALLOWED: &str = "EndpointNotAllowed";
+    pub const UPSTREAM_ERROR: &str = "UpstreamError";
+    pub const SUSPENDED: &str = "Suspended";
+    pub const PROGRESSING: &str = "Progressing";
+}
+
+/// What happened at this poll.
+#[derive(Debug, Clone, Copy)]
+pub enum PollOutcome<'a> {
+    /// The task center answered; here is what it means.
+    Fetched(&'a Evaluation),
+    /// The task center (or the way to it) failed.
+    FetchFailed(&'a DcsError),
+    /// The spec breaks a rule; no call was made.
+    InvalidSpec(&'a SpecErrors),
+    /// Credentials could not be assembled (missing Secret or key); no call was made.
+    CredentialsUnavailable(&'a str),
+    /// The endpoint is not on the operator's allow-list; no call was made.
+    EndpointNotAllowed(&'a str),
+    /// `spec.suspend` is set; nothing was polled.
+    Suspended,
+}
+
+/// Everything the status depends on besides the outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusContext<'a> {
+    pub previous: Option<&'a DcsTaskQueryStatus>,
+    pub generation: Option<i64>,
+    pub has_wait: bool,
+    pub wait_started_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+/// When the current generation's wait started: kept from the previous status when it describes
+/// the same generation, otherwise now (a new object, or a spec change restarts the wait).
+pub fn wait_started_at(
+    previous: Option<&DcsTaskQueryStatus>,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    previous
+        .filter(|status| status.observed_generation == generation)
+        .and_then(|status| status.wait_for.as_ref())
+        .and_then(|wait| wait.started_at.as_ref())
+        .map(to_chrono)
+        .unwrap_or(now)
+}
+
+/// Builds the status for `outcome`, keeping what was known before where this poll adds nothing.
+pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> DcsTaskQueryStatus {
+    let now = from_chrono(context.now);
+    let same_generation = context
+        .previous
+        .is_some_and(|p| p.observed_generation == context.generation);
+    let mut status = context.previous.cloned().unwrap_or_default();
+    if !same_generation {
+        // A verdict about an older spec must not be read as an answer about this one.
+        status.wait_for = None;
+    }
+    status.observed_generation = context.generation;
+
+    let desired = match outcome {
+        PollOutcome::Fetched(evaluation) => {
+            status.task_count = evaluation.task_count.and_then(|n| i64::try_from(n).ok());
+            status.matched_count = i64::try_from(evaluation.matched_count).ok();
+            status.tasks = evaluation.tasks.clone();
+            status.latest = evaluation.latest.clone();
+            status.last_sync_time = Some(now.clone());
+            status.last_error = None;
+            status.wait_for = evaluation.wait.as_ref().map(|verdict| WaitForStatus {
+                phase: verdict.phase,
+                task_id: verdict.task.as_ref().and_then(|t| t.id.clone()),
+                job_id: verdict.task.as_ref().and_then(|t| t.job_id.clone()),
+                status: verdict.task.as_ref().and_then(|t| t.status.clone()),
+                started_at: Some(from_chrono(context.wait_started_at)),
+                message: Some(verdict.message.clone()),
+            });
+            fetched_conditions(evaluation)
+        }
+        PollOutcome::FetchFailed(error) => {
+            let api = error.api_error();
+            status.last_error = Some(LastError {
+                http_status: api.map(|a| i32::from(a.http_status)),
+                error_code: api.and_then(|a| a.error_code.clone()),
+                error_msg: api.and_then(|a| a.error_msg.clone()),
+                message: error.to_string(),
+                time: now.clone(),
+            });
+            if error.is_auth_failure() {
+                stalled(
+                    context.has_wait,
+                    reason::AUTHENTICATION_FAILED,
+                    error.to_string(),
+                )
+            } else {
+                retrying(context.has_wait, error.to_string())
+            }
+        }
+        PollOutcome::InvalidSpec(errors) => {
+            stalled(context.has_wait, reason::INVALID_SPEC, errors.to_string())
+        }
+        PollOutcome::CredentialsUnavailable(message) => {
+            stalled(context.has_wait, reason::CREDENTIALS_UNAVAILABLE, message)
+        }
+        PollOutcome::EndpointNotAllowed(message) => {
+            stalled(context.has_wait, reason::ENDPOINT_NOT_ALLOWED, message)
+        }
+        PollOutcome::Suspended => {
+            let message = "spec.suspend is true: not polling";
+            let mut list = vec![
+                DesiredCondition::new(READY, ConditionStatus::Unknown, reason::SUSPENDED, message),
+                DesiredCondition::new(RECONCILING, false, reason::SUSPENDED, message),
+                DesiredCondition::new(STALLED, false, reason::SUSPENDED, message),
+            ];
+            if context.has_wait {
+                list.extend(wait_conditions(
+                    ConditionStatus::Unknown,
+                    ConditionStatus::Unknown,
+                    reason::SUSPENDED,
+                    message,
+                ));
+            }
+            list
+        }
+    };
+    status.conditions = conditions::merge(&status.conditions, &desired, context.generation, &now);
+    status
+}
+
+fn fetched_conditions(evaluation: &Evaluation) -> Vec<DesiredCondition> {
+    let Some(verdict) = &evaluation.wait else {
+        let message = format!(
+            "{} of {} tasks matched{}",
+            evaluation.matched_count,
+            evaluation
+                .task_count
+                .map_or_else(|| "?".to_string(), |n| n.to_string()),
+            if evaluation.incomplete {
+                " (paging stopped at spec.query.maxPages)"
+            } else {
+                ""
+            }
+        );
+        return vec![
+            DesiredCondition::new(READY, true, reason::SYNCED, message.clone()),
+            DesiredCondition::new(RECONCILING, false, reason::SYNCED, message.clone()),
+            DesiredCondition::new(STALLED, false, reason::SYNCED, message),
+        ];
+    };
+    let message = verdict.message.clone();
+    let (reason, ready, reconciling, stalled, complete, failed) = match verdict.phase {
+        WaitPhase::Pending => (reason::WAIT_PENDING, false, true, false, false, false),
+        WaitPhase::Succeeded => (reason::TASK_SUCCEEDED, true, false, false, true, false),
+        WaitPhase::Failed => (reason::TASK_FAILED, false, false, true, false, true),
+        WaitPhase::TimedOut => (reason::TIMED_OUT, false, false, true, false, true),
+    };
+    let mut list = vec![
+        DesiredCondition::new(READY, ready, reason, message.clone()),
+        DesiredCondition::new(RECONCILING, reconciling, reason, message.clone()),
+        DesiredCondition::new(STALLED, stalled, reason, message.clone()),
+    ];
+    list.extend(wait_conditions(
+        complete.into(),
+        failed.into(),
+        reason,
+        &message,
+    ));
+    list
+}
+
+/// A human must act: `Stalled=True`, `Ready=False`; a wait can be neither complete nor failed.
+fn stalled(has_wait: bool, reason: &str, message: impl Into<String>) -> Vec<DesiredCondition> {
+    let message = message.into();
+    let mut list = vec![
+        DesiredCondition::new(READY, false, reason, message.clone()),
+        DesiredCondition::new(RECONCILING, false, reason, message.clone()),
+        DesiredCondition::new(STALLED, true, reason, message.clone()),
+    ];
+    if has_wait {
+        list.extend(wait_conditions(
+            ConditionStatus::Unknown,
+            ConditionStatus::Unknown,
+            reason,
+            &message,
+        ));
+    }
+    list
+}
+
+/// A transient failure being retried: `Reconciling=True`; the previous results stay.
+fn retrying(has_wait: bool, message: String) -> Vec<DesiredCondition> {
+    let reason = reason::UPSTREAM_ERROR;
+    let mut list = vec![
+        DesiredCondition::new(READY, false, reason, message.clone()),
+        DesiredCondition::new(RECONCILING, true, reason, message.clone()),
+        DesiredCondition::new(STALLED, false, reason, message.clone()),
+    ];
+    if has_wait {
+        list.extend(wait_conditions(
+            ConditionStatus::Unknown,
+            ConditionStatus::Unknown,
+            reason,
+            &message,
+        ));
+    }
+    list
+}
+
+fn wait_conditions(
+    complete: ConditionStatus,
+    failed: ConditionStatus,
+    reason: &str,
+    message: &str,
+) -> [DesiredCondition; 2] {
+    [
+        DesiredCondition::new(COMPLETE, complete, reason, message),
+        DesiredCondition::new(FAILED, failed, reason, message),
+    ]
+}
+
+/// The status a new object gets before its first poll, so it is never mistaken for healthy.
+pub fn initial_status(context: &StatusContext<'_>) -> DcsTaskQueryStatus {
+    let now = from_chrono(context.now);
+    let message = "first poll of the DCS task center in progress";
+    let mut desired = vec![
+        DesiredCondition::new(
+            READY,
+            ConditionStatus::Unknown,
+            reason::PROGRESSING,
+            message,
+        ),
+        DesiredCondition::new(RECONCILING, true, reason::PROGRESSING, message),
+        DesiredCondition::new(STALLED, false, reason::PROGRESSING, message),
+    ];
+    if context.has_wait {
+        desired.extend(wait_conditions(
+            ConditionStatus::Unknown,
+            ConditionStatus::Unknown,
+            reason::PROGRESSING,
+            message,
+        ));
+    }
+    DcsTaskQueryStatus {
+        observed_generation: context.generation,
+        conditions: conditions::merge(&[], &desired, context.generation, &now),
+        ..DcsTaskQueryStatus::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::LatestTask;
+    use crate::api::conditions::find;
+    use crate::dcs::{ApiError, DcsError};
+    use crate::query::evaluate::WaitVerdict;
+    use chrono::TimeZone;
+
+    fn at(s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, s).unwrap()
+    }
+
+    fn context(
+        previous: Option<&DcsTaskQueryStatus>,
+        generation: i64,
+        now: u32,
+    ) -> StatusContext<'_> {
+        StatusContext {
+            previous,
+            generation: Some(generation),
+            has_wait: true,
+            wait_started_at: at(0),
+            now: at(now),
+        }
+    }
+
+    fn evaluation(phase: WaitPhase) -> Evaluation {
+        Evaluation {
+            task_count: Some(1),
+            matched_count: 1,
+            tasks: vec![],
+            latest: vec![],
+            wait: Some(WaitVerdict {
+                phase,
+                task: Some(LatestTask {
+                    name: "masterStandbySwapJob".into(),
+                    id: Some("t1".into()),
+                    job_id: Some("j1".into()),
+                    status: Some("SUCCESS".into()),
+                    created_at: None,
+                    updated_at: None,
+                }),
+                message: "m".into(),
+            }),
+            active: !phase.is_resolved(),
+            omitted_tasks: 0,
+            incomplete: false,
+        }
+    }
+
+    fn status_of(status: &DcsTaskQueryStatus, type_: &str) -> String {
+        find(&status.conditions, type_).unwrap().status.clone()
+    }
+
+    #[test]
+    fn pending_then_complete() {
+        let pending = build_status(
+            &context(None, 1, 1),
+            PollOutcome::Fetched(&evaluation(WaitPhase::Pending)),
+        );
+        assert_eq!(status_of(&pending, READY), "False");
+        assert_eq!(status_of(&pending, RECONCILING), "True");
+        assert_eq!(status_of(&pending, COMPLETE), "False");
+        assert_eq!(pending.wait_for.as_ref().unwrap().phase, WaitPhase::Pending);
+
+        let done = build_status(
+            &context(Some(&pending), 1, 9),
+            PollOutcome::Fetched(&evaluation(WaitPhase::Succeeded)),
+        );
+        assert_eq!(status_of(&done, READY), "True");
+        assert_eq!(status_of(&done, COMPLETE), "True");
+        assert_eq!(status_of(&done, RECONCILING), "False");
+        assert_eq!(status_of(&done, FAILED), "False");
+        let failed = find(&done.conditions, FAILED).unwrap();
+        assert_eq!(
+            failed.last_transition_time,
+            from_chrono(at(1)),
+            "Failed stayed False"
+        );
+        assert!(
+            done.conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(1))
+        );
+    }
+
+    #[test]
+    fn failure_and_timeout_stall() {
+        for (phase, why) in [
+            (WaitPhase::Failed, reason::TASK_FAILED),
+            (WaitPhase::TimedOut, reason::TIMED_OUT),
+        ] {
+            let s = build_status(
+                &context(None, 1, 1),
+                PollOutcome::Fetched(&evaluation(phase)),
+            );
+            assert_eq!(status_of(&s, FAILED), "True");
+            assert_eq!(status_of(&s, STALLED), "True");
+            assert_eq!(status_of(&s, READY), "False");
+            assert_eq!(find(&s.conditions, STALLED).unwrap().reason, why);
+        }
+    }
+
+    #[test]
+    fn errors_keep_the_last_good_results() {
+        let good = build_status(
+            &context(None, 1, 1),
+            PollOutcome::Fetched(&evaluation(WaitPhase::Pending)),
+        );
+        let error = DcsError::Api {
+            endpoint: "https://e".into(),
+            error: ApiError {
+                http_status: 429,
+                error_code: Some("APIG.0308".into()),
+                error_msg: Some("throttled".into()),
+                request_id: None,
+                retry_after: None,
+            },
+        };
+        let after = build_status(
+            &context(Some(&good), 1, 5),
+            PollOutcome::FetchFailed(&error),
+        );
+        assert_eq!(after.task_count, Some(1));
+        assert_eq!(after.last_sync_time, good.last_sync_time);
+        assert_eq!(after.wait_for, good.wait_for);
+        let last = after.last_error.as_ref().unwrap();
+        assert_eq!(last.http_status, Some(429));
+        assert_eq!(last.error_code.as_deref(), Some("APIG.0308"));
+        assert_eq!(status_of(&after, RECONCILING), "True");
+        assert_eq!(status_of(&after, STALLED), "False");
+
+        let recovered = build_status(
+            &context(Some(&after), 1, 9),
+            PollOutcome::Fetched(&evaluation(WaitPhase::Pending)),
+        );
+        assert_eq!(recovered.last_error, None);
+    }
+
+    #[test]
+    fn auth_failures_and_bad_specs_stall_with_the_message() {
+        let error = DcsError::Api {
+            endpoint: "https://e".into(),
+            error: ApiError {
+                http_status: 401,
+                error_code: Some("APIG.0301".into()),
+                error_msg: None,
+                request_id: None,
+                retry_after: None,
+            },
+        };
+        let s = build_status(&context(None, 1, 1), PollOutcome::FetchFailed(&error));
+        assert_eq!(
+            find(&s.conditions, STALLED).unwrap().reason,
+            reason::AUTHENTICATION_FAILED
+        );
+        assert_eq!(status_of(&s, COMPLETE), "Unknown");
+
+        let s = build_status(
+            &context(None, 1, 1),
+            PollOutcome::CredentialsUnavailable("Secret default/dcs not found"),
+        );
+        let stalled = find(&s.conditions, STALLED).unwrap();
+        assert_eq!(stalled.status, "True");
+        assert_eq!(stalled.message, "Secret default/dcs not found");
+    }
+
+    #[test]
+    fn a_spec_change_drops_the_old_verdict_and_restarts_the_wait_clock() {
+        let done = build_status(
+            &context(None, 1, 1),
+            PollOutcome::Fetched(&evaluation(WaitPhase::Succeeded)),
+        );
+        assert_eq!(wait_started_at(Some(&done), Some(1), at(30)), at(0));
+        assert_eq!(wait_started_at(Some(&done), Some(2), at(30)), at(30));
+        let errors = SpecErrors(vec![]);
+        let changed = build_status(
+            &context(Some(&done), 2, 3),
+            PollOutcome::InvalidSpec(&errors),
+        );
+        assert_eq!(changed.wait_for, None);
+        assert_eq!(changed.observed_generation, Some(2));
+        assert!(
+            changed
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(2))
+        );
+        assert_eq!(status_of(&changed, COMPLETE), "Unknown");
+    }
+
+    #[test]
+    fn initial_status_is_never_healthy() {
+        let s = initial_status(&context(None, 1, 0));
+        assert_eq!(status_of(&s, READY), "Unknown");
+        assert_eq!(status_of(&s, RECONCILING), "True");
+        assert_eq!(status_of(&s, COMPLETE), "Unknown");
+    }
+}

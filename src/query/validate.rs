@@ -1,0 +1,458 @@
+//! The spec rules, checked in code.
+//!
+//! The CRD schema enforces most of these at `kubectl apply` time, but not every server enforces
+//! every rule (CEL arrived in Kubernetes 1.25, the CLI reads plain files), and a rule skipped
+//! there must still produce a clear message here rather than a confusing API error later.
+//! Every error names the field (`spec.query.limit`) and the rule it broke.
+
+use std::fmt;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::api::{DcsTaskQuerySpec, patterns};
+use crate::dcs::QueryTime;
+use crate::duration;
+
+/// Minimum settled poll interval.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// Minimum active poll interval.
+pub const MIN_ACTIVE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// One broken rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path from the object root, e.g. `spec.query.limit`.
+    pub field: String,
+    /// What the rule requires and what was found.
+    pub rule: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.rule)
+    }
+}
+
+/// Every broken rule of a spec, in field order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SpecErrors(pub Vec<FieldError>);
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        write!(f, "invalid spec: {}", parts.join("; "))
+    }
+}
+
+struct Checker {
+    errors: Vec<FieldError>,
+}
+
+impl Checker {
+    fn fail(&mut self, field: &str, rule: impl Into<String>) {
+        self.errors.push(FieldError {
+            field: field.to_string(),
+            rule: rule.into(),
+        });
+    }
+
+    fn pattern(&mut self, field: &str, value: &str, pattern: &Regex, expected: &str) {
+        if !pattern.is_match(value) {
+            self.fail(field, format!("must be {expected} (got {value:?})"));
+        }
+    }
+
+    fn range(&mut self, field: &str, value: i64, min: i64, max: Option<i64>) {
+        let ok = value >= min && max.is_none_or(|max| value <= max);
+        if !ok {
+            let rule = match max {
+                Some(max) => format!("must be between {min} and {max} (got {value})"),
+                None => format!("must be at least {min} (got {value})"),
+            };
+            self.fail(field, rule);
+        }
+    }
+
+    fn duration(&mut self, field: &str, value: &str, min: Option<Duration>) -> Option<Duration> {
+        match duration::parse(value) {
+            Ok(parsed) => {
+                if let Some(min) = min.filter(|min| parsed < *min) {
+                    self.fail(
+                        field,
+                        format!("must be at least {} (got {value:?})", duration::format(min)),
+                    );
+                }
+                Some(parsed)
+            }
+            Err(error) => {
+                self.fail(field, error.to_string());
+                None
+            }
+        }
+    }
+
+    fn query_time(&mut self, field: &str, value: &str) -> Option<QueryTime> {
+        match QueryTime::parse(value) {
+            Ok(time) => Some(time),
+            Err(error) => {
+                self.fail(field, error.to_string());
+                None
+            }
+        }
+    }
+}
+
+fn compiled(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("the API patterns are valid regular expressions")
+}
+
+static REGION: LazyLock<Regex> = LazyLock::new(|| compiled(patterns::REGION));
+static PROJECT_ID: LazyLock<Regex> = LazyLock::new(|| compiled(patterns::PROJECT_ID));
+static ENDPOINT: LazyLock<Regex> = LazyLock::new(|| compiled(patterns::ENDPOINT));
+static SECRET_NAME: LazyLock<Regex> = LazyLock::new(|| compiled(patterns::SECRET_NAME));
+
+/// The parsed values validation produced, so planning does not parse twice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidSpec {
+    pub start_time: Option<QueryTime>,
+    pub end_time: Option<QueryTime>,
+    pub since: Option<Duration>,
+    pub interval: Duration,
+    pub active_interval: Duration,
+    pub lookback: Option<Duration>,
+    pub timeout: Option<Duration>,
+}
+
+/// Checks every rule of the spec; all broken rules are reported at once.
+pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
+    let mut check = Checker { errors: Vec::new() };
+
+    check.pattern(
+        "spec.region",
+        &spec.region,
+        &REGION,
+        "a Huawei Cloud region id such as cn-north-4",
+    );
+    if let Some(project) = &spec.project_id {
+        check.pattern(
+            "spec.projectId",
+            project,
+            &PROJECT_ID,
+            "1-64 letters, digits, '-' or '_'",
+        );
+    }
+    if let Some(endpoint) = &spec.endpoint {
+        check.pattern(
+            "spec.endpoint",
+            endpoint,
+            &ENDPOINT,
+            "an origin such as https://dcs.cn-north-4.myhuaweicloud.com (no path)",
+        );
+    }
+    if let Some(secret) = &spec.credentials_secret_ref {
+        check.pattern(
+            "spec.credentialsSecretRef.name",
+            &secret.name,
+            &SECRET_NAME,
+            "a Kubernetes object name",
+        );
+        if secret.name.len() > 253 {
+            check.fail(
+                "spec.credentialsSecretRef.name",
+                "must be at most 253 characters",
+            );
+        }
+    }
+
+    let query = &spec.query;
+    check.range("spec.query.maxPages", query.max_pages.into(), 1, Some(100));
+    check.range("spec.query.offset", query.offset.into(), 0, None);
+    if let Some(limit) = query.limit {
+        check.range("spec.query.limit", limit.into(), 1, Some(1000));
+    }
+    let start_time = query
+        .start_time
+        .as_deref()
+        .and_then(|value| check.query_time("spec.query.startTime", value));
+    let end_time = query
+        .end_time
+        .as_deref()
+        .and_then(|value| check.query_time("spec.query.endTime", value));
+    if let (Some(start), Some(end)) = (start_time, end_time)
+        && start > end
+    {
+        check.fail(
+            "spec.query.startTime",
+            format!(
+                "must not be after spec.query.endTime ({} > {})",
+                start.to_param(),
+                end.to_param()
+            ),
+        );
+    }
+    let since = query
+        .since
+        .as_deref()
+        .and_then(|value| check.duration("spec.query.since", value, None));
+    if query.since.is_some() && query.start_time.is_some() {
+        check.fail(
+            "spec.query.since",
+            "is mutually exclusive with spec.query.startTime: set one of them",
+        );
+    }
+
+    for (field, list, max) in [
+        ("spec.filter.names", &spec.filter.names, 64),
+        ("spec.filter.statuses", &spec.filter.statuses, 64),
+        ("spec.filter.jobIds", &spec.filter.job_ids, 256),
+    ] {
+        if list.len() > max {
+            check.fail(
+                field,
+                format!("must have at most {max} items (got {})", list.len()),
+            );
+        }
+    }
+
+    let interval = check
+        .duration("spec.interval", &spec.interval, Some(MIN_INTERVAL))
+        .unwrap_or(MIN_INTERVAL);
+    let active_interval = check
+        .duration(
+            "spec.activeInterval",
+            &spec.active_interval,
+            Some(MIN_ACTIVE_INTERVAL),
+        )
+        .unwrap_or(MIN_ACTIVE_INTERVAL);
+    check.range("spec.maxTasks", spec.max_tasks.into(), 0, Some(200));
+
+    let (mut lookback, mut timeout) = (None, None);
+    if let Some(wait) = &spec.wait_for {
+        match (&wait.job_id, &wait.name) {
+            (Some(_), Some(_)) | (None, None) => check.fail(
+                "spec.waitFor",
+                "needs exactly one of jobId (preferred) or name",
+            ),
+            _ => {}
+        }
+        for (field, value) in [
+            ("spec.waitFor.jobId", &wait.job_id),
+            ("spec.waitFor.name", &wait.name),
+        ] {
+            if value.as_deref().is_some_and(str::is_empty) {
+                check.fail(field, "must not be empty");
+            }
+        }
+        lookback = check.duration("spec.waitFor.lookback", &wait.lookback, None);
+        timeout = wait
+            .timeout
+            .as_deref()
+            .and_then(|value| check.duration("spec.waitFor.timeout", value, None));
+        if wait.success_statuses.is_empty() {
+            check.fail(
+                "spec.waitFor.successStatuses",
+                "must list at least one status (default SUCCESS)",
+            );
+        }
+        let overlap: Vec<&str> = wait
+            .success_statuses
+            .iter()
+            .filter(|status| wait.failure_statuses.contains(status))
+            .map(String::as_str)
+            .collect();
+        if !overlap.is_empty() {
+            check.fail(
+                "spec.waitFor.successStatuses",
+                format!(
+                    "must not overlap spec.waitFor.failureStatuses (both list {})",
+                    overlap.join(", ")
+                ),
+            );
+        }
+    }
+
+    if check.errors.is_empty() {
+        Ok(ValidSpec {
+            start_time,
+            end_time,
+            since,
+            interval,
+            active_interval,
+            lookback,
+            timeout,
+        })
+    } else {
+        Err(SpecErrors(check.errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CredentialsSecretRef, WaitForSpec};
+
+    fn spec() -> DcsTaskQuerySpec {
+        serde_json::from_value(serde_json::json!({"region": "cn-north-4"})).unwrap()
+    }
+
+    fn wait(job_id: Option<&str>, name: Option<&str>) -> WaitForSpec {
+        let mut value = serde_json::json!({});
+        if let Some(job) = job_id {
+            value["jobId"] = job.into();
+        }
+        if let Some(name) = name {
+            value["name"] = name.into();
+        }
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn errors(spec: &DcsTaskQuerySpec) -> Vec<String> {
+        validate(spec)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    fn assert_refused(spec: &DcsTaskQuerySpec, field: &str, rule_fragment: &str) {
+        let all = errors(spec);
+        assert!(
+            all.iter()
+                .any(|e| e.starts_with(&format!("{field}: ")) && e.contains(rule_fragment)),
+            "expected {field} ~ {rule_fragment}, got {all:?}"
+        );
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let valid = validate(&spec()).unwrap();
+        assert_eq!(valid.interval, Duration::from_secs(60));
+        assert_eq!(valid.active_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn every_rule_names_its_field() {
+        let mut s = spec();
+        s.region = "Beijing".into();
+        assert_refused(&s, "spec.region", "region id");
+
+        let mut s = spec();
+        s.project_id = Some("../etc".into());
+        assert_refused(&s, "spec.projectId", "letters");
+
+        let mut s = spec();
+        s.endpoint = Some("https://x/v2".into());
+        assert_refused(&s, "spec.endpoint", "no path");
+
+        let mut s = spec();
+        s.credentials_secret_ref = Some(CredentialsSecretRef {
+            name: "Bad_Name".into(),
+        });
+        assert_refused(&s, "spec.credentialsSecretRef.name", "object name");
+
+        for (limit, ok) in [(0, false), (1, true), (1000, true), (1001, false)] {
+            let mut s = spec();
+            s.query.limit = Some(limit);
+            assert_eq!(validate(&s).is_ok(), ok, "limit {limit}");
+            if !ok {
+                assert_refused(&s, "spec.query.limit", "between 1 and 1000");
+            }
+        }
+
+        let mut s = spec();
+        s.query.offset = -1;
+        assert_refused(&s, "spec.query.offset", "at least 0");
+
+        let mut s = spec();
+        s.query.max_pages = 0;
+        assert_refused(&s, "spec.query.maxPages", "between 1 and 100");
+
+        let mut s = spec();
+        s.query.start_time = Some("20200230000000".into());
+        assert_refused(&s, "spec.query.startTime", "yyyyMMddHHmmss");
+
+        let mut s = spec();
+        s.query.end_time = Some("2020-06-09".into());
+        assert_refused(&s, "spec.query.endTime", "yyyyMMddHHmmss");
+
+        let mut s = spec();
+        s.query.start_time = Some("20240101000000".into());
+        s.query.end_time = Some("20230101000000".into());
+        assert_refused(
+            &s,
+            "spec.query.startTime",
+            "not be after spec.query.endTime",
+        );
+
+        let mut s = spec();
+        s.query.start_time = Some("20240101000000".into());
+        s.query.since = Some("24h".into());
+        assert_refused(&s, "spec.query.since", "mutually exclusive");
+
+        let mut s = spec();
+        s.query.since = Some("1d".into());
+        assert_refused(&s, "spec.query.since", "not a duration");
+
+        let mut s = spec();
+        s.interval = "5s".into();
+        assert_refused(&s, "spec.interval", "at least 10s");
+
+        let mut s = spec();
+        s.active_interval = "1s".into();
+        assert_refused(&s, "spec.activeInterval", "at least 2s");
+
+        let mut s = spec();
+        s.max_tasks = 201;
+        assert_refused(&s, "spec.maxTasks", "between 0 and 200");
+
+        let mut s = spec();
+        s.filter.names = vec!["x".into(); 65];
+        assert_refused(&s, "spec.filter.names", "at most 64");
+    }
+
+    #[test]
+    fn wait_for_rules() {
+        let mut s = spec();
+        s.wait_for = Some(wait(None, None));
+        assert_refused(&s, "spec.waitFor", "exactly one of jobId");
+
+        s.wait_for = Some(wait(Some("j"), Some("n")));
+        assert_refused(&s, "spec.waitFor", "exactly one of jobId");
+
+        let mut w = wait(Some("j"), None);
+        w.success_statuses = vec!["SUCCESS".into(), "FAILED".into()];
+        s.wait_for = Some(w);
+        assert_refused(&s, "spec.waitFor.successStatuses", "both list FAILED");
+
+        let mut w = wait(None, Some("masterStandbySwapJob"));
+        w.timeout = Some("ten minutes".into());
+        s.wait_for = Some(w);
+        assert_refused(&s, "spec.waitFor.timeout", "not a duration");
+
+        let mut w = wait(None, Some("masterStandbySwapJob"));
+        w.success_statuses.clear();
+        s.wait_for = Some(w);
+        assert_refused(&s, "spec.waitFor.successStatuses", "at least one");
+
+        s.wait_for = Some(wait(Some("job-1"), None));
+        assert!(validate(&s).is_ok());
+    }
+
+    #[test]
+    fn all_errors_are_reported_together() {
+        let mut s = spec();
+        s.region = "x".into();
+        s.query.limit = Some(0);
+        s.interval = "1s".into();
+        let message = validate(&s).unwrap_err().to_string();
+        assert!(
+            message.starts_with("invalid spec: spec.region"),
+            "{message}"
+        );
+        assert!(message.contains("spec.query.limit"), "{message}");
+        assert!(message.contains("spec.interval"), "{message}");
+    }
+}

@@ -1,0 +1,244 @@
+//! Status timelines: how a simulated task's status evolves with (virtual) time.
+//!
+//! A timeline is a list of steps measured from the task's `created_at`: each step but the last
+//! lasts a fixed time, the last one lasts forever. Keeping status a pure function of elapsed time
+//! (instead of mutating tasks on a timer) makes every answer reproducible and lets the virtual
+//! clock jump without missing transitions.
+
+use chrono::TimeDelta;
+
+/// One status and how long the task stays in it; `None` only on the last step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Step {
+    pub status: String,
+    pub lasts: Option<TimeDelta>,
+}
+
+/// Steps of a task's life. Invariant: at least one step, only the last has no duration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Timeline {
+    steps: Vec<Step>,
+}
+
+/// The status at some instant and when it began, as an offset from `created_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct StatusAt<'a> {
+    pub status: &'a str,
+    /// Offset of the last status change from `created_at` (zero for the first step); this is
+    /// what `updated_at` reports.
+    pub since: TimeDelta,
+}
+
+impl Timeline {
+    /// Checks the invariant; the error says which step is wrong and how to fix it.
+    pub fn new(steps: Vec<Step>) -> Result<Self, String> {
+        let Some(last) = steps.len().checked_sub(1) else {
+            return Err("a timeline needs at least one step, e.g. [{status: SUCCESS}]".into());
+        };
+        for (index, step) in steps.iter().enumerate() {
+            if step.status.is_empty() {
+                return Err(format!("step {index} has an empty status"));
+            }
+            match (index == last, step.lasts) {
+                (false, None) => {
+                    return Err(format!(
+                        "step {index} needs `for`: only the last step may omit it"
+                    ));
+                }
+                (true, Some(_)) => {
+                    return Err(format!(
+                        "the last step ({index}) must not have `for`: it is the status the task keeps"
+                    ));
+                }
+                (false, Some(lasts)) if lasts < TimeDelta::zero() => {
+                    return Err(format!("step {index} has a negative duration"));
+                }
+                _ => {}
+            }
+        }
+        Ok(Self { steps })
+    }
+
+    /// A task that has one status forever.
+    pub fn constant(status: impl Into<String>) -> Self {
+        Self {
+            steps: vec![Step {
+                status: status.into(),
+                lasts: None,
+            }],
+        }
+    }
+
+    /// The status `elapsed` after creation. Negative `elapsed` (a task not yet created) gives the
+    /// first step; callers hide such tasks anyway.
+    pub fn at(&self, elapsed: TimeDelta) -> StatusAt<'_> {
+        let mut start = TimeDelta::zero();
+        for step in &self.steps {
+            match step.lasts {
+                Some(lasts) if elapsed >= start + lasts => start += lasts,
+                _ => {
+                    return StatusAt {
+                        status: &step.status,
+                        since: start,
+                    };
+                }
+            }
+        }
+        unreachable!("the last step of a timeline has no duration")
+    }
+
+    /// Makes the task hold `status` from `elapsed` on, dropping whatever the timeline had
+    /// planned after that instant. The past stays as it was, so `updated_at` moves to `elapsed`
+    /// only when the status actually changes.
+    pub fn set_from(&mut self, elapsed: TimeDelta, status: String) {
+        if elapsed <= TimeDelta::zero() {
+            *self = Self::constant(status);
+            return;
+        }
+        let mut kept = Vec::with_capacity(self.steps.len() + 1);
+        let mut start = TimeDelta::zero();
+        for step in self.steps.drain(..) {
+            match step.lasts {
+                Some(lasts) if elapsed >= start + lasts => {
+                    start += lasts;
+                    kept.push(step);
+                }
+                _ => {
+                    if step.status == status {
+                        kept.push(Step {
+                            status,
+                            lasts: None,
+                        });
+                    } else {
+                        if elapsed > start {
+                            kept.push(Step {
+                                status: step.status,
+                                lasts: Some(elapsed - start),
+                            });
+                        }
+                        kept.push(Step {
+                            status,
+                            lasts: None,
+                        });
+                    }
+                    break;
+                }
+            }
+        }
+        self.steps = kept;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(status: &str, secs: Option<i64>) -> Step {
+        Step {
+            status: status.into(),
+            lasts: secs.map(TimeDelta::seconds),
+        }
+    }
+
+    fn switchover() -> Timeline {
+        Timeline::new(vec![step("EXECUTING", Some(8)), step("SUCCESS", None)]).unwrap()
+    }
+
+    #[test]
+    fn status_follows_the_steps() {
+        let timeline = switchover();
+        let at = |secs: i64| timeline.at(TimeDelta::milliseconds(secs));
+        assert_eq!(
+            at(0),
+            StatusAt {
+                status: "EXECUTING",
+                since: TimeDelta::zero()
+            }
+        );
+        assert_eq!(at(7_999).status, "EXECUTING");
+        assert_eq!(
+            at(8_000),
+            StatusAt {
+                status: "SUCCESS",
+                since: TimeDelta::seconds(8)
+            }
+        );
+        assert_eq!(at(86_400_000).since, TimeDelta::seconds(8));
+        assert_eq!(at(-5_000).status, "EXECUTING");
+    }
+
+    #[test]
+    fn zero_length_steps_are_skipped() {
+        let timeline = Timeline::new(vec![
+            step("CREATED", Some(0)),
+            step("EXECUTING", Some(2)),
+            step("SUCCESS", None),
+        ])
+        .unwrap();
+        assert_eq!(timeline.at(TimeDelta::zero()).status, "EXECUTING");
+        assert_eq!(timeline.at(TimeDelta::seconds(2)).status, "SUCCESS");
+    }
+
+    #[test]
+    fn invalid_timelines_say_what_is_wrong() {
+        assert!(
+            Timeline::new(vec![])
+                .unwrap_err()
+                .contains("at least one step")
+        );
+        let error = Timeline::new(vec![step("EXECUTING", None), step("SUCCESS", None)]);
+        assert!(error.unwrap_err().contains("step 0 needs `for`"));
+        let error = Timeline::new(vec![step("SUCCESS", Some(1))]);
+        assert!(error.unwrap_err().contains("must not have `for`"));
+        let error = Timeline::new(vec![step("", None)]);
+        assert!(error.unwrap_err().contains("empty status"));
+    }
+
+    #[test]
+    fn set_from_keeps_the_past_and_replaces_the_future() {
+        let mut timeline = switchover();
+        timeline.set_from(TimeDelta::seconds(3), "FAILED".into());
+        assert_eq!(timeline.at(TimeDelta::seconds(2)).status, "EXECUTING");
+        assert_eq!(
+            timeline.at(TimeDelta::seconds(100)),
+            StatusAt {
+                status: "FAILED",
+                since: TimeDelta::seconds(3)
+            }
+        );
+    }
+
+    #[test]
+    fn set_from_the_current_status_only_cancels_later_steps() {
+        let mut timeline = switchover();
+        timeline.set_from(TimeDelta::seconds(3), "EXECUTING".into());
+        assert_eq!(
+            timeline.at(TimeDelta::seconds(100)),
+            StatusAt {
+                status: "EXECUTING",
+                since: TimeDelta::zero()
+            }
+        );
+    }
+
+    #[test]
+    fn set_from_after_the_end_appends_a_step() {
+        let mut timeline = switchover();
+        timeline.set_from(TimeDelta::seconds(20), "DELETED".into());
+        assert_eq!(timeline.at(TimeDelta::seconds(10)).status, "SUCCESS");
+        assert_eq!(
+            timeline.at(TimeDelta::seconds(20)),
+            StatusAt {
+                status: "DELETED",
+                since: TimeDelta::seconds(20)
+            }
+        );
+    }
+
+    #[test]
+    fn set_from_before_creation_replaces_everything() {
+        let mut timeline = switchover();
+        timeline.set_from(TimeDelta::seconds(-4), "SUCCESS".into());
+        assert_eq!(timeline, Timeline::constant("SUCCESS"));
+    }
+}

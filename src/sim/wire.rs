@@ -1,0 +1,166 @@
+//! JSON rendering of list answers and error bodies, built from the simulator's own task
+//! representation with the field names of the documentation page.
+//!
+//! Deliberately independent of `crate::dcs::model`: if the client's decoding had a bug, a
+//! server that serialised the same types would share it and the tests would pass anyway.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use super::scenario::TaskCountEncoding;
+use super::state::StoredTask;
+
+/// A DCS error body: `{"error_code", "error_msg", "error_ext_msg": null}`.
+pub(super) fn error_body(code: &str, message: &str) -> Value {
+    json!({
+        "error_code": code,
+        "error_msg": message,
+        "error_ext_msg": null,
+    })
+}
+
+/// `2020-06-17T07:38:42.503Z`: UTC, milliseconds, `Z`.
+pub(super) fn timestamp(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// One task as the API shows it at sim time `now`. Optional fields the scenario left unset are
+/// omitted; `updated_at` is the time of the last status change.
+pub(super) fn task(task: &StoredTask, now: DateTime<Utc>) -> Value {
+    let status = task.timeline.at(task.elapsed(now));
+    let mut object = Map::new();
+    object.insert("id".into(), Value::String(task.id.clone()));
+    object.insert("name".into(), Value::String(task.name.clone()));
+    if let Some(details) = &task.details {
+        object.insert("details".into(), details.clone());
+    }
+    let mut optional = |key: &str, value: &Option<String>| {
+        if let Some(value) = value {
+            object.insert(key.into(), Value::String(value.clone()));
+        }
+    };
+    optional("user_name", &task.user_name);
+    optional("user_id", &task.user_id);
+    optional("params", &task.params);
+    optional("error_code", &task.error_code);
+    optional("job_id", &task.job_id);
+    object.insert("status".into(), Value::String(status.status.to_string()));
+    object.insert("created_at".into(), timestamp(task.created_at).into());
+    object.insert(
+        "updated_at".into(),
+        timestamp(task.created_at + status.since).into(),
+    );
+    if let Some(enable_show) = task.enable_show {
+        object.insert("enable_show".into(), Value::Bool(enable_show));
+    }
+    Value::Object(object)
+}
+
+/// The 200 body of `GET /v2/{project_id}/tasks`.
+pub(super) fn task_list(total: usize, tasks: Vec<Value>, encoding: TaskCountEncoding) -> Value {
+    let task_count = match encoding {
+        TaskCountEncoding::String => Value::String(total.to_string()),
+        TaskCountEncoding::Number => Value::from(total),
+    };
+    json!({ "task_count": task_count, "tasks": tasks })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::scenario::Scenario;
+    use chrono::TimeDelta;
+
+    fn stored(yaml: &str, base: DateTime<Utc>) -> StoredTask {
+        let spec = Scenario::from_yaml(yaml).unwrap().tasks.remove(0);
+        StoredTask::from_spec(spec, base)
+    }
+
+    #[test]
+    fn renders_every_documented_field_verbatim() {
+        let base: DateTime<Utc> = "2020-06-17T07:38:42.503Z".parse().unwrap();
+        let task = stored(
+            r#"
+tasks:
+  - id: 8abf6e1e72c12e7c0172c15b508500aa
+    name: EXTEND
+    jobId: 8abf6e1e87bce0740187bd32748b0530
+    userName: paas_dcs
+    userId: d53977d1adfb49c5b025ba7d33a13fd7
+    params: '{"capacity":0.25}'
+    errorCode: "111400063"
+    enableShow: true
+    details: {old_capacity: 0.125, new_capacity: "0.25", old_replica_num: 2}
+    timeline: [{status: EXECUTING, for: 3s500ms}, {status: SUCCESS}]
+"#,
+            base,
+        );
+        assert_eq!(
+            super::task(&task, base + TimeDelta::seconds(10)),
+            json!({
+                "id": "8abf6e1e72c12e7c0172c15b508500aa",
+                "name": "EXTEND",
+                "job_id": "8abf6e1e87bce0740187bd32748b0530",
+                "user_name": "paas_dcs",
+                "user_id": "d53977d1adfb49c5b025ba7d33a13fd7",
+                "params": "{\"capacity\":0.25}",
+                "error_code": "111400063",
+                "enable_show": true,
+                "details": {"old_capacity": 0.125, "new_capacity": "0.25", "old_replica_num": 2},
+                "status": "SUCCESS",
+                "created_at": "2020-06-17T07:38:42.503Z",
+                "updated_at": "2020-06-17T07:38:46.003Z"
+            })
+        );
+        assert_eq!(super::task(&task, base)["status"], "EXECUTING");
+        assert_eq!(
+            super::task(&task, base)["updated_at"],
+            "2020-06-17T07:38:42.503Z"
+        );
+    }
+
+    #[test]
+    fn unset_fields_are_omitted_and_null_details_stay_null() {
+        let base: DateTime<Utc> = "2024-01-01T00:00:00Z".parse().unwrap();
+        let bare = super::task(
+            &stored("tasks: [{id: x, name: modify, status: SUCCESS}]", base),
+            base,
+        );
+        let keys: Vec<_> = bare.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["created_at", "id", "name", "status", "updated_at"]);
+        assert_eq!(bare["created_at"], "2024-01-01T00:00:00.000Z");
+        let null = super::task(
+            &stored(
+                "tasks: [{id: x, name: modify, status: SUCCESS, details: null}]",
+                base,
+            ),
+            base,
+        );
+        assert_eq!(null["details"], Value::Null);
+        assert!(null.as_object().unwrap().contains_key("details"));
+    }
+
+    #[test]
+    fn task_count_follows_the_encoding() {
+        assert_eq!(
+            task_list(2500, vec![], TaskCountEncoding::String),
+            json!({"task_count": "2500", "tasks": []})
+        );
+        assert_eq!(
+            task_list(2500, vec![], TaskCountEncoding::Number),
+            json!({"task_count": 2500, "tasks": []})
+        );
+    }
+
+    #[test]
+    fn error_bodies_have_the_dcs_shape() {
+        assert_eq!(
+            error_body("111400063", "Invalid limit parameter in the request."),
+            json!({
+                "error_code": "111400063",
+                "error_msg": "Invalid limit parameter in the request.",
+                "error_ext_msg": null
+            })
+        );
+    }
+}
