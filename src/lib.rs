@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod dcs;
 pub mod duration;
 pub mod query;

@@ -26,6 +26,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             cli::sim::run(args).await.context("simulator failed")?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Controller(args) => {
+            cli::controller::run(args)
+                .await
+                .context("controller failed")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Crd => {
             print!("{}", dcs_task_operator::api::crd_yaml());
             Ok(ExitCode::SUCCESS)

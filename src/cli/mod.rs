@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and the commands that are not the controller.
 
+pub mod controller;
 pub mod input;
 pub mod output;
 pub mod query;
@@ -37,6 +38,59 @@ pub enum Command {
     Sim(SimArgs),
     /// Print the DcsTaskQuery CustomResourceDefinition (what `crds/` holds).
     Crd,
+    /// Run the operator: keep every DcsTaskQuery's status true to the DCS task center.
+    Controller(ControllerArgs),
+}
+
+/// Arguments of `controller`.
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Watch only this namespace (empty: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE", default_value = "")]
+    pub watch_namespace: String,
+
+    /// Extra endpoints a DcsTaskQuery may name in spec.endpoint, e.g. `https://*.corp.example`
+    /// (repeatable). By default only https://dcs.<region>.myhuaweicloud.com hosts are allowed.
+    #[arg(long = "allow-endpoint", value_name = "SCHEME://HOST[:PORT]")]
+    pub allow_endpoints: Vec<AllowedEndpoint>,
+
+    /// Upstream DCS calls per second, across all queries.
+    #[arg(long, default_value_t = std::num::NonZeroU32::new(10).expect("non-zero"))]
+    pub rate_limit: std::num::NonZeroU32,
+
+    /// Reconciles running at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u16,
+
+    /// Use credentials from the environment (HUAWEICLOUD_SDK_AK/SK/SECURITY_TOKEN/PROJECT_ID or
+    /// HW_ACCESS_KEY/...) for queries that name no Secret.
+    #[arg(long)]
+    pub default_credentials: bool,
+
+    /// Hold a Lease before writing, so that only one replica acts.
+    #[arg(long)]
+    pub leader_elect: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "dcs-task-operator")]
+    pub lease_name: String,
+
+    /// Namespace of the leader-election Lease (default: the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+
+    /// This replica's identity in the Lease and in events (default: the pod name or hostname).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// Address of the /healthz, /readyz and /metrics server.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen: std::net::SocketAddr,
+
+    /// Run the built-in simulator in-process and point every query at it (demo credentials;
+    /// no cloud account or Secret needed). `--sim=FILE` picks a scenario.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pub sim: Option<String>,
 }
 
 /// Arguments of `query`.

@@ -1,0 +1,261 @@
+//! The operator: kube-runtime glue that keeps every `DcsTaskQuery`'s status true to the DCS
+//! task center. The only module that knows both Kubernetes and DCS.
+
+pub mod credentials;
+pub mod fetcher;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
+use kube::{Api, Client};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use self::fetcher::SharedFetcher;
+use self::metrics::Metrics;
+use crate::api::DcsTaskQuery;
+use crate::dcs::{CredentialSet, Credentials, Endpoint, EndpointPolicy, HttpClient, HttpSettings};
+use crate::sim;
+
+/// Field manager for server-side apply of status, and the events' reporting controller.
+pub const FIELD_MANAGER: &str = "dcs-task-operator";
+
+/// How the controller runs, from the command line.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Only this namespace; `None` watches all.
+    pub watch_namespace: Option<String>,
+    pub endpoints: EndpointPolicy,
+    pub rate_limit: NonZeroU32,
+    pub concurrency: u16,
+    /// Operator-wide credentials for queries that name no Secret.
+    pub default_credentials: Option<CredentialSet>,
+    pub leader_election: Option<leader::LeaseSettings>,
+    pub listen: SocketAddr,
+    /// Run the simulator in-process and point every query at it.
+    pub simulator: Option<sim::Scenario>,
+    /// Events' reporting instance (the pod name).
+    pub identity: String,
+}
+
+/// The in-process simulator every query is pointed at in `--sim` mode.
+pub struct SimulatorTarget {
+    pub endpoint: Endpoint,
+    pub credentials: CredentialSet,
+    _running: sim::RunningSimulator,
+}
+
+/// Shared state of all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub secrets: Store<Secret>,
+    pub fetcher: Arc<SharedFetcher>,
+    pub http: HttpClient,
+    pub endpoints: EndpointPolicy,
+    pub default_credentials: Option<CredentialSet>,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub memory: reconcile::Memory,
+    pub simulator: Option<SimulatorTarget>,
+}
+
+/// Errors that stop the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("cannot connect to Kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cannot set up the DCS client: {0}")]
+    Dcs(#[from] crate::dcs::DcsError),
+    #[error("cannot start the simulator: {0}")]
+    Simulator(#[from] sim::SimError),
+    #[error("health/metrics server on {addr}: {source}")]
+    Server {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("leader election: {0}")]
+    Leader(#[from] kube_lease_manager::LeaseManagerError),
+    #[error("lost leadership; exiting so that only the new leader writes")]
+    LostLeadership,
+}
+
+/// Runs until SIGINT/SIGTERM (or, with leader election, until leadership is lost).
+pub async fn run(config: ControllerConfig) -> Result<(), ControllerError> {
+    let client = Client::try_default().await?;
+    run_with_client(client, config).await
+}
+
+/// [`run`] with a given client (tests use this against their control plane).
+pub async fn run_with_client(
+    client: Client,
+    config: ControllerConfig,
+) -> Result<(), ControllerError> {
+    let metrics = Arc::new(Metrics::default());
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let server = server::serve(config.listen, metrics.clone(), ready_rx).await?;
+    info!(addr = %server.local_addr, "health and metrics listening");
+
+    let leadership = match &config.leader_election {
+        Some(settings) => Some(leader::acquire(client.clone(), settings).await?),
+        None => None,
+    };
+
+    let simulator = match &config.simulator {
+        Some(scenario) => {
+            let running = sim::serve(sim::SimConfig::new(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                scenario.clone(),
+            ))
+            .await?;
+            let entry = format!("http://{}", running.local_addr());
+            let endpoint = EndpointPolicy::new(vec![
+                entry
+                    .parse()
+                    .expect("a loopback origin is a valid allow entry"),
+            ])
+            .resolve("sim", Some(&running.base_url()))
+            .map_err(crate::dcs::DcsError::from)?;
+            info!(url = %running.base_url(), "simulator mode: every query goes to the built-in simulator");
+            Some(SimulatorTarget {
+                endpoint,
+                credentials: CredentialSet {
+                    credentials: Credentials::ak_sk(sim::DEMO_ACCESS_KEY, sim::DEMO_SECRET_KEY),
+                    project_id: Some(sim::DEMO_PROJECT_ID.to_string()),
+                    region: None,
+                },
+                _running: running,
+            })
+        }
+        None => None,
+    };
+
+    let (queries, secrets_api): (Api<DcsTaskQuery>, Api<Secret>) = match &config.watch_namespace {
+        Some(namespace) => (
+            Api::namespaced(client.clone(), namespace),
+            Api::namespaced(client.clone(), namespace),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+
+    let (secret_reader, secret_writer) = reflector::store();
+    let secret_stream = watcher(secrets_api, watcher::Config::default())
+        .default_backoff()
+        .modify(credentials::keep_only_credential_keys)
+        .reflect(secret_writer)
+        .touched_objects();
+
+    let (query_reader, query_writer) = reflector::store();
+    // Only spec (generation) and annotation changes wake a reconcile: our own status writes do
+    // not, so the controller never triggers itself.
+    let query_stream = watcher(queries, watcher::Config::default())
+        .default_backoff()
+        .reflect(query_writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::annotations),
+            Default::default(),
+        );
+
+    let context = Arc::new(Context {
+        client: client.clone(),
+        secrets: secret_reader,
+        fetcher: Arc::new(SharedFetcher::new(config.rate_limit)),
+        http: HttpClient::new(HttpSettings::default())?,
+        endpoints: config.endpoints.clone(),
+        default_credentials: config.default_credentials.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.to_string(),
+                instance: Some(config.identity.clone()),
+            },
+        ),
+        metrics: metrics.clone(),
+        memory: Default::default(),
+        simulator,
+    });
+
+    let by_secret = query_reader.clone();
+    let controller = Controller::for_stream(query_stream, query_reader.clone())
+        .with_config(controller::Config::default().concurrency(config.concurrency))
+        .watches_stream(secret_stream, move |secret: Secret| {
+            queries_using_secret(&by_secret, &secret)
+        })
+        .shutdown_on_signal();
+
+    let gauge_store = query_reader.clone();
+    let gauge_metrics = metrics.clone();
+    let gauges = tokio::spawn(async move {
+        loop {
+            gauge_metrics.set_objects(gauge_store.state().iter().map(AsRef::as_ref));
+            tokio::time::sleep(Duration::from_secs(15)).await;
+        }
+    });
+    let readiness = query_reader.clone();
+    tokio::spawn(async move {
+        if readiness.wait_until_ready().await.is_ok() {
+            let _ = ready_tx.send(true);
+        }
+    });
+
+    info!(
+        namespace = config.watch_namespace.as_deref().unwrap_or("(all)"),
+        "controller started"
+    );
+    let run = controller
+        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(%error, "reconcile loop error");
+            }
+        });
+    let outcome = match leadership {
+        Some(mut lease) => {
+            tokio::select! {
+                _ = run => Ok(()),
+                _ = lease.lost() => Err(ControllerError::LostLeadership),
+            }
+        }
+        None => {
+            run.await;
+            Ok(())
+        }
+    };
+    gauges.abort();
+    outcome
+}
+
+/// The queries in the Secret's namespace that name it, to re-poll when it changes.
+fn queries_using_secret(
+    store: &Store<DcsTaskQuery>,
+    secret: &Secret,
+) -> Vec<ObjectRef<DcsTaskQuery>> {
+    let (Some(name), Some(namespace)) = (&secret.metadata.name, &secret.metadata.namespace) else {
+        return Vec::new();
+    };
+    store
+        .state()
+        .iter()
+        .filter(|query| query.metadata.namespace.as_ref() == Some(namespace))
+        .filter(|query| {
+            query
+                .spec
+                .credentials_secret_ref
+                .as_ref()
+                .is_some_and(|r| &r.name == name)
+        })
+        .map(|query| ObjectRef::from_obj(query.as_ref()))
+        .collect()
+}

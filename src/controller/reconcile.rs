@@ -1,0 +1,425 @@
+//! One reconcile: validate -> credentials -> plan -> shared fetch -> evaluate -> write status ->
+//! events -> schedule the next poll.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use super::credentials;
+use super::fetcher::{FetchSource, RequestKey};
+use super::metrics::{self, Metrics};
+use super::{Context, FIELD_MANAGER};
+use crate::api::conditions::{self, STALLED};
+use crate::api::time::to_chrono;
+use crate::api::{DcsTaskQuery, DcsTaskQueryStatus, WaitPhase};
+use crate::dcs::{DcsClient, Endpoint};
+use crate::query::schedule::{PollKind, next_poll};
+use crate::query::{self, PlanContext, PollOutcome, StatusContext};
+
+/// Flux's "reconcile now" annotation; its value is echoed in `status.lastHandledReconcileAt`.
+pub const FLUX_REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
+
+/// A status whose content did not change is re-written at most this often, so
+/// `lastSyncTime` shows the operator is alive without a write per poll.
+pub const SYNC_HEARTBEAT: Duration = Duration::from_secs(600);
+
+/// What can fail in a reconcile itself (upstream failures are status, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("writing status of {object}: {source}")]
+    WriteStatus {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("object {0} has no namespace")]
+    NoNamespace(String),
+}
+
+/// Per-object memory that does not belong in status.
+#[derive(Default)]
+pub struct ObjectMemory {
+    /// Consecutive failures (upstream or status writes), for exponential backoff.
+    pub failures: u32,
+    /// The delay last scheduled; shared results younger than ~this are reused.
+    pub last_delay: Option<Duration>,
+    /// The status last written, with the resourceVersion of the object it was written over:
+    /// while the cache still shows that version, the cache is behind our own write.
+    pub written: Option<(String, DcsTaskQueryStatus)>,
+}
+
+/// Per-object memory, keyed by object.
+pub type Memory = Mutex<HashMap<ObjectRef<DcsTaskQuery>, ObjectMemory>>;
+
+pub async fn reconcile(
+    query: Arc<DcsTaskQuery>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let name = query.name_any();
+    let namespace = query
+        .namespace()
+        .ok_or_else(|| ReconcileError::NoNamespace(name.clone()))?;
+    let key = ObjectRef::from_obj(query.as_ref());
+    let now = Utc::now();
+    let generation = query.metadata.generation;
+    let written = {
+        let memory = ctx.memory.lock().expect("memory lock poisoned");
+        memory.get(&key).and_then(|m| m.written.clone())
+    };
+    // If the watch has not delivered our last write yet, that write is the truth.
+    let previous = match &written {
+        Some((over, status)) if query.metadata.resource_version.as_ref() == Some(over) => {
+            Some(status)
+        }
+        _ => query.status.as_ref(),
+    };
+    let requested_at = query.annotations().get(FLUX_REQUESTED_AT).cloned();
+    let refresh_requested = requested_at.is_some()
+        && requested_at.as_ref() != previous.and_then(|s| s.last_handled_reconcile_at.as_ref());
+    let status_ctx = StatusContext {
+        previous,
+        generation,
+        has_wait: query.spec.wait_for.is_some(),
+        wait_started_at: query::wait_started_at(previous, generation, now),
+        now,
+    };
+
+    // A wait that resolved for this generation is final until the spec changes.
+    let resolved = previous.is_some_and(|status| {
+        status.observed_generation == generation
+            && status
+                .wait_for
+                .as_ref()
+                .is_some_and(|w| w.phase.is_resolved())
+    });
+    if resolved && !refresh_requested {
+        debug!(%namespace, %name, "wait already resolved; not polling");
+        return Ok(Action::await_change());
+    }
+
+    let created_at = query
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(to_chrono)
+        .unwrap_or(now);
+    let plan_ctx = PlanContext {
+        now,
+        created_at,
+        wait_started_at: status_ctx.wait_started_at,
+    };
+
+    let (mut status, kind, plan) = if query.spec.suspend {
+        (
+            query::build_status(&status_ctx, PollOutcome::Suspended),
+            PollKind::Suspended,
+            None,
+        )
+    } else {
+        match query::plan(&query.spec, &plan_ctx) {
+            Err(errors) => (
+                query::build_status(&status_ctx, PollOutcome::InvalidSpec(&errors)),
+                PollKind::InvalidSpec,
+                None,
+            ),
+            Ok(plan) => {
+                let (status, kind) = poll(
+                    &ctx,
+                    &query,
+                    &namespace,
+                    &key,
+                    &plan,
+                    &status_ctx,
+                    refresh_requested,
+                )
+                .await;
+                (status, kind, Some(plan))
+            }
+        }
+    };
+    if requested_at.is_some() {
+        status.last_handled_reconcile_at = requested_at;
+    }
+
+    let wrote = write_status_if_changed(&ctx, &query, &namespace, previous, &status).await?;
+    publish_transition_events(&ctx, &query, previous, &status).await;
+
+    let delay = next_poll(kind, plan.as_ref(), rand::random_range(-1.0..=1.0));
+    {
+        let mut memory = ctx.memory.lock().expect("memory lock poisoned");
+        let entry = memory.entry(key).or_default();
+        entry.last_delay = delay;
+        if wrote {
+            entry.written = query
+                .metadata
+                .resource_version
+                .clone()
+                .map(|version| (version, status));
+        }
+        if !matches!(kind, PollKind::Failed { .. }) {
+            entry.failures = 0;
+        }
+    }
+    Metrics::count(&ctx.metrics.reconciles, "ok");
+    Ok(delay.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Credentials, endpoint, shared fetch, evaluation.
+async fn poll(
+    ctx: &Context,
+    query: &DcsTaskQuery,
+    namespace: &str,
+    key: &ObjectRef<DcsTaskQuery>,
+    plan: &query::QueryPlan,
+    status_ctx: &StatusContext<'_>,
+    refresh_requested: bool,
+) -> (DcsTaskQueryStatus, PollKind) {
+    // The cache is filled by the Secret watch; wait for its first list so a Secret that exists
+    // is never reported missing just after start-up.
+    let _ = ctx.secrets.wait_until_ready().await;
+    let set = match &ctx.simulator {
+        Some(sim) => Ok(sim.credentials.clone()),
+        None => credentials::resolve(query, &ctx.secrets, ctx.default_credentials.as_ref()),
+    };
+    let set = match set {
+        Ok(set) => set,
+        Err(error) => {
+            let message = error.to_string();
+            return (
+                query::build_status(status_ctx, PollOutcome::CredentialsUnavailable(&message)),
+                PollKind::Unusable,
+            );
+        }
+    };
+    let endpoint: Result<Endpoint, _> = match &ctx.simulator {
+        Some(sim) => Ok(sim.endpoint.clone()),
+        None => ctx
+            .endpoints
+            .resolve(&query.spec.region, query.spec.endpoint.as_deref()),
+    };
+    let endpoint = match endpoint {
+        Ok(endpoint) => endpoint,
+        Err(error) => {
+            let message = format!("spec.endpoint: {error}");
+            return (
+                query::build_status(status_ctx, PollOutcome::EndpointNotAllowed(&message)),
+                PollKind::Unusable,
+            );
+        }
+    };
+    let Some(project) = query.spec.project_id.clone().or(set.project_id.clone()) else {
+        let message = format!(
+            "spec.projectId is not set and the credentials carry none: set spec.projectId or the `projectId` key of the Secret{}",
+            query
+                .spec
+                .credentials_secret_ref
+                .as_ref()
+                .map(|r| format!(" {namespace}/{}", r.name))
+                .unwrap_or_default()
+        );
+        return (
+            query::build_status(status_ctx, PollOutcome::CredentialsUnavailable(&message)),
+            PollKind::Unusable,
+        );
+    };
+
+    let request_key = RequestKey {
+        endpoint: endpoint.to_string(),
+        project_id: project.clone(),
+        credential: set.credentials.fingerprint(),
+        page: plan.page.clone(),
+        paging: plan.paging,
+    };
+    let max_age = if refresh_requested {
+        Duration::ZERO
+    } else {
+        let memory = ctx.memory.lock().expect("memory lock poisoned");
+        let last = memory
+            .get(key)
+            .and_then(|m| m.last_delay)
+            .unwrap_or(plan.active_interval);
+        last.mul_f64(0.9)
+    };
+    let client = DcsClient::new(ctx.http.clone(), endpoint, project, set.credentials);
+    let started = Instant::now();
+    let (result, source) = ctx.fetcher.fetch(request_key, client, max_age).await;
+    match source {
+        FetchSource::Upstream => {
+            ctx.metrics
+                .upstream_latency
+                .observe(started.elapsed().as_secs_f64());
+            let outcome = result
+                .as_ref()
+                .err()
+                .map_or("ok", |e| metrics::error_outcome(e));
+            Metrics::count(&ctx.metrics.upstream_calls, outcome);
+        }
+        FetchSource::Cached => Metrics::count(&ctx.metrics.shared_fetches, "cached"),
+        FetchSource::Joined => Metrics::count(&ctx.metrics.shared_fetches, "joined"),
+    }
+    match result {
+        Ok(listing) => {
+            let evaluation = query::evaluate(plan, &listing, status_ctx.now);
+            let kind = PollKind::Answered {
+                active: evaluation.active,
+                resolved: evaluation
+                    .wait
+                    .as_ref()
+                    .is_some_and(|w| w.phase.is_resolved()),
+            };
+            (
+                query::build_status(status_ctx, PollOutcome::Fetched(&evaluation)),
+                kind,
+            )
+        }
+        Err(error) => {
+            let consecutive = {
+                let mut memory = ctx.memory.lock().expect("memory lock poisoned");
+                let entry = memory.entry(key.clone()).or_default();
+                entry.failures += 1;
+                entry.failures
+            };
+            warn!(%namespace, name = %query.name_any(), %error, consecutive, "task-center poll failed");
+            (
+                query::build_status(status_ctx, PollOutcome::FetchFailed(&error)),
+                PollKind::Failed {
+                    consecutive,
+                    auth: error.is_auth_failure(),
+                },
+            )
+        }
+    }
+}
+
+/// Server-side apply on the status subresource, only when something other than the sync time
+/// changed (or the heartbeat is due). Unchanged polls write nothing, so the controller never
+/// wakes itself and the apiserver sees no churn.
+async fn write_status_if_changed(
+    ctx: &Context,
+    query: &DcsTaskQuery,
+    namespace: &str,
+    previous: Option<&DcsTaskQueryStatus>,
+    status: &DcsTaskQueryStatus,
+) -> Result<bool, ReconcileError> {
+    let strip = |s: &DcsTaskQueryStatus| DcsTaskQueryStatus {
+        last_sync_time: None,
+        ..s.clone()
+    };
+    let heartbeat_due = match (
+        previous.and_then(|p| p.last_sync_time.as_ref()),
+        status.last_sync_time.as_ref(),
+    ) {
+        (Some(old), Some(new)) => {
+            to_chrono(new) - to_chrono(old)
+                >= chrono::TimeDelta::from_std(SYNC_HEARTBEAT).unwrap_or(chrono::TimeDelta::MAX)
+        }
+        (None, Some(_)) => true,
+        _ => false,
+    };
+    let unchanged = previous.is_some_and(|p| strip(p) == strip(status));
+    if unchanged && !heartbeat_due {
+        return Ok(false);
+    }
+    let api: Api<DcsTaskQuery> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = json!({
+        "apiVersion": DcsTaskQuery::api_version(&()),
+        "kind": DcsTaskQuery::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &query.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| ReconcileError::WriteStatus {
+        object: format!("{namespace}/{}", query.name_any()),
+        source,
+    })?;
+    ctx.metrics.status_writes.inc();
+    Ok(true)
+}
+
+/// One event per transition of the awaited task or of `Stalled`, computed against the persisted
+/// status, so a restart or a repeated poll publishes nothing new.
+async fn publish_transition_events(
+    ctx: &Context,
+    query: &DcsTaskQuery,
+    previous: Option<&DcsTaskQueryStatus>,
+    status: &DcsTaskQueryStatus,
+) {
+    let mut events = Vec::new();
+    let old_phase = previous
+        .filter(|p| p.observed_generation == status.observed_generation)
+        .and_then(|p| p.wait_for.as_ref())
+        .map(|w| w.phase);
+    if let Some(wait) = &status.wait_for
+        && Some(wait.phase) != old_phase
+    {
+        let note = wait.message.clone();
+        match wait.phase {
+            WaitPhase::Succeeded => events.push((EventType::Normal, "TaskSucceeded", note)),
+            WaitPhase::Failed => events.push((EventType::Warning, "TaskFailed", note)),
+            WaitPhase::TimedOut => events.push((EventType::Warning, "WaitTimedOut", note)),
+            WaitPhase::Pending => {}
+        }
+    }
+    let stalled = |s: Option<&DcsTaskQueryStatus>| {
+        s.and_then(|s| conditions::find(&s.conditions, STALLED))
+            .filter(|c| c.status == "True")
+            .map(|c| (c.reason.clone(), c.message.clone(), c.observed_generation))
+    };
+    let before = stalled(previous);
+    let after = stalled(Some(status));
+    if let Some((reason, message, _)) = &after
+        && before.as_ref().map(|(r, m, g)| (r, m, g)) != after.as_ref().map(|(r, m, g)| (r, m, g))
+        && !matches!(reason.as_str(), "TaskFailed" | "TimedOut")
+    {
+        events.push((
+            EventType::Warning,
+            "Stalled",
+            Some(format!("{reason}: {message}")),
+        ));
+    }
+    for (type_, reason, note) in events {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: note.map(|n| n.chars().take(1000).collect()),
+            action: "Poll".to_string(),
+            secondary: None,
+        };
+        if let Err(error) = ctx.recorder.publish(&event, &query.object_ref(&())).await {
+            warn!(name = %query.name_any(), %error, "could not publish event");
+        } else {
+            info!(name = %query.name_any(), reason, "published event");
+        }
+    }
+}
+
+/// Reconcile errors (status writes) back off per object: 1 s, 2 s, 4 s ... capped at 5 min.
+pub fn error_policy(query: Arc<DcsTaskQuery>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    Metrics::count(&ctx.metrics.reconciles, "error");
+    let failures = {
+        let mut memory = ctx.memory.lock().expect("memory lock poisoned");
+        let entry = memory
+            .entry(ObjectRef::from_obj(query.as_ref()))
+            .or_default();
+        entry.failures += 1;
+        entry.failures
+    };
+    let delay = Duration::from_secs(1)
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
+        .min(crate::query::schedule::MAX_BACKOFF);
+    warn!(name = %query.name_any(), %error, failures, ?delay, "reconcile failed");
+    Action::requeue(delay)
+}

@@ -1,0 +1,675 @@
+//! The controller against a real kube-apiserver + etcd and the simulator, each a real process.
+//!
+//! Every test gets its own namespace, simulator and controller process (`--watch-namespace`),
+//! so tests run in parallel on the shared control plane without seeing each other.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use dcs_task_operator::api::DcsTaskQuery;
+use dcs_task_operator::sim::{DEMO_ACCESS_KEY, DEMO_PROJECT_ID, DEMO_SECRET_KEY};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use support::control_plane::ControlPlane;
+use support::sim_process::{CliProcess, SimProcess};
+
+/// A controller process watching one namespace.
+struct ControllerProcess {
+    process: Option<CliProcess>,
+    metrics_url: String,
+}
+
+impl ControllerProcess {
+    fn start(namespace: &str, extra: &[&str]) -> Self {
+        let plane = ControlPlane::shared();
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec![
+            "controller",
+            "--watch-namespace",
+            namespace,
+            "--allow-endpoint",
+            "http://127.0.0.1:*",
+            "--listen",
+            &listen,
+            "--log-level",
+            "info,dcs_task_operator=debug",
+        ];
+        args.extend_from_slice(extra);
+        let kubeconfig = plane.kubeconfig_path().to_str().unwrap().to_string();
+        let process = CliProcess::spawn(&args, &[("KUBECONFIG", kubeconfig.as_str())]);
+        Self {
+            process: Some(process),
+            metrics_url: format!("http://{listen}/metrics"),
+        }
+    }
+
+    /// Stops the process and returns what it printed.
+    fn stop(mut self) -> String {
+        self.stop_in_place()
+    }
+
+    fn stop_in_place(&mut self) -> String {
+        match self.process.take() {
+            Some(process) => {
+                let output = process.terminate(Duration::from_secs(5));
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            }
+            None => String::new(),
+        }
+    }
+
+    /// A counter or gauge from `/metrics`, 0 when absent.
+    async fn metric(&self, line_prefix: &str) -> f64 {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let Ok(response) = reqwest::get(&self.metrics_url).await else {
+            return -1.0;
+        };
+        let text = response.text().await.unwrap_or_default();
+        text.lines()
+            .find(|line| line.starts_with(line_prefix))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn demo_secret(client: &Client, namespace: &str) {
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "dcs-credentials"},
+        "stringData": {"accessKey": DEMO_ACCESS_KEY, "secretKey": DEMO_SECRET_KEY, "projectId": DEMO_PROJECT_ID}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
+fn query(name: &str, sim: &SimProcess, extra_spec: Value) -> DcsTaskQuery {
+    let mut spec = json!({
+        "region": "cn-north-4",
+        "endpoint": sim.base_url(),
+        "credentialsSecretRef": {"name": "dcs-credentials"},
+        "activeInterval": "2s",
+        "interval": "10s",
+    });
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra_spec.as_object().unwrap().clone());
+    serde_json::from_value(json!({
+        "apiVersion": "dcs.hwcloud.dev/v1alpha1", "kind": "DcsTaskQuery",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .unwrap()
+}
+
+/// Polls `name` until `check` holds; fails with the last status after `timeout`.
+async fn wait_until(
+    api: &Api<DcsTaskQuery>,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&DcsTaskQuery) -> bool,
+) -> DcsTaskQuery {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let object = api.get(name).await.unwrap();
+        if check(&object) {
+            return object;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: timed out waiting for {what}; status: {}",
+            serde_json::to_string_pretty(&object.status).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn condition(object: &DcsTaskQuery, type_: &str) -> Option<(String, String, String, Option<i64>)> {
+    object
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| {
+            (
+                c.status.clone(),
+                c.reason.clone(),
+                c.message.clone(),
+                c.observed_generation,
+            )
+        })
+}
+
+fn is(object: &DcsTaskQuery, type_: &str, status: &str) -> bool {
+    condition(object, type_).is_some_and(|c| c.0 == status)
+}
+
+async fn events_for(client: &Client, namespace: &str, name: &str) -> Vec<Event> {
+    Api::<Event>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
+fn reasons(events: &[Event]) -> BTreeMap<String, i32> {
+    let mut counts = BTreeMap::new();
+    for event in events {
+        // A repeated event would be a new object or a bumped series count.
+        let times = event.series.as_ref().map_or(1, |s| s.count);
+        *counts
+            .entry(event.reason.clone().unwrap_or_default())
+            .or_default() += times;
+    }
+    counts
+}
+
+fn write_scenario(dir: &tempfile::TempDir, yaml: &str) -> PathBuf {
+    let path = dir.path().join("scenario.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+const SETTLED_SCENARIO: &str = r#"
+tasks:
+  - name: EXTEND
+    createdAt: "-2h"
+    status: SUCCESS
+    details: {old_capacity: 0.125, new_capacity: "0.25"}
+  - name: BindEip
+    createdAt: "-1h"
+    status: SUCCESS
+"#;
+
+#[tokio::test]
+async fn a_waited_task_goes_pending_then_complete_and_kubectl_wait_returns() {
+    let plane = ControlPlane::shared();
+    let client = plane.admin_client();
+    let ns = plane.new_namespace("wait-complete").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(Some(&write_scenario(&dir, SETTLED_SCENARIO)), &[]);
+    sim.add_task(json!({"id": "swap-1", "name": "masterStandbySwapJob", "jobId": "job-1", "status": "EXECUTING"}));
+    demo_secret(&client, &ns).await;
+    let controller = ControllerProcess::start(&ns, &[]);
+    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
+    api.create(
+        &PostParams::default(),
+        &query("swap", &sim, json!({"waitFor": {"jobId": "job-1"}})),
+    )
+    .await
+    .unwrap();
+
+    let pending = wait_until(&api, "swap", Duration::from_secs(30), "Pending", |o| {
+        o.status
+            .as_ref()
+            .and_then(|s| s.wait_for.as_ref())
+            .is_some_and(|w| w.status.as_deref() == Some("EXECUTING"))
+    })
+    .await;
+    assert!(is(&pending, "Reconciling", "True"));
+    assert!(is(&pending, "Complete", "False"));
+    assert!(is(&pending, "Ready", "False"));
+
+    sim.set_status("swap-1", "SUCCESS");
+    let output = plane.try_kubectl(
+        &[
+            "wait",
+            "-n",
+            &ns,
+            "--for=condition=Complete",
+            "dcstq/swap",
+            "--timeout=30s",
+        ],
+        None,
+    );
+    assert!(
+        output.status.success(),
+        "kubectl wait failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let done = api.get("swap").await.unwrap();
+    assert!(is(&done, "Ready", "True"));
+    assert!(is(&done, "Failed", "False"));
+    assert!(is(&done, "Reconciling", "False"));
+    let status = done.status.as_ref().unwrap();
+    assert_eq!(status.observed_generation, Some(1));
+    assert!(
+        status
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(1))
+    );
+    let wait = status.wait_for.as_ref().unwrap();
+    assert_eq!(wait.task_id.as_deref(), Some("swap-1"));
+    assert_eq!(wait.status.as_deref(), Some("SUCCESS"));
+
+    let table = plane.kubectl(&["get", "dcstq", "-n", &ns]);
+    assert!(table.contains("Succeeded"), "{table}");
+    let logs = controller.stop();
+    assert!(
+        !logs.contains(DEMO_SECRET_KEY),
+        "the secret key leaked into logs"
+    );
+    let events = reasons(&events_for(&client, &ns, "swap").await);
+    assert_eq!(events.get("TaskSucceeded"), Some(&1), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_failed_task_marks_failed_and_stalled_with_one_event() {
+    let plane = ControlPlane::shared();
+    let client = plane.admin_client();
+    let ns = plane.new_namespace("wait-failed").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(Some(&write_scenario(&dir, SETTLED_SCENARIO)), &[]);
+    sim.add_task(json!({"id": "swap-2", "name": "masterStandbySwapJob", "jobId": "job-2", "status": "EXECUTING", "errorCode": "DCS.5094"}));
+    demo_secret(&client, &ns).await;
+    let _controller = ControllerProcess::start(&ns, &[]);
+    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
+    api.create(
+        &PostParams::default(),
+        &query("swap", &sim, json!({"waitFor": {"jobId": "job-2"}})),
+    )
+    .await
+    .unwrap();
+    wait_until(&api, "swap", Duration::from_secs(30), "Pending", |o| {
+        is(o, "Reconciling", "True") && o.status.as_ref().is_some_and(|s| s.wait_for.is_some())
+    })
+    .await;
+    sim.set_status("swap-2", "FAILED");
+    let failed = wait_until(&api, "swap", Duration::from_secs(30), "Failed", |o| {
+        is(o, "Failed", "True")
+    })
+    .await;
+    assert!(is(&failed, "Stalled", "True"));
+    assert!(is(&failed, "Complete", "False"));
+    assert!(is(&failed, "Ready", "False"));
+    let stalled = condition(&failed, "Stalled").unwrap();
+    assert_eq!(stalled.1, "TaskFailed");
+    assert!(stalled.2.contains("DCS.5094"), "{}", stalled.2);
+    // Let a few polls pass: a resolved wait is final, so no more events and no more writes.
+    let version = failed.metadata.resource_version.clone();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        api.get("swap").await.unwrap().metadata.resource_version,
+        version
+    );
+    let events = reasons(&events_for(&client, &ns, "swap").await);
+    assert_eq!(events.get("TaskFailed"), Some(&1), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_spec_change_bumps_generation_and_the_conditions_follow() {
+    let plane = ControlPlane::shared();
+    let client = plane.admin_client();
+    let ns = plane.new_namespace("spec-change").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(Some(&write_scenario(&dir, SETTLED_SCENARIO)), &[]);
+    sim.add_task(json!({"id": "swap-3", "name": "masterStandbySwapJob", "jobId": "job-3", "status": "EXECUTING"}));
+    demo_secret(&client, &ns).await;
+    let _controller = ControllerProcess::start(&ns, &[]);
+    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
+    api.create(&PostParams::default(), &query("q", &sim, json!({})))
+        .await
+        .unwrap();
+    let ready = wait_until(&api, "q", Duration::from_secs(30), "Ready", |o| {
+        is(o, "Ready", "True")
+    })
+    .await;
+    assert_eq!(ready.status.as_ref().unwrap().matched_count, Some(3));
+    assert!(
+        condition(&ready, "Complete").is_none(),
+        "no waitFor, no Complete"
+    );
+
+    api.patch(
+        "q",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"waitFor": {"jobId": "job-3"}}})),
+    )
+    .await
+    .unwrap();
+    let changed = wait_until(&api, "q", Duration::from_secs(30), "generation 2", |o| {
+        o.status.as_ref().and_then(|s| s.observed_generation) == Some(2)
+    })
+    .await;
+    assert_eq!(changed.metadata.generation, Some(2));
+    assert!(
+        changed
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(2))
+    );
+    assert!(is(&changed, "Ready", "False"));
+    assert!(is(&changed, "Reconciling", "True"));
+    assert!(is(&changed, "Complete", "False"));
+
+    // An invalid spec the 1.20 server cannot catch (CEL) stalls with the field named.
+    api.patch(
+        "q",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"waitFor": {"name": "masterStandbySwapJob"}}})),
+    )
+    .await
+    .unwrap();
+    let invalid = wait_until(&api, "q", Duration::from_secs(30), "InvalidSpec", |o| {
+        o.status.as_ref().and_then(|s| s.observed_generation) == Some(3)
+    })
+    .await;
+    let stalled = condition(&invalid, "Stalled").unwrap();
+    assert_eq!(
+        (stalled.0.as_str(), stalled.1.as_str()),
+        ("True", "InvalidSpec")
+    );
+    assert!(stalled.2.contains("spec.waitFor"), "{}", stalled.2);
+    assert!(
+        invalid.status.as_ref().unwrap().wait_for.is_none(),
+        "no verdict from an older spec"
+    );
+    assert_eq!(
+        invalid.status.as_ref().unwrap().matched_count,
+        Some(3),
+        "known results kept"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_secret_stalls_with_its_name_until_it_appears() {
+    let plane = ControlPlane::shared();
+    let client = plane.admin_client();
+    let ns = plane.new_namespace("missing-secret").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(Some(&write_scenario(&dir, SETTLED_SCENARIO)), &[]);
+    let _controller = ControllerProcess::start(&ns, &[]);
+    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
+    api.create(&PostParams::default(), &query("q", &sim, json!({})))
+        .await
+        .unwrap();
+    let stalled = wait_until(&api, "q", Duration::from_secs(30), "Stalled", |o| {
+        is(o, "Stalled", "True")
+    })
+    .await;
+    let (_, reason, message, _) = condition(&stalled, "Stalled").unwrap();
+    assert_eq!(reason, "CredentialsUnavailable");
+    assert!(
+        message.contains(&format!("Secret {ns}/dcs-credentials")),
+        "{message}"
+    );
+    assert!(is(&stalled, "Ready", "False"));
+    assert_eq!(sim.total_requests(), 0, "no call without credentials");
+    let events = reasons(&events_for(&client, &ns, "q").await);
+    assert_eq!(events.get("Stalled"), Some(&1), "{events:?}");
+
+    // Creating the Secret wakes the query through the Secret watch, well before the 5 min retry.
+    demo_secret(&client, &ns).await;
+    wait_until(
+        &api,
+        "q",
+        Duration::from_secs(20),
+        "Ready after the Secret appeared",
+        |o| is(o, "Ready", "True"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_hundred_equal_queries_share_one_upstream_call_per_interval() {
+    let plane = ControlPlane::shared();
+    let client = plane.admin_client();
+    let ns = plane.new_namespace("shared-fetch").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(Some(&write_scenario(&dir, SETTLED_SCENARIO)), &[]);
+    demo_secret(&client, &ns).await;
+    let controller = ControllerProcess::start(&ns, &["--rate-limit", "50"]);
+    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
+    for i in 0..100 {
+        api.create(
+            &PostParams::default(),
+            &query(&format!("q{i:03}"), &sim, json!({})),
+        )
+        .await
+        .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = api.list(&ListParams::default()).await.unwrap();
+        if list.items.iter().filter(|o| is(o, "Ready", "True")).count() == 100 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all 100 became Ready");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let first_round = sim.total_requests();
+    assert!(
+        first_round <= 3,
+        "100 new objects made {first_round} upstream calls"
+    );
+
+    // Three settled intervals (10 s each, ±10% jitter): about one call per interval.
+    sim.reset_stats();
+    let versions: Vec<_> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|o| o.metadata.resource_version)
+        .collect();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let calls = sim.total_requests();
+    assert!(
+        (2..=5).contains(&calls),
+        "100 objects over 3 intervals made {calls} upstream calls"
+    );
+    // Nothing changed upstream, so nothing was written: the polls were silent.
+    let after: Vec<_> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|o| o.metadata.resource_version)
+        .collect();
+    assert_eq!(versions, after, "unchanged polls must not write status");
+    let shared = controller
+        .metric("dcs_task_operator_shared_fetches_total{outcome=\"cached\"}")
+        .await;
+    assert!(shared > 100.0, "cached fetches: {shared}");
+}
+
+#[tokio::test]
+async fn a_restart_loses_nothing_and_repeats_no_event() {
+    let plane = ControlPlane::shared();
+    let client = plane.admin_client();
+    let ns = plane.new_namespace("restart").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(Some(&write_scenario(&dir, SETTLED_SCENARIO)), &[]);
+    sim.add_task(json!({"id": "swap-4", "name": "masterStandbySwapJob", "jobId": "job-4", "status": "SUCCESS"}));
+    demo_secret(&client, &ns).await;
+    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
+    api.create(
+        &PostParams::default(),
+        &query("done", &sim, json!({"waitFor": {"jobId": "job-4"}})),
+    )
+    .await
+    .unwrap();
+    api.create(&PostParams::default(), &query("plain", &sim, json!({})))
+        .await
+        .unwrap();
+    let first = ControllerProcess::start(&ns, &[]);
+    let done = wait_until(&api, "done", Duration::from_secs(30), "Complete", |o| {
+        is(o, "Complete", "True")
+    })
+    .await;
+    let plain = wait_until(&api, "plain", Duration::from_secs(30), "Ready", |o| {
+        is(o, "Ready", "True")
+    })
+    .await;
+    first.stop();
+
+    let second = ControllerProcess::start(&ns, &[]);
+    // Give the new process time to list, reconcile everything and poll at least once.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let logs = second.stop();
+    assert!(logs.contains("controller started"), "{logs}");
+    let done_after = api.get("done").await.unwrap();
+    let plain_after = api.get("plain").await.unwrap();
+    assert_eq!(done_after.status, done.status, "resolved wait untouched");
+    assert_eq!(
+        done_after.metadata.resource_version,
+        done.metadata.resource_version
+    );
+    assert_eq!(
+        plain_after.metadata.resource_version,
+        plain.metadata.resource_version
+    );
+    let events = reasons(&events_for(&client, &ns, "done").await);
+    assert_eq!(events.get("TaskSucceeded"), Some(&1), "{events:?}");
+}
+
+#[tokio::test]
+async fn two_replicas_with_leader_election_never_both_write() {
+    let plane = ControlPlane::shared();
+    let client = plane.admin_client();
+    let ns = plane.new_namespace("leader").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(Some(&write_scenario(&dir, SETTLED_SCENARIO)), &[]);
+    demo_secret(&client, &ns).await;
+    let elect = |identity: &'static str| {
+        ControllerProcess::start(
+            &ns,
+            &[
+                "--leader-elect",
+                "--lease-namespace",
+                &ns,
+                "--identity",
+                identity,
+            ],
+        )
+    };
+    let mut a = elect("replica-a");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut b = elect("replica-b");
+    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
+    api.create(&PostParams::default(), &query("q", &sim, json!({})))
+        .await
+        .unwrap();
+    wait_until(&api, "q", Duration::from_secs(30), "Ready", |o| {
+        is(o, "Ready", "True")
+    })
+    .await;
+    let writes_a = a.metric("dcs_task_operator_status_writes_total").await;
+    let writes_b = b.metric("dcs_task_operator_status_writes_total").await;
+    let reconciles_b = b.metric("dcs_task_operator_reconciles_total").await;
+    assert!(writes_a >= 1.0, "the leader wrote {writes_a}");
+    assert_eq!((writes_b, reconciles_b), (0.0, 0.0), "the standby acted");
+
+    // The leader goes away; the standby takes over within the lease duration and acts.
+    let logs_a = a.stop_in_place();
+    assert!(logs_a.contains("acquired leadership"), "{logs_a}");
+    api.patch(
+        "q",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"maxTasks": 5}})),
+    )
+    .await
+    .unwrap();
+    wait_until(
+        &api,
+        "q",
+        Duration::from_secs(40),
+        "the standby's write",
+        |o| o.status.as_ref().and_then(|s| s.observed_generation) == Some(2),
+    )
+    .await;
+    assert!(b.metric("dcs_task_operator_status_writes_total").await >= 1.0);
+    let logs_b = b.stop_in_place();
+    assert!(logs_b.contains("acquired leadership"), "{logs_b}");
+}
+
+#[tokio::test]
+async fn status_stays_under_256_kib_with_200_large_tasks() {
+    let plane = ControlPlane::shared();
+    let client = plane.admin_client();
+    let ns = plane.new_namespace("big-status").await;
+    let dir = tempfile::tempdir().unwrap();
+    let big = "x".repeat(20_000);
+    let mut yaml = String::from("tasks:\n");
+    for i in 0..300 {
+        yaml.push_str(&format!(
+            "  - name: EXTEND\n    createdAt: \"-{}m\"\n    status: SUCCESS\n    params: \"{big}\"\n    details: {{node_name: \"{big}\", rename_commands: [\"{big}\", \"{big}\"]}}\n",
+            i + 1
+        ));
+    }
+    let sim = SimProcess::start(Some(&write_scenario(&dir, &yaml)), &[]);
+    demo_secret(&client, &ns).await;
+    let _controller = ControllerProcess::start(&ns, &[]);
+    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
+    api.create(
+        &PostParams::default(),
+        &query("big", &sim, json!({"maxTasks": 200})),
+    )
+    .await
+    .unwrap();
+    let ready = wait_until(&api, "big", Duration::from_secs(60), "Ready", |o| {
+        is(o, "Ready", "True")
+    })
+    .await;
+    let status = ready.status.unwrap();
+    let bytes = serde_json::to_vec(&status).unwrap().len();
+    assert!(bytes < 256 * 1024, "status is {bytes} bytes");
+    assert_eq!(status.matched_count, Some(300));
+    assert!(!status.tasks.is_empty());
+}
+
+#[tokio::test]
+async fn simulator_mode_needs_no_secret() {
+    let plane = ControlPlane::shared();
+    let client = plane.admin_client();
+    let ns = plane.new_namespace("sim-mode").await;
+    let _controller = ControllerProcess::start(&ns, &["--sim"]);
+    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
+    let object: DcsTaskQuery = serde_json::from_value(json!({
+        "apiVersion": "dcs.hwcloud.dev/v1alpha1", "kind": "DcsTaskQuery",
+        "metadata": {"name": "demo"},
+        "spec": {"region": "cn-north-4", "activeInterval": "2s",
+                 "waitFor": {"name": "masterStandbySwapJob"}}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &object).await.unwrap();
+    let done = wait_until(&api, "demo", Duration::from_secs(40), "Complete", |o| {
+        is(o, "Complete", "True")
+    })
+    .await;
+    assert!(is(&done, "Ready", "True"));
+}
