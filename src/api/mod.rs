@@ -42,4 +42,62 @@ mod tests {
             "{CRD_PATH} is stale: run `cargo run -- crd > {CRD_PATH}` and commit it"
         );
     }
+
+    fn object(spec: serde_json::Value) -> DcsTaskQuery {
+        let mut full = serde_json::json!({"region": "cn-north-4"});
+        full.as_object_mut()
+            .unwrap()
+            .extend(spec.as_object().unwrap().clone());
+        DcsTaskQuery::new("q", serde_json::from_value(full).unwrap())
+    }
+
+    /// The CRD's CEL rules, evaluated client-side with kube's `cel` feature (the 1.20 test
+    /// apiserver drops `x-kubernetes-validations`). Each rule must refuse its case with its
+    /// message and accept the valid neighbour.
+    #[test]
+    fn cel_rules_refuse_what_they_should() {
+        use kube::core::cel::validate_cel;
+        let valid = [
+            serde_json::json!({}),
+            serde_json::json!({"query": {"since": "24h", "endTime": "20261231000000"}}),
+            serde_json::json!({"query": {"startTime": "20260101000000", "endTime": "20260101000000"}}),
+            serde_json::json!({"waitFor": {"jobId": "j"}}),
+            serde_json::json!({"waitFor": {"name": "masterStandbySwapJob"}}),
+            serde_json::json!({"interval": "10s", "activeInterval": "2s"}),
+        ];
+        for spec in valid {
+            let result = validate_cel(&object(spec.clone()));
+            assert!(result.is_ok(), "{spec} refused: {result:?}");
+        }
+        let invalid = [
+            (
+                serde_json::json!({"query": {"since": "1h", "startTime": "20260101000000"}}),
+                "mutually exclusive",
+            ),
+            (
+                serde_json::json!({"query": {"startTime": "20260102000000", "endTime": "20260101000000"}}),
+                "must not be after",
+            ),
+            (
+                serde_json::json!({"waitFor": {"jobId": "j", "name": "n"}}),
+                "exactly one of jobId or name",
+            ),
+            (serde_json::json!({"waitFor": {}}), "exactly one of jobId or name"),
+            (
+                serde_json::json!({"waitFor": {"jobId": "j", "successStatuses": ["SUCCESS", "FAILED"]}}),
+                "must not overlap",
+            ),
+            (serde_json::json!({"interval": "5s"}), "interval must be at least 10s"),
+            (
+                serde_json::json!({"activeInterval": "1s"}),
+                "activeInterval must be at least 2s",
+            ),
+        ];
+        for (spec, message) in invalid {
+            let errors = validate_cel(&object(spec.clone()))
+                .expect_err(&format!("{spec} should be refused"));
+            let text = format!("{errors:?}");
+            assert!(text.contains(message), "{spec}: {text}");
+        }
+    }
 }
