@@ -33,14 +33,42 @@ async fn the_server_refuses_invalid_fields_with_the_schema_message() {
     let plane = ControlPlane::shared();
     let ns = plane.new_namespace("crd-schema").await;
     let cases = [
-        (json!({"query": {"limit": 0}}), "spec.query.limit", "should be greater than or equal to 1"),
-        (json!({"query": {"limit": 1001}}), "spec.query.limit", "should be less than or equal to 1000"),
-        (json!({"query": {"startTime": "2026-01-01"}}), "spec.query.startTime", "should match"),
-        (json!({"query": {"offset": -1}}), "spec.query.offset", "should be greater than or equal to 0"),
+        (
+            json!({"query": {"limit": 0}}),
+            "spec.query.limit",
+            "should be greater than or equal to 1",
+        ),
+        (
+            json!({"query": {"limit": 1001}}),
+            "spec.query.limit",
+            "should be less than or equal to 1000",
+        ),
+        (
+            json!({"query": {"startTime": "2026-01-01"}}),
+            "spec.query.startTime",
+            "should match",
+        ),
+        (
+            json!({"query": {"offset": -1}}),
+            "spec.query.offset",
+            "should be greater than or equal to 0",
+        ),
         (json!({"region": "Beijing"}), "spec.region", "should match"),
-        (json!({"maxTasks": 500}), "spec.maxTasks", "should be less than or equal to 200"),
-        (json!({"interval": "1 minute"}), "spec.interval", "should match"),
-        (json!({"endpoint": "https://host/path"}), "spec.endpoint", "should match"),
+        (
+            json!({"maxTasks": 500}),
+            "spec.maxTasks",
+            "should be less than or equal to 200",
+        ),
+        (
+            json!({"interval": "1 minute"}),
+            "spec.interval",
+            "should match",
+        ),
+        (
+            json!({"endpoint": "https://host/path"}),
+            "spec.endpoint",
+            "should match",
+        ),
     ];
     for (index, (spec, field, rule)) in cases.into_iter().enumerate() {
         let output = plane.try_kubectl(
@@ -58,7 +86,11 @@ async fn the_server_refuses_invalid_fields_with_the_schema_message() {
         &["apply", "-n", &ns, "-f", "-"],
         Some(&manifest("good", json!({"query": {"limit": 1000}})).to_string()),
     );
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test]
@@ -93,14 +125,21 @@ async fn status_writes_do_not_bump_generation_and_stale_updates_conflict() {
         )
         .await
         .unwrap();
-    assert_eq!(patched.metadata.generation, Some(1), "status write bumped generation");
+    assert_eq!(
+        patched.metadata.generation,
+        Some(1),
+        "status write bumped generation"
+    );
     assert_eq!(patched.status.unwrap().matched_count, Some(3));
 
     // A spec write through the main resource bumps it, and ignores status.
     let mut stale = created.clone();
     let mut fresh = queries.get("q").await.unwrap();
     fresh.spec.max_tasks = 5;
-    let updated = queries.replace("q", &PostParams::default(), &fresh).await.unwrap();
+    let updated = queries
+        .replace("q", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
     assert_eq!(updated.metadata.generation, Some(2));
 
     stale.spec.max_tasks = 7;
@@ -182,12 +221,22 @@ async fn kubectl_get_prints_the_printer_columns() {
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        vec!["NAME", "READY", "WAIT", "MATCHED", "LATEST", "LAST", "SYNC", "AGE"],
+        vec![
+            "NAME", "READY", "WAIT", "MATCHED", "LATEST", "LAST", "SYNC", "AGE"
+        ],
         "{table}"
     );
     let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(&row[..5], &["cols", "True", "Succeeded", "4", "SUCCESS"], "{table}");
+    assert_eq!(
+        &row[..5],
+        &["cols", "True", "Succeeded", "4", "SUCCESS"],
+        "{table}"
+    );
     // The short name and the categories work too.
     assert!(plane.kubectl(&["get", "dcstq", "-n", &ns]).contains("cols"));
-    assert!(plane.kubectl(&["get", "huaweicloud", "-n", &ns]).contains("cols"));
+    assert!(
+        plane
+            .kubectl(&["get", "huaweicloud", "-n", &ns])
+            .contains("cols")
+    );
 }

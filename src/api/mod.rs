@@ -82,12 +82,18 @@ mod tests {
                 serde_json::json!({"waitFor": {"jobId": "j", "name": "n"}}),
                 "exactly one of jobId or name",
             ),
-            (serde_json::json!({"waitFor": {}}), "exactly one of jobId or name"),
+            (
+                serde_json::json!({"waitFor": {}}),
+                "exactly one of jobId or name",
+            ),
             (
                 serde_json::json!({"waitFor": {"jobId": "j", "successStatuses": ["SUCCESS", "FAILED"]}}),
                 "must not overlap",
             ),
-            (serde_json::json!({"interval": "5s"}), "interval must be at least 10s"),
+            (
+                serde_json::json!({"interval": "5s"}),
+                "interval must be at least 10s",
+            ),
             (
                 serde_json::json!({"activeInterval": "1s"}),
                 "activeInterval must be at least 2s",

@@ -108,7 +108,14 @@ pub async fn run_with_client(
     info!(addr = %server.local_addr, "health and metrics listening");
 
     let leadership = match &config.leader_election {
-        Some(settings) => Some(leader::acquire(client.clone(), settings).await?),
+        Some(settings) => {
+            // A standby is healthy and ready: reporting it unready would block node drains
+            // under a PodDisruptionBudget while doing nothing useful.
+            let _ = ready_tx.send(true);
+            let held = leader::acquire(client.clone(), settings).await?;
+            let _ = ready_tx.send(false);
+            Some(held)
+        }
         None => None,
     };
 

@@ -106,6 +106,13 @@ pub async fn reconcile(
         return Ok(Action::await_change());
     }
 
+    // First visit: say at once that work is under way, so the new object is never read as
+    // healthy (kstatus treats a status-less object as Current) while the first poll runs.
+    if previous.is_none() {
+        let initial = query::initial_status(&status_ctx);
+        write_status_if_changed(&ctx, &query, &namespace, None, &initial).await?;
+    }
+
     let created_at = query
         .metadata
         .creation_timestamp

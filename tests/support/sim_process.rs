@@ -148,7 +148,7 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// Stdout and stderr of a run, labelled, for assertion messages.
 pub fn describe(output: &Output) -> String {
     format!(
-        "exit status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        "{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
         output.status,
         text(&output.stdout),
         text(&output.stderr)
