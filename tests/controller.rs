@@ -673,3 +673,49 @@ async fn simulator_mode_needs_no_secret() {
     .await;
     assert!(is(&done, "Ready", "True"));
 }
+
+#[tokio::test]
+async fn the_flux_requested_at_annotation_forces_a_poll_and_is_echoed() {
+    let plane = ControlPlane::shared();
+    let client = plane.admin_client();
+    let ns = plane.new_namespace("flux-refresh").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(Some(&write_scenario(&dir, SETTLED_SCENARIO)), &[]);
+    sim.add_task(json!({"id": "swap-5", "name": "masterStandbySwapJob", "jobId": "job-5", "status": "SUCCESS"}));
+    demo_secret(&client, &ns).await;
+    let _controller = ControllerProcess::start(&ns, &[]);
+    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
+    api.create(
+        &PostParams::default(),
+        &query("done", &sim, json!({"waitFor": {"jobId": "job-5"}})),
+    )
+    .await
+    .unwrap();
+    wait_until(&api, "done", Duration::from_secs(30), "Complete", |o| {
+        is(o, "Complete", "True")
+    })
+    .await;
+    // A resolved wait does not poll by itself...
+    sim.reset_stats();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sim.total_requests(), 0);
+    // ...but Flux's "reconcile now" does, bypassing the shared cache, and is echoed.
+    api.patch(
+        "done",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "2026-11-27T17:00:00Z"}}})),
+    )
+    .await
+    .unwrap();
+    let echoed = wait_until(&api, "done", Duration::from_secs(20), "the echo", |o| {
+        o.status
+            .as_ref()
+            .and_then(|s| s.last_handled_reconcile_at.as_deref())
+            == Some("2026-11-27T17:00:00Z")
+    })
+    .await;
+    assert_eq!(sim.total_requests(), 1, "exactly one forced poll");
+    assert!(is(&echoed, "Complete", "True"));
+    let events = reasons(&events_for(&client, &ns, "done").await);
+    assert_eq!(events.get("TaskSucceeded"), Some(&1), "{events:?}");
+}

@@ -467,6 +467,99 @@ mod tests {
         assert_eq!(status_of(&changed, COMPLETE), "Unknown");
     }
 
+    /// kstatus' documented rules for custom resources (what Flux's `wait: true` applies):
+    /// observedGeneration behind generation -> InProgress; Reconciling=True -> InProgress;
+    /// Stalled=True -> Failed; otherwise Current. The stricter reading some tools add
+    /// (Ready=False is not Current) is checked as well.
+    fn kstatus(generation: i64, status: &DcsTaskQueryStatus) -> &'static str {
+        let is_true =
+            |type_: &str| find(&status.conditions, type_).is_some_and(|c| c.status == "True");
+        if status.observed_generation.is_some_and(|g| g != generation) {
+            return "InProgress";
+        }
+        if is_true(RECONCILING) {
+            return "InProgress";
+        }
+        if is_true(STALLED) {
+            return "Failed";
+        }
+        "Current"
+    }
+
+    #[test]
+    fn every_phase_maps_to_the_right_kstatus() {
+        let first = initial_status(&context(None, 1, 0));
+        let pending = build_status(
+            &context(None, 1, 1),
+            PollOutcome::Fetched(&evaluation(WaitPhase::Pending)),
+        );
+        let succeeded = build_status(
+            &context(None, 1, 1),
+            PollOutcome::Fetched(&evaluation(WaitPhase::Succeeded)),
+        );
+        let failed = build_status(
+            &context(None, 1, 1),
+            PollOutcome::Fetched(&evaluation(WaitPhase::Failed)),
+        );
+        let timed_out = build_status(
+            &context(None, 1, 1),
+            PollOutcome::Fetched(&evaluation(WaitPhase::TimedOut)),
+        );
+        let errors = SpecErrors(vec![]);
+        let invalid = build_status(&context(None, 1, 1), PollOutcome::InvalidSpec(&errors));
+        let transient_error = DcsError::Timeout {
+            endpoint: "https://e".into(),
+            timeout: std::time::Duration::from_secs(30),
+        };
+        let retrying = build_status(
+            &context(None, 1, 1),
+            PollOutcome::FetchFailed(&transient_error),
+        );
+        let mut plain = evaluation(WaitPhase::Pending);
+        plain.wait = None;
+        let plain_context = StatusContext {
+            has_wait: false,
+            ..context(None, 1, 1)
+        };
+        let synced = build_status(&plain_context, PollOutcome::Fetched(&plain));
+
+        let cases = [
+            ("first visit", &first, 1, "InProgress"),
+            ("wait pending", &pending, 1, "InProgress"),
+            ("wait succeeded", &succeeded, 1, "Current"),
+            ("task failed", &failed, 1, "Failed"),
+            ("wait timed out", &timed_out, 1, "Failed"),
+            ("invalid spec", &invalid, 1, "Failed"),
+            ("upstream error, retrying", &retrying, 1, "InProgress"),
+            ("no waitFor, synced", &synced, 1, "Current"),
+            (
+                "spec changed, not yet observed",
+                &succeeded,
+                2,
+                "InProgress",
+            ),
+        ];
+        for (name, status, generation, expected) in cases {
+            assert_eq!(kstatus(generation, status), expected, "{name}");
+            if status.observed_generation != Some(generation) {
+                // kubectl wait and kstatus see the lag through observedGeneration.
+                assert!(
+                    status
+                        .conditions
+                        .iter()
+                        .all(|c| c.observed_generation < Some(generation))
+                );
+                continue;
+            }
+            let ready = find(&status.conditions, READY).map(|c| c.status.as_str());
+            if expected == "Current" {
+                assert_eq!(ready, Some("True"), "{name}: Current must also be Ready");
+            } else {
+                assert_ne!(ready, Some("True"), "{name}: not Current, so not Ready");
+            }
+        }
+    }
+
     #[test]
     fn initial_status_is_never_healthy() {
         let s = initial_status(&context(None, 1, 0));
