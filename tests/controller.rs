@@ -197,6 +197,51 @@ fn write_scenario(dir: &tempfile::TempDir, yaml: &str) -> PathBuf {
     path
 }
 
+/// One test's world: its namespace, its simulator and an admin client.
+struct Fixture {
+    plane: &'static ControlPlane,
+    client: Client,
+    ns: String,
+    sim: SimProcess,
+    api: Api<DcsTaskQuery>,
+    _scenario_dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// A namespace named after `prefix`, a simulator playing `scenario`, and (when `secret`)
+    /// the demo credentials Secret.
+    async fn new(prefix: &str, scenario: &str, secret: bool) -> Self {
+        let plane = ControlPlane::shared();
+        let client = plane.admin_client();
+        let ns = plane.new_namespace(prefix).await;
+        let dir = tempfile::tempdir().unwrap();
+        let sim = SimProcess::start(Some(&write_scenario(&dir, scenario)), &[]);
+        if secret {
+            demo_secret(&client, &ns).await;
+        }
+        let api = Api::namespaced(client.clone(), &ns);
+        Self {
+            plane,
+            client,
+            ns,
+            sim,
+            api,
+            _scenario_dir: dir,
+        }
+    }
+
+    fn controller(&self, extra: &[&str]) -> ControllerProcess {
+        ControllerProcess::start(&self.ns, extra)
+    }
+
+    async fn create(&self, name: &str, extra_spec: Value) {
+        self.api
+            .create(&PostParams::default(), &query(name, &self.sim, extra_spec))
+            .await
+            .unwrap();
+    }
+}
+
 const SETTLED_SCENARIO: &str = r#"
 tasks:
   - name: EXTEND
@@ -210,23 +255,18 @@ tasks:
 
 #[tokio::test]
 async fn a_waited_task_goes_pending_then_complete_and_kubectl_wait_returns() {
-    let plane = ControlPlane::shared();
-    let client = plane.admin_client();
-    let ns = plane.new_namespace("wait-complete").await;
-    let dir = tempfile::tempdir().unwrap();
-    let sim = SimProcess::start(Some(&write_scenario(&dir, SETTLED_SCENARIO)), &[]);
+    let f = Fixture::new("wait-complete", SETTLED_SCENARIO, true).await;
+    let (plane, client, ns, sim, api) = (f.plane, &f.client, &f.ns, &f.sim, &f.api);
     sim.add_task(json!({"id": "swap-1", "name": "masterStandbySwapJob", "jobId": "job-1", "status": "EXECUTING"}));
-    demo_secret(&client, &ns).await;
-    let controller = ControllerProcess::start(&ns, &[]);
-    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
+    let controller = f.controller(&[]);
     api.create(
         &PostParams::default(),
-        &query("swap", &sim, json!({"waitFor": {"jobId": "job-1"}})),
+        &query("swap", sim, json!({"waitFor": {"jobId": "job-1"}})),
     )
     .await
     .unwrap();
 
-    let pending = wait_until(&api, "swap", Duration::from_secs(30), "Pending", |o| {
+    let pending = wait_until(api, "swap", Duration::from_secs(30), "Pending", |o| {
         o.status
             .as_ref()
             .and_then(|s| s.wait_for.as_ref())
@@ -242,7 +282,7 @@ async fn a_waited_task_goes_pending_then_complete_and_kubectl_wait_returns() {
         &[
             "wait",
             "-n",
-            &ns,
+            ns,
             "--for=condition=Complete",
             "dcstq/swap",
             "--timeout=30s",
@@ -271,40 +311,35 @@ async fn a_waited_task_goes_pending_then_complete_and_kubectl_wait_returns() {
     assert_eq!(wait.task_id.as_deref(), Some("swap-1"));
     assert_eq!(wait.status.as_deref(), Some("SUCCESS"));
 
-    let table = plane.kubectl(&["get", "dcstq", "-n", &ns]);
+    let table = plane.kubectl(&["get", "dcstq", "-n", ns]);
     assert!(table.contains("Succeeded"), "{table}");
     let logs = controller.stop();
     assert!(
         !logs.contains(DEMO_SECRET_KEY),
         "the secret key leaked into logs"
     );
-    let events = reasons(&events_for(&client, &ns, "swap").await);
+    let events = reasons(&events_for(client, ns, "swap").await);
     assert_eq!(events.get("TaskSucceeded"), Some(&1), "{events:?}");
 }
 
 #[tokio::test]
 async fn a_failed_task_marks_failed_and_stalled_with_one_event() {
-    let plane = ControlPlane::shared();
-    let client = plane.admin_client();
-    let ns = plane.new_namespace("wait-failed").await;
-    let dir = tempfile::tempdir().unwrap();
-    let sim = SimProcess::start(Some(&write_scenario(&dir, SETTLED_SCENARIO)), &[]);
+    let f = Fixture::new("wait-failed", SETTLED_SCENARIO, true).await;
+    let (client, ns, sim, api) = (&f.client, &f.ns, &f.sim, &f.api);
     sim.add_task(json!({"id": "swap-2", "name": "masterStandbySwapJob", "jobId": "job-2", "status": "EXECUTING", "errorCode": "DCS.5094"}));
-    demo_secret(&client, &ns).await;
-    let _controller = ControllerProcess::start(&ns, &[]);
-    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
+    let _controller = f.controller(&[]);
     api.create(
         &PostParams::default(),
-        &query("swap", &sim, json!({"waitFor": {"jobId": "job-2"}})),
+        &query("swap", sim, json!({"waitFor": {"jobId": "job-2"}})),
     )
     .await
     .unwrap();
-    wait_until(&api, "swap", Duration::from_secs(30), "Pending", |o| {
+    wait_until(api, "swap", Duration::from_secs(30), "Pending", |o| {
         is(o, "Reconciling", "True") && o.status.as_ref().is_some_and(|s| s.wait_for.is_some())
     })
     .await;
     sim.set_status("swap-2", "FAILED");
-    let failed = wait_until(&api, "swap", Duration::from_secs(30), "Failed", |o| {
+    let failed = wait_until(api, "swap", Duration::from_secs(30), "Failed", |o| {
         is(o, "Failed", "True")
     })
     .await;
@@ -321,25 +356,20 @@ async fn a_failed_task_marks_failed_and_stalled_with_one_event() {
         api.get("swap").await.unwrap().metadata.resource_version,
         version
     );
-    let events = reasons(&events_for(&client, &ns, "swap").await);
+    let events = reasons(&events_for(client, ns, "swap").await);
     assert_eq!(events.get("TaskFailed"), Some(&1), "{events:?}");
 }
 
 #[tokio::test]
 async fn a_spec_change_bumps_generation_and_the_conditions_follow() {
-    let plane = ControlPlane::shared();
-    let client = plane.admin_client();
-    let ns = plane.new_namespace("spec-change").await;
-    let dir = tempfile::tempdir().unwrap();
-    let sim = SimProcess::start(Some(&write_scenario(&dir, SETTLED_SCENARIO)), &[]);
+    let f = Fixture::new("spec-change", SETTLED_SCENARIO, true).await;
+    let (sim, api) = (&f.sim, &f.api);
     sim.add_task(json!({"id": "swap-3", "name": "masterStandbySwapJob", "jobId": "job-3", "status": "EXECUTING"}));
-    demo_secret(&client, &ns).await;
-    let _controller = ControllerProcess::start(&ns, &[]);
-    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
-    api.create(&PostParams::default(), &query("q", &sim, json!({})))
+    let _controller = f.controller(&[]);
+    api.create(&PostParams::default(), &query("q", sim, json!({})))
         .await
         .unwrap();
-    let ready = wait_until(&api, "q", Duration::from_secs(30), "Ready", |o| {
+    let ready = wait_until(api, "q", Duration::from_secs(30), "Ready", |o| {
         is(o, "Ready", "True")
     })
     .await;
@@ -356,7 +386,7 @@ async fn a_spec_change_bumps_generation_and_the_conditions_follow() {
     )
     .await
     .unwrap();
-    let changed = wait_until(&api, "q", Duration::from_secs(30), "generation 2", |o| {
+    let changed = wait_until(api, "q", Duration::from_secs(30), "generation 2", |o| {
         o.status.as_ref().and_then(|s| s.observed_generation) == Some(2)
     })
     .await;
@@ -382,7 +412,7 @@ async fn a_spec_change_bumps_generation_and_the_conditions_follow() {
     )
     .await
     .unwrap();
-    let invalid = wait_until(&api, "q", Duration::from_secs(30), "InvalidSpec", |o| {
+    let invalid = wait_until(api, "q", Duration::from_secs(30), "InvalidSpec", |o| {
         o.status.as_ref().and_then(|s| s.observed_generation) == Some(3)
     })
     .await;
@@ -405,17 +435,13 @@ async fn a_spec_change_bumps_generation_and_the_conditions_follow() {
 
 #[tokio::test]
 async fn a_missing_secret_stalls_with_its_name_until_it_appears() {
-    let plane = ControlPlane::shared();
-    let client = plane.admin_client();
-    let ns = plane.new_namespace("missing-secret").await;
-    let dir = tempfile::tempdir().unwrap();
-    let sim = SimProcess::start(Some(&write_scenario(&dir, SETTLED_SCENARIO)), &[]);
-    let _controller = ControllerProcess::start(&ns, &[]);
-    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
-    api.create(&PostParams::default(), &query("q", &sim, json!({})))
+    let f = Fixture::new("missing-secret", SETTLED_SCENARIO, false).await;
+    let (client, ns, sim, api) = (&f.client, &f.ns, &f.sim, &f.api);
+    let _controller = f.controller(&[]);
+    api.create(&PostParams::default(), &query("q", sim, json!({})))
         .await
         .unwrap();
-    let stalled = wait_until(&api, "q", Duration::from_secs(30), "Stalled", |o| {
+    let stalled = wait_until(api, "q", Duration::from_secs(30), "Stalled", |o| {
         is(o, "Stalled", "True")
     })
     .await;
@@ -427,13 +453,13 @@ async fn a_missing_secret_stalls_with_its_name_until_it_appears() {
     );
     assert!(is(&stalled, "Ready", "False"));
     assert_eq!(sim.total_requests(), 0, "no call without credentials");
-    let events = reasons(&events_for(&client, &ns, "q").await);
+    let events = reasons(&events_for(client, ns, "q").await);
     assert_eq!(events.get("Stalled"), Some(&1), "{events:?}");
 
     // Creating the Secret wakes the query through the Secret watch, well before the 5 min retry.
-    demo_secret(&client, &ns).await;
+    demo_secret(client, ns).await;
     wait_until(
-        &api,
+        api,
         "q",
         Duration::from_secs(20),
         "Ready after the Secret appeared",
@@ -444,18 +470,13 @@ async fn a_missing_secret_stalls_with_its_name_until_it_appears() {
 
 #[tokio::test]
 async fn a_hundred_equal_queries_share_one_upstream_call_per_interval() {
-    let plane = ControlPlane::shared();
-    let client = plane.admin_client();
-    let ns = plane.new_namespace("shared-fetch").await;
-    let dir = tempfile::tempdir().unwrap();
-    let sim = SimProcess::start(Some(&write_scenario(&dir, SETTLED_SCENARIO)), &[]);
-    demo_secret(&client, &ns).await;
-    let controller = ControllerProcess::start(&ns, &["--rate-limit", "50"]);
-    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
+    let f = Fixture::new("shared-fetch", SETTLED_SCENARIO, true).await;
+    let (sim, api) = (&f.sim, &f.api);
+    let controller = f.controller(&["--rate-limit", "50"]);
     for i in 0..100 {
         api.create(
             &PostParams::default(),
-            &query(&format!("q{i:03}"), &sim, json!({})),
+            &query(&format!("q{i:03}"), sim, json!({})),
         )
         .await
         .unwrap();
@@ -509,35 +530,30 @@ async fn a_hundred_equal_queries_share_one_upstream_call_per_interval() {
 
 #[tokio::test]
 async fn a_restart_loses_nothing_and_repeats_no_event() {
-    let plane = ControlPlane::shared();
-    let client = plane.admin_client();
-    let ns = plane.new_namespace("restart").await;
-    let dir = tempfile::tempdir().unwrap();
-    let sim = SimProcess::start(Some(&write_scenario(&dir, SETTLED_SCENARIO)), &[]);
+    let f = Fixture::new("restart", SETTLED_SCENARIO, true).await;
+    let (client, ns, sim, api) = (&f.client, &f.ns, &f.sim, &f.api);
     sim.add_task(json!({"id": "swap-4", "name": "masterStandbySwapJob", "jobId": "job-4", "status": "SUCCESS"}));
-    demo_secret(&client, &ns).await;
-    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
     api.create(
         &PostParams::default(),
-        &query("done", &sim, json!({"waitFor": {"jobId": "job-4"}})),
+        &query("done", sim, json!({"waitFor": {"jobId": "job-4"}})),
     )
     .await
     .unwrap();
-    api.create(&PostParams::default(), &query("plain", &sim, json!({})))
+    api.create(&PostParams::default(), &query("plain", sim, json!({})))
         .await
         .unwrap();
-    let first = ControllerProcess::start(&ns, &[]);
-    let done = wait_until(&api, "done", Duration::from_secs(30), "Complete", |o| {
+    let first = f.controller(&[]);
+    let done = wait_until(api, "done", Duration::from_secs(30), "Complete", |o| {
         is(o, "Complete", "True")
     })
     .await;
-    let plain = wait_until(&api, "plain", Duration::from_secs(30), "Ready", |o| {
+    let plain = wait_until(api, "plain", Duration::from_secs(30), "Ready", |o| {
         is(o, "Ready", "True")
     })
     .await;
     first.stop();
 
-    let second = ControllerProcess::start(&ns, &[]);
+    let second = f.controller(&[]);
     // Give the new process time to list, reconcile everything and poll at least once.
     tokio::time::sleep(Duration::from_secs(8)).await;
     let logs = second.stop();
@@ -553,25 +569,21 @@ async fn a_restart_loses_nothing_and_repeats_no_event() {
         plain_after.metadata.resource_version,
         plain.metadata.resource_version
     );
-    let events = reasons(&events_for(&client, &ns, "done").await);
+    let events = reasons(&events_for(client, ns, "done").await);
     assert_eq!(events.get("TaskSucceeded"), Some(&1), "{events:?}");
 }
 
 #[tokio::test]
 async fn two_replicas_with_leader_election_never_both_write() {
-    let plane = ControlPlane::shared();
-    let client = plane.admin_client();
-    let ns = plane.new_namespace("leader").await;
-    let dir = tempfile::tempdir().unwrap();
-    let sim = SimProcess::start(Some(&write_scenario(&dir, SETTLED_SCENARIO)), &[]);
-    demo_secret(&client, &ns).await;
+    let f = Fixture::new("leader", SETTLED_SCENARIO, true).await;
+    let (ns, sim, api) = (&f.ns, &f.sim, &f.api);
     let elect = |identity: &'static str| {
         ControllerProcess::start(
-            &ns,
+            ns,
             &[
                 "--leader-elect",
                 "--lease-namespace",
-                &ns,
+                ns,
                 "--identity",
                 identity,
             ],
@@ -580,11 +592,10 @@ async fn two_replicas_with_leader_election_never_both_write() {
     let mut a = elect("replica-a");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut b = elect("replica-b");
-    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
-    api.create(&PostParams::default(), &query("q", &sim, json!({})))
+    api.create(&PostParams::default(), &query("q", sim, json!({})))
         .await
         .unwrap();
-    wait_until(&api, "q", Duration::from_secs(30), "Ready", |o| {
+    wait_until(api, "q", Duration::from_secs(30), "Ready", |o| {
         is(o, "Ready", "True")
     })
     .await;
@@ -605,7 +616,7 @@ async fn two_replicas_with_leader_election_never_both_write() {
     .await
     .unwrap();
     wait_until(
-        &api,
+        api,
         "q",
         Duration::from_secs(40),
         "the standby's write",
@@ -619,10 +630,6 @@ async fn two_replicas_with_leader_election_never_both_write() {
 
 #[tokio::test]
 async fn status_stays_under_256_kib_with_200_large_tasks() {
-    let plane = ControlPlane::shared();
-    let client = plane.admin_client();
-    let ns = plane.new_namespace("big-status").await;
-    let dir = tempfile::tempdir().unwrap();
     let big = "x".repeat(20_000);
     let mut yaml = String::from("tasks:\n");
     for i in 0..300 {
@@ -631,17 +638,10 @@ async fn status_stays_under_256_kib_with_200_large_tasks() {
             i + 1
         ));
     }
-    let sim = SimProcess::start(Some(&write_scenario(&dir, &yaml)), &[]);
-    demo_secret(&client, &ns).await;
-    let _controller = ControllerProcess::start(&ns, &[]);
-    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
-    api.create(
-        &PostParams::default(),
-        &query("big", &sim, json!({"maxTasks": 200})),
-    )
-    .await
-    .unwrap();
-    let ready = wait_until(&api, "big", Duration::from_secs(60), "Ready", |o| {
+    let f = Fixture::new("big-status", &yaml, true).await;
+    let _controller = f.controller(&[]);
+    f.create("big", json!({"maxTasks": 200})).await;
+    let ready = wait_until(&f.api, "big", Duration::from_secs(60), "Ready", |o| {
         is(o, "Ready", "True")
     })
     .await;
@@ -655,10 +655,9 @@ async fn status_stays_under_256_kib_with_200_large_tasks() {
 #[tokio::test]
 async fn simulator_mode_needs_no_secret() {
     let plane = ControlPlane::shared();
-    let client = plane.admin_client();
     let ns = plane.new_namespace("sim-mode").await;
+    let api: Api<DcsTaskQuery> = Api::namespaced(plane.admin_client(), &ns);
     let _controller = ControllerProcess::start(&ns, &["--sim"]);
-    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
     let object: DcsTaskQuery = serde_json::from_value(json!({
         "apiVersion": "dcs.hwcloud.dev/v1alpha1", "kind": "DcsTaskQuery",
         "metadata": {"name": "demo"},
@@ -676,22 +675,17 @@ async fn simulator_mode_needs_no_secret() {
 
 #[tokio::test]
 async fn the_flux_requested_at_annotation_forces_a_poll_and_is_echoed() {
-    let plane = ControlPlane::shared();
-    let client = plane.admin_client();
-    let ns = plane.new_namespace("flux-refresh").await;
-    let dir = tempfile::tempdir().unwrap();
-    let sim = SimProcess::start(Some(&write_scenario(&dir, SETTLED_SCENARIO)), &[]);
+    let f = Fixture::new("flux-refresh", SETTLED_SCENARIO, true).await;
+    let (client, ns, sim, api) = (&f.client, &f.ns, &f.sim, &f.api);
     sim.add_task(json!({"id": "swap-5", "name": "masterStandbySwapJob", "jobId": "job-5", "status": "SUCCESS"}));
-    demo_secret(&client, &ns).await;
-    let _controller = ControllerProcess::start(&ns, &[]);
-    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &ns);
+    let _controller = f.controller(&[]);
     api.create(
         &PostParams::default(),
-        &query("done", &sim, json!({"waitFor": {"jobId": "job-5"}})),
+        &query("done", sim, json!({"waitFor": {"jobId": "job-5"}})),
     )
     .await
     .unwrap();
-    wait_until(&api, "done", Duration::from_secs(30), "Complete", |o| {
+    wait_until(api, "done", Duration::from_secs(30), "Complete", |o| {
         is(o, "Complete", "True")
     })
     .await;
@@ -707,7 +701,7 @@ async fn the_flux_requested_at_annotation_forces_a_poll_and_is_echoed() {
     )
     .await
     .unwrap();
-    let echoed = wait_until(&api, "done", Duration::from_secs(20), "the echo", |o| {
+    let echoed = wait_until(api, "done", Duration::from_secs(20), "the echo", |o| {
         o.status
             .as_ref()
             .and_then(|s| s.last_handled_reconcile_at.as_deref())
@@ -716,6 +710,6 @@ async fn the_flux_requested_at_annotation_forces_a_poll_and_is_echoed() {
     .await;
     assert_eq!(sim.total_requests(), 1, "exactly one forced poll");
     assert!(is(&echoed, "Complete", "True"));
-    let events = reasons(&events_for(&client, &ns, "done").await);
+    let events = reasons(&events_for(client, ns, "done").await);
     assert_eq!(events.get("TaskSucceeded"), Some(&1), "{events:?}");
 }

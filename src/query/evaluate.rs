@@ -233,21 +233,19 @@ fn bounded_tasks(matched: &[&CenterTask], max_tasks: usize) -> (Vec<TaskStatus>,
     (kept, omitted)
 }
 
+/// A free-text field, bounded to [`MAX_FIELD_CHARS`].
+fn short(value: &Option<String>) -> Option<String> {
+    value.as_deref().map(|v| truncate(v, MAX_FIELD_CHARS))
+}
+
 fn task_status(task: &CenterTask) -> TaskStatus {
-    let short = |value: &Option<String>| value.as_deref().map(|v| truncate(v, MAX_FIELD_CHARS));
     TaskStatus {
         id: short(&task.id),
         name: short(&task.name),
         job_id: short(&task.job_id),
         status: short(&task.status),
-        created_at: task
-            .created_at
-            .as_ref()
-            .map(|t| truncate(&t.raw, MAX_FIELD_CHARS)),
-        updated_at: task
-            .updated_at
-            .as_ref()
-            .map(|t| truncate(&t.raw, MAX_FIELD_CHARS)),
+        created_at: short(&task.created_at.as_ref().map(|t| t.raw.clone())),
+        updated_at: short(&task.updated_at.as_ref().map(|t| t.raw.clone())),
         user_name: short(&task.user_name),
         user_id: short(&task.user_id),
         params: task
@@ -261,7 +259,6 @@ fn task_status(task: &CenterTask) -> TaskStatus {
 }
 
 fn details_status(details: &TaskDetails) -> TaskDetailsStatus {
-    let short = |value: &Option<String>| value.as_deref().map(|v| truncate(v, MAX_FIELD_CHARS));
     TaskDetailsStatus {
         old_capacity: short(&details.old_capacity),
         new_capacity: short(&details.new_capacity),

@@ -115,41 +115,33 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
                 time: now.clone(),
             });
             if error.is_auth_failure() {
-                stalled(
+                Verdict::STALLED.conditions(
                     context.has_wait,
                     reason::AUTHENTICATION_FAILED,
-                    error.to_string(),
+                    &error.to_string(),
                 )
             } else {
-                retrying(context.has_wait, error.to_string())
+                Verdict::RETRYING.conditions(
+                    context.has_wait,
+                    reason::UPSTREAM_ERROR,
+                    &error.to_string(),
+                )
             }
         }
         PollOutcome::InvalidSpec(errors) => {
-            stalled(context.has_wait, reason::INVALID_SPEC, errors.to_string())
+            Verdict::STALLED.conditions(context.has_wait, reason::INVALID_SPEC, &errors.to_string())
         }
         PollOutcome::CredentialsUnavailable(message) => {
-            stalled(context.has_wait, reason::CREDENTIALS_UNAVAILABLE, message)
+            Verdict::STALLED.conditions(context.has_wait, reason::CREDENTIALS_UNAVAILABLE, message)
         }
         PollOutcome::EndpointNotAllowed(message) => {
-            stalled(context.has_wait, reason::ENDPOINT_NOT_ALLOWED, message)
+            Verdict::STALLED.conditions(context.has_wait, reason::ENDPOINT_NOT_ALLOWED, message)
         }
-        PollOutcome::Suspended => {
-            let message = "spec.suspend is true: not polling";
-            let mut list = vec![
-                DesiredCondition::new(READY, ConditionStatus::Unknown, reason::SUSPENDED, message),
-                DesiredCondition::new(RECONCILING, false, reason::SUSPENDED, message),
-                DesiredCondition::new(STALLED, false, reason::SUSPENDED, message),
-            ];
-            if context.has_wait {
-                list.extend(wait_conditions(
-                    ConditionStatus::Unknown,
-                    ConditionStatus::Unknown,
-                    reason::SUSPENDED,
-                    message,
-                ));
-            }
-            list
-        }
+        PollOutcome::Suspended => Verdict::SUSPENDED.conditions(
+            context.has_wait,
+            reason::SUSPENDED,
+            "spec.suspend is true: not polling",
+        ),
     };
     status.conditions = conditions::merge(&status.conditions, &desired, context.generation, &now);
     status
@@ -169,105 +161,113 @@ fn fetched_conditions(evaluation: &Evaluation) -> Vec<DesiredCondition> {
                 ""
             }
         );
-        return vec![
-            DesiredCondition::new(READY, true, reason::SYNCED, message.clone()),
-            DesiredCondition::new(RECONCILING, false, reason::SYNCED, message.clone()),
-            DesiredCondition::new(STALLED, false, reason::SYNCED, message),
-        ];
+        return Verdict::SYNCED.conditions(false, reason::SYNCED, &message);
     };
-    let message = verdict.message.clone();
-    let (reason, ready, reconciling, stalled, complete, failed) = match verdict.phase {
-        WaitPhase::Pending => (reason::WAIT_PENDING, false, true, false, false, false),
-        WaitPhase::Succeeded => (reason::TASK_SUCCEEDED, true, false, false, true, false),
-        WaitPhase::Failed => (reason::TASK_FAILED, false, false, true, false, true),
-        WaitPhase::TimedOut => (reason::TIMED_OUT, false, false, true, false, true),
+    let (verdict_kind, reason) = match verdict.phase {
+        WaitPhase::Pending => (Verdict::WAIT_PENDING, reason::WAIT_PENDING),
+        WaitPhase::Succeeded => (Verdict::SYNCED, reason::TASK_SUCCEEDED),
+        WaitPhase::Failed => (Verdict::TASK_FAILED, reason::TASK_FAILED),
+        WaitPhase::TimedOut => (Verdict::TASK_FAILED, reason::TIMED_OUT),
     };
-    let mut list = vec![
-        DesiredCondition::new(READY, ready, reason, message.clone()),
-        DesiredCondition::new(RECONCILING, reconciling, reason, message.clone()),
-        DesiredCondition::new(STALLED, stalled, reason, message.clone()),
-    ];
-    list.extend(wait_conditions(
-        complete.into(),
-        failed.into(),
-        reason,
-        &message,
-    ));
-    list
+    verdict_kind.conditions(true, reason, &verdict.message)
 }
 
-/// A human must act: `Stalled=True`, `Ready=False`; a wait can be neither complete nor failed.
-fn stalled(has_wait: bool, reason: &str, message: impl Into<String>) -> Vec<DesiredCondition> {
-    let message = message.into();
-    let mut list = vec![
-        DesiredCondition::new(READY, false, reason, message.clone()),
-        DesiredCondition::new(RECONCILING, false, reason, message.clone()),
-        DesiredCondition::new(STALLED, true, reason, message.clone()),
-    ];
-    if has_wait {
-        list.extend(wait_conditions(
-            ConditionStatus::Unknown,
-            ConditionStatus::Unknown,
-            reason,
-            &message,
-        ));
-    }
-    list
-}
-
-/// A transient failure being retried: `Reconciling=True`; the previous results stay.
-fn retrying(has_wait: bool, message: String) -> Vec<DesiredCondition> {
-    let reason = reason::UPSTREAM_ERROR;
-    let mut list = vec![
-        DesiredCondition::new(READY, false, reason, message.clone()),
-        DesiredCondition::new(RECONCILING, true, reason, message.clone()),
-        DesiredCondition::new(STALLED, false, reason, message.clone()),
-    ];
-    if has_wait {
-        list.extend(wait_conditions(
-            ConditionStatus::Unknown,
-            ConditionStatus::Unknown,
-            reason,
-            &message,
-        ));
-    }
-    list
-}
-
-fn wait_conditions(
+/// One row of the condition table: what each condition says in one situation.
+#[derive(Clone, Copy)]
+struct Verdict {
+    ready: ConditionStatus,
+    reconciling: bool,
+    stalled: bool,
+    /// `Complete` and `Failed`, written only for objects with `waitFor`.
     complete: ConditionStatus,
     failed: ConditionStatus,
-    reason: &str,
-    message: &str,
-) -> [DesiredCondition; 2] {
-    [
-        DesiredCondition::new(COMPLETE, complete, reason, message),
-        DesiredCondition::new(FAILED, failed, reason, message),
-    ]
+}
+
+impl Verdict {
+    /// The answer is known and good (a plain query synced, or the wait succeeded).
+    const SYNCED: Verdict = Verdict {
+        ready: ConditionStatus::True,
+        reconciling: false,
+        stalled: false,
+        complete: ConditionStatus::True,
+        failed: ConditionStatus::False,
+    };
+    /// The awaited task is not finished yet.
+    const WAIT_PENDING: Verdict = Verdict {
+        ready: ConditionStatus::False,
+        reconciling: true,
+        stalled: false,
+        complete: ConditionStatus::False,
+        failed: ConditionStatus::False,
+    };
+    /// The awaited task failed or the wait timed out.
+    const TASK_FAILED: Verdict = Verdict {
+        ready: ConditionStatus::False,
+        reconciling: false,
+        stalled: true,
+        complete: ConditionStatus::False,
+        failed: ConditionStatus::True,
+    };
+    /// A human must act (bad spec, credentials, endpoint); the wait can be neither.
+    const STALLED: Verdict = Verdict {
+        ready: ConditionStatus::False,
+        reconciling: false,
+        stalled: true,
+        complete: ConditionStatus::Unknown,
+        failed: ConditionStatus::Unknown,
+    };
+    /// A transient failure being retried; the previous results stay.
+    const RETRYING: Verdict = Verdict {
+        ready: ConditionStatus::False,
+        reconciling: true,
+        stalled: false,
+        complete: ConditionStatus::Unknown,
+        failed: ConditionStatus::Unknown,
+    };
+    /// `spec.suspend`: nothing is known or being done.
+    const SUSPENDED: Verdict = Verdict {
+        ready: ConditionStatus::Unknown,
+        reconciling: false,
+        stalled: false,
+        complete: ConditionStatus::Unknown,
+        failed: ConditionStatus::Unknown,
+    };
+    /// Before the first poll.
+    const FIRST_VISIT: Verdict = Verdict {
+        ready: ConditionStatus::Unknown,
+        reconciling: true,
+        stalled: false,
+        complete: ConditionStatus::Unknown,
+        failed: ConditionStatus::Unknown,
+    };
+
+    fn conditions(self, has_wait: bool, reason: &str, message: &str) -> Vec<DesiredCondition> {
+        let mut list = vec![
+            DesiredCondition::new(READY, self.ready, reason, message),
+            DesiredCondition::new(RECONCILING, self.reconciling, reason, message),
+            DesiredCondition::new(STALLED, self.stalled, reason, message),
+        ];
+        if has_wait {
+            list.push(DesiredCondition::new(
+                COMPLETE,
+                self.complete,
+                reason,
+                message,
+            ));
+            list.push(DesiredCondition::new(FAILED, self.failed, reason, message));
+        }
+        list
+    }
 }
 
 /// The status a new object gets before its first poll, so it is never mistaken for healthy.
 pub fn initial_status(context: &StatusContext<'_>) -> DcsTaskQueryStatus {
     let now = from_chrono(context.now);
-    let message = "first poll of the DCS task center in progress";
-    let mut desired = vec![
-        DesiredCondition::new(
-            READY,
-            ConditionStatus::Unknown,
-            reason::PROGRESSING,
-            message,
-        ),
-        DesiredCondition::new(RECONCILING, true, reason::PROGRESSING, message),
-        DesiredCondition::new(STALLED, false, reason::PROGRESSING, message),
-    ];
-    if context.has_wait {
-        desired.extend(wait_conditions(
-            ConditionStatus::Unknown,
-            ConditionStatus::Unknown,
-            reason::PROGRESSING,
-            message,
-        ));
-    }
+    let desired = Verdict::FIRST_VISIT.conditions(
+        context.has_wait,
+        reason::PROGRESSING,
+        "first poll of the DCS task center in progress",
+    );
     DcsTaskQueryStatus {
         observed_generation: context.generation,
         conditions: conditions::merge(&[], &desired, context.generation, &now),
