@@ -526,6 +526,9 @@ async fn a_hundred_equal_queries_share_one_upstream_call_per_interval() {
         .metric("dcs_task_operator_shared_fetches_total{outcome=\"cached\"}")
         .await;
     assert!(shared > 100.0, "cached fetches: {shared}");
+    eprintln!(
+        "figures: 100 new objects -> {first_round} upstream call(s); 30 s settled -> {calls} call(s); {shared} polls served from the shared cache"
+    );
 }
 
 #[tokio::test]

@@ -202,14 +202,7 @@ pub async fn run_with_client(
         })
         .shutdown_on_signal();
 
-    let gauge_store = query_reader.clone();
-    let gauge_metrics = metrics.clone();
-    let gauges = tokio::spawn(async move {
-        loop {
-            gauge_metrics.set_objects(gauge_store.state().iter().map(AsRef::as_ref));
-            tokio::time::sleep(Duration::from_secs(15)).await;
-        }
-    });
+    let housekeeping = tokio::spawn(housekeeping(query_reader.clone(), context.clone()));
     let readiness = query_reader.clone();
     tokio::spawn(async move {
         if readiness.wait_until_ready().await.is_ok() {
@@ -240,8 +233,29 @@ pub async fn run_with_client(
             Ok(())
         }
     };
-    gauges.abort();
+    housekeeping.abort();
     outcome
+}
+
+/// Every 15 s: the objects-by-phase gauge from the cache, and forgetting per-object memory of
+/// objects that are gone (deletes do not reach reconcile).
+async fn housekeeping(store: Store<DcsTaskQuery>, context: Arc<Context>) {
+    loop {
+        let objects = store.state();
+        context
+            .metrics
+            .set_objects(objects.iter().map(AsRef::as_ref));
+        let live: std::collections::HashSet<ObjectRef<DcsTaskQuery>> = objects
+            .iter()
+            .map(|object| ObjectRef::from_obj(object.as_ref()))
+            .collect();
+        context
+            .memory
+            .lock()
+            .expect("memory lock poisoned")
+            .retain(|key, _| live.contains(key));
+        tokio::time::sleep(Duration::from_secs(15)).await;
+    }
 }
 
 /// The queries in the Secret's namespace that name it, to re-poll when it changes.

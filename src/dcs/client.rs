@@ -414,6 +414,93 @@ mod tests {
         assert!(headers.get("authorization").is_none());
     }
 
+    /// Signs with this client and verifies with the simulator: permanent AK/SK, temporary
+    /// AK/SK with a security token, and IAM token auth; wrong secrets are refused with 401.
+    #[tokio::test]
+    async fn the_simulator_accepts_exactly_the_right_credentials() {
+        use crate::dcs::credentials::SecretString;
+        use crate::sim;
+        let scenario = sim::Scenario::from_yaml(
+            r#"
+credentials:
+  - accessKey: PERMANENTAK
+    secretKey: permanent-sk
+  - accessKey: TEMPORARYAK
+    secretKey: temporary-sk
+    securityToken: sts-token
+tokens: [iam-token]
+tasks:
+  - name: EXTEND
+    status: SUCCESS
+"#,
+        )
+        .unwrap();
+        let running = sim::serve(sim::SimConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            scenario,
+        ))
+        .await
+        .unwrap();
+        let policy = EndpointPolicy::new(vec!["http://127.0.0.1:*".parse().unwrap()]);
+        let endpoint = policy
+            .resolve("cn-north-4", Some(&running.base_url()))
+            .unwrap();
+        let http = HttpClient::new(HttpSettings::default()).unwrap();
+        let call = |credentials: Credentials| {
+            let client = DcsClient::new(
+                http.clone(),
+                endpoint.clone(),
+                sim::DEMO_PROJECT_ID,
+                credentials,
+            );
+            async move {
+                client
+                    .list_tasks(&PageRequest::default(), Paging::Single)
+                    .await
+            }
+        };
+        let temporary = |token: Option<&str>| Credentials::AkSk {
+            access_key: "TEMPORARYAK".into(),
+            secret_key: SecretString::new("temporary-sk"),
+            security_token: token.map(SecretString::new),
+        };
+
+        let listing = call(Credentials::ak_sk("PERMANENTAK", "permanent-sk"))
+            .await
+            .unwrap();
+        assert_eq!((listing.task_count, listing.tasks.len()), (Some(1), 1));
+        assert!(call(temporary(Some("sts-token"))).await.is_ok());
+        assert!(
+            call(Credentials::Token(SecretString::new("iam-token")))
+                .await
+                .is_ok()
+        );
+
+        for refused in [
+            Credentials::ak_sk("PERMANENTAK", "wrong-sk"),
+            Credentials::ak_sk("UNKNOWNAK", "permanent-sk"),
+            temporary(None),
+            temporary(Some("other-token")),
+            Credentials::Token(SecretString::new("bad-token")),
+        ] {
+            let label = format!("{refused:?}");
+            let error = call(refused).await.unwrap_err();
+            assert!(error.is_auth_failure(), "{label}: {error}");
+            assert!(!error.is_retryable());
+            let text = error.to_string();
+            for secret in [
+                "wrong-sk",
+                "permanent-sk",
+                "temporary-sk",
+                "other-token",
+                "bad-token",
+            ] {
+                assert!(!text.contains(secret), "{text}");
+            }
+        }
+        running.shutdown().await;
+    }
+
     #[test]
     fn page_request_parameters() {
         let page = PageRequest {

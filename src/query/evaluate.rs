@@ -55,6 +55,10 @@ pub struct WaitVerdict {
 pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> Evaluation {
     let mut ordered: Vec<&CenterTask> = listing.tasks.iter().collect();
     ordered.sort_by(|a, b| newest_first(a, b));
+    // A task created while paging shifts the pages, so the next page repeats the last task of
+    // the previous one: count each id once (tasks without an id are kept as they are).
+    let mut seen = std::collections::HashSet::new();
+    ordered.retain(|task| task.id.as_deref().is_none_or(|id| seen.insert(id)));
 
     let matched: Vec<&CenterTask> = ordered
         .iter()
@@ -367,6 +371,23 @@ mod tests {
         assert_eq!(e.latest.len(), 1);
         assert_eq!(e.latest[0].id.as_deref(), Some("c"));
         assert!(!e.active);
+    }
+
+    #[test]
+    fn a_task_repeated_across_pages_counts_once() {
+        let p = planned(serde_json::json!({}), PlanContext::starting_at(at(30, 0)));
+        let e = evaluate(
+            &p,
+            &listing(vec![
+                task("a", "EXTEND", "SUCCESS", Some(at(1, 0))),
+                task("b", "EXTEND", "SUCCESS", Some(at(2, 0))),
+                task("a", "EXTEND", "SUCCESS", Some(at(1, 0))),
+                task("", "EXTEND", "SUCCESS", None),
+            ]),
+            at(30, 0),
+        );
+        assert_eq!(e.matched_count, 3);
+        assert_eq!(ids(&e), vec!["b", "a", ""]);
     }
 
     #[test]
