@@ -422,13 +422,14 @@ fn line_with(text: &str, parts: &[&str]) -> Option<usize> {
         .position(|line| parts.iter().all(|part| line.contains(part)))
 }
 
-#[test]
-fn watching_the_demo_switchover_ends_in_success() {
+/// Runs the README's demo with `sim` and checks the watch prints Pending/EXECUTING first, then
+/// `final_phase`/`final_status`, and exits with `exit` within 25 s. Returns stdout.
+fn watch_demo(sim: &str, exit: i32, final_phase: &str, final_status: &str) -> String {
     let started = Instant::now();
     let output = run_cli(
         &[
             "query",
-            "--sim",
+            sim,
             "-f",
             "examples/wait-for-switchover.yaml",
             "--watch",
@@ -436,42 +437,32 @@ fn watching_the_demo_switchover_ends_in_success() {
         &[],
     );
     let took = started.elapsed();
-    assert_exit(&output, 0);
+    assert_exit(&output, exit);
     assert!(took < Duration::from_secs(25), "took {took:?}");
     let out = stdout(&output);
     let pending = line_with(&out, &["Wait=Pending", "EXECUTING"]);
-    let succeeded = line_with(&out, &["Wait=Succeeded", "SUCCESS"]);
+    let last = line_with(&out, &[&format!("Wait={final_phase}"), final_status]);
     assert!(
-        matches!((pending, succeeded), (Some(p), Some(s)) if p < s),
-        "Pending/EXECUTING first, then Succeeded\n{}",
+        matches!((pending, last), (Some(p), Some(l)) if p < l),
+        "Pending/EXECUTING first, then {final_phase}\n{}",
         describe(&output)
     );
-    assert!(!out.contains("Wait=Failed"), "{}", describe(&output));
+    out
+}
+
+#[test]
+fn watching_the_demo_switchover_ends_in_success() {
+    let out = watch_demo("--sim", 0, "Succeeded", "SUCCESS");
+    assert!(!out.contains("Wait=Failed"), "{out}");
 }
 
 #[test]
 fn watching_a_failing_switchover_exits_1() {
-    let started = Instant::now();
-    let output = run_cli(
-        &[
-            "query",
-            "--sim=examples/sim/failed-switchover.yaml",
-            "-f",
-            "examples/wait-for-switchover.yaml",
-            "--watch",
-        ],
-        &[],
-    );
-    let took = started.elapsed();
-    assert_exit(&output, 1);
-    assert!(took < Duration::from_secs(25), "took {took:?}");
-    let out = stdout(&output);
-    let pending = line_with(&out, &["Wait=Pending", "EXECUTING"]);
-    let failed = line_with(&out, &["Wait=Failed", "FAILED"]);
-    assert!(
-        matches!((pending, failed), (Some(p), Some(f)) if p < f),
-        "Pending/EXECUTING first, then Failed\n{}",
-        describe(&output)
+    let out = watch_demo(
+        "--sim=examples/sim/failed-switchover.yaml",
+        1,
+        "Failed",
+        "FAILED",
     );
     assert!(out.contains("DCS.5094"), "the task's error code is shown");
 }

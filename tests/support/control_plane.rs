@@ -30,7 +30,6 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::DirBuilderExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -830,24 +829,11 @@ fn spawn_supervised(command: &mut Command, log: &Path) -> Result<Supervised, Str
     let log_copy = log_file
         .try_clone()
         .map_err(|error| format!("cannot duplicate {}: {error}", log.display()))?;
-    let parent = std::process::id();
     command
         .stdin(Stdio::null())
         .stdout(log_copy)
         .stderr(log_file);
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent may have died before prctl took effect; then nobody would kill us.
-            if libc::getppid() as u32 != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
+    super::die_with_spawning_thread(command);
     let child = command
         .spawn()
         .map_err(|error| format!("cannot start {program}: {error}"))?;

@@ -30,7 +30,6 @@
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -101,20 +100,7 @@ fn binary_command(args: &[&str], env: &[(&str, &str)]) -> Command {
     for (name, value) in env {
         command.env(name, value);
     }
-    let parent = std::process::id();
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent may have died before prctl took effect; then nobody would kill us.
-            if libc::getppid() as u32 != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
+    super::die_with_spawning_thread(&mut command);
     command
 }
 
