@@ -473,13 +473,15 @@ async fn a_hundred_equal_queries_share_one_upstream_call_per_interval() {
     let f = Fixture::new("shared-fetch", SETTLED_SCENARIO, true).await;
     let (sim, api) = (&f.sim, &f.api);
     let controller = f.controller(&["--rate-limit", "50"]);
-    for i in 0..100 {
-        api.create(
-            &PostParams::default(),
-            &query(&format!("q{i:03}"), sim, json!({})),
-        )
-        .await
-        .unwrap();
+    // Created concurrently, as `kubectl apply -f dir/` would, so they arrive together.
+    let objects: Vec<DcsTaskQuery> = (0..100)
+        .map(|i| query(&format!("q{i:03}"), sim, json!({})))
+        .collect();
+    let params = PostParams::default();
+    for created in
+        futures::future::join_all(objects.iter().map(|object| api.create(&params, object))).await
+    {
+        created.unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
