@@ -4,7 +4,7 @@ use super::ControllerArgs;
 use crate::controller::leader::LeaseSettings;
 use crate::controller::{self, ControllerConfig, ControllerError};
 use crate::dcs::{CredentialSet, CredentialsError, EndpointPolicy};
-use crate::sim::{Scenario, SimError};
+use crate::sim::SimError;
 
 /// Invalid controller flags or environment.
 #[derive(Debug, thiserror::Error)]
@@ -34,11 +34,11 @@ pub fn config(args: ControllerArgs) -> Result<ControllerConfig, ControllerComman
     } else {
         None
     };
-    let simulator = match args.sim.as_deref() {
-        None => None,
-        Some("") => Some(Scenario::default_demo()),
-        Some(path) => Some(Scenario::load(std::path::Path::new(path))?),
-    };
+    let simulator = args
+        .sim
+        .as_deref()
+        .map(super::scenario_from_flag)
+        .transpose()?;
     Ok(ControllerConfig {
         watch_namespace: Some(args.watch_namespace).filter(|ns| !ns.is_empty()),
         endpoints: EndpointPolicy::new(args.allow_endpoints),

@@ -139,6 +139,15 @@ pub struct SimArgs {
     pub task_count_as: Option<TaskCountArg>,
 }
 
+/// The scenario a `--sim[=FILE]` flag names: the default demo for a bare `--sim`.
+fn scenario_from_flag(value: &str) -> Result<crate::sim::Scenario, crate::sim::SimError> {
+    if value.is_empty() {
+        Ok(crate::sim::Scenario::default_demo())
+    } else {
+        crate::sim::Scenario::load(std::path::Path::new(value))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Table,

@@ -10,8 +10,7 @@ use tracing::{info, warn};
 use super::{QueryArgs, input, output};
 use crate::api::{DcsTaskQuery, DcsTaskQueryStatus, WaitPhase};
 use crate::dcs::{
-    AllowedEndpoint, CredentialSet, Credentials, DcsClient, EndpointPolicy, HttpClient,
-    HttpSettings,
+    AllowedEndpoint, CredentialSet, DcsClient, EndpointPolicy, HttpClient, HttpSettings,
 };
 use crate::query::schedule::{PollKind, next_poll};
 use crate::query::{self, PlanContext, PollOutcome, StatusContext};
@@ -171,44 +170,33 @@ fn exit_code(status: Option<&DcsTaskQueryStatus>, kind: PollKind) -> u8 {
 /// Builds the client: simulator or real endpoint, credentials from the environment.
 async fn connect(manifest: &DcsTaskQuery, args: &QueryArgs) -> Result<Target, QueryCommandError> {
     let spec = &manifest.spec;
-    let mut policy = EndpointPolicy::new(args.allow_endpoints.clone());
-    let (simulator, credentials, default_project, endpoint) = match &args.sim {
+    let (simulator, set, endpoint) = match &args.sim {
         Some(scenario) => {
-            let scenario = if scenario.is_empty() {
-                sim::Scenario::default_demo()
-            } else {
-                sim::Scenario::load(std::path::Path::new(scenario))?
-            };
-            let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-            let running = sim::serve(sim::SimConfig::new(listen, scenario)).await?;
-            let url = running.base_url();
-            info!(%url, "started the built-in simulator");
-            let credentials = Credentials::ak_sk(sim::DEMO_ACCESS_KEY, sim::DEMO_SECRET_KEY);
-            (
-                Some(running),
-                credentials,
-                Some(sim::DEMO_PROJECT_ID.to_string()),
-                Some(url),
-            )
+            let running = sim::serve_on_loopback(super::scenario_from_flag(scenario)?).await?;
+            info!(url = %running.base_url(), "started the built-in simulator");
+            let endpoint = running.endpoint();
+            (Some(running), sim::demo_credentials(), endpoint)
         }
         None => {
             let set = CredentialSet::from_env(|name| std::env::var(name).ok())?;
-            let endpoint = args.endpoint.clone().or_else(|| spec.endpoint.clone());
-            (None, set.credentials, set.project_id, endpoint)
+            let mut policy = EndpointPolicy::new(args.allow_endpoints.clone());
+            // An endpoint typed on this command line is the user's own choice.
+            if let Some(entry) = args
+                .endpoint
+                .as_deref()
+                .and_then(|typed| typed.parse::<AllowedEndpoint>().ok())
+            {
+                policy.allow(entry);
+            }
+            let chosen = args.endpoint.as_deref().or(spec.endpoint.as_deref());
+            let endpoint = policy
+                .resolve(&spec.region, chosen)
+                .map_err(crate::dcs::DcsError::from)?;
+            (None, set, endpoint)
         }
     };
-    // An endpoint typed on this command line (or the simulator's) is the user's own choice.
-    if let Some(chosen) = args
-        .endpoint
-        .as_deref()
-        .or(simulator.as_ref().and(endpoint.as_deref()))
-        && let Ok(entry) = chosen.parse::<AllowedEndpoint>()
-    {
-        policy.allow(entry);
-    }
-    let endpoint = policy
-        .resolve(&spec.region, endpoint.as_deref())
-        .map_err(crate::dcs::DcsError::from)?;
+    let credentials = set.credentials;
+    let default_project = set.project_id;
     let project = spec
         .project_id
         .clone()

@@ -134,25 +134,18 @@ impl SharedFetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dcs::{Credentials, EndpointPolicy, HttpClient, HttpSettings};
+    use crate::dcs::{HttpClient, HttpSettings};
     use crate::sim;
 
     async fn simulator() -> (sim::RunningSimulator, DcsClient) {
-        let running = sim::serve(sim::SimConfig::new(
-            "127.0.0.1:0".parse().unwrap(),
-            sim::Scenario::default_demo(),
-        ))
-        .await
-        .unwrap();
-        let policy = EndpointPolicy::new(vec!["http://127.0.0.1:*".parse().unwrap()]);
-        let endpoint = policy
-            .resolve("cn-north-4", Some(&running.base_url()))
+        let running = sim::serve_on_loopback(sim::Scenario::default_demo())
+            .await
             .unwrap();
         let client = DcsClient::new(
             HttpClient::new(HttpSettings::default()).unwrap(),
-            endpoint,
+            running.endpoint(),
             sim::DEMO_PROJECT_ID,
-            Credentials::ak_sk(sim::DEMO_ACCESS_KEY, sim::DEMO_SECRET_KEY),
+            sim::demo_credentials().credentials,
         );
         (running, client)
     }

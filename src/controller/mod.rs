@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use self::fetcher::SharedFetcher;
 use self::metrics::Metrics;
 use crate::api::DcsTaskQuery;
-use crate::dcs::{CredentialSet, Credentials, Endpoint, EndpointPolicy, HttpClient, HttpSettings};
+use crate::dcs::{CredentialSet, Endpoint, EndpointPolicy, HttpClient, HttpSettings};
 use crate::sim;
 
 /// Field manager for server-side apply of status, and the events' reporting controller.
@@ -121,27 +121,11 @@ pub async fn run_with_client(
 
     let simulator = match &config.simulator {
         Some(scenario) => {
-            let running = sim::serve(sim::SimConfig::new(
-                SocketAddr::from(([127, 0, 0, 1], 0)),
-                scenario.clone(),
-            ))
-            .await?;
-            let entry = format!("http://{}", running.local_addr());
-            let endpoint = EndpointPolicy::new(vec![
-                entry
-                    .parse()
-                    .expect("a loopback origin is a valid allow entry"),
-            ])
-            .resolve("sim", Some(&running.base_url()))
-            .map_err(crate::dcs::DcsError::from)?;
+            let running = sim::serve_on_loopback(scenario.clone()).await?;
             info!(url = %running.base_url(), "simulator mode: every query goes to the built-in simulator");
             Some(SimulatorTarget {
-                endpoint,
-                credentials: CredentialSet {
-                    credentials: Credentials::ak_sk(sim::DEMO_ACCESS_KEY, sim::DEMO_SECRET_KEY),
-                    project_id: Some(sim::DEMO_PROJECT_ID.to_string()),
-                    region: None,
-                },
+                endpoint: running.endpoint(),
+                credentials: sim::demo_credentials(),
                 _running: running,
             })
         }

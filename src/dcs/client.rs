@@ -435,16 +435,8 @@ tasks:
 "#,
         )
         .unwrap();
-        let running = sim::serve(sim::SimConfig::new(
-            "127.0.0.1:0".parse().unwrap(),
-            scenario,
-        ))
-        .await
-        .unwrap();
-        let policy = EndpointPolicy::new(vec!["http://127.0.0.1:*".parse().unwrap()]);
-        let endpoint = policy
-            .resolve("cn-north-4", Some(&running.base_url()))
-            .unwrap();
+        let running = sim::serve_on_loopback(scenario).await.unwrap();
+        let endpoint = running.endpoint();
         let http = HttpClient::new(HttpSettings::default()).unwrap();
         let call = |credentials: Credentials| {
             let client = DcsClient::new(

@@ -46,6 +46,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use tokio::sync::oneshot;
+
+use crate::dcs::{AllowedEndpoint, CredentialSet, Credentials, Endpoint, EndpointPolicy};
 use tokio::task::JoinHandle;
 
 pub use error::SimError;
@@ -117,6 +119,18 @@ impl RunningSimulator {
         format!("http://{}", SocketAddr::new(ip, self.local_addr.port()))
     }
 
+    /// This simulator as a DCS endpoint for a client. It is the caller's own server, so it is
+    /// allowed explicitly rather than through the operator's allow-list.
+    pub fn endpoint(&self) -> Endpoint {
+        let url = self.base_url();
+        let own: AllowedEndpoint = url
+            .parse()
+            .expect("the simulator's base URL is a valid allow-list entry");
+        EndpointPolicy::new(vec![own])
+            .resolve("sim", Some(&url))
+            .expect("the simulator's base URL is a valid endpoint")
+    }
+
     /// Stops accepting, lets in-flight requests finish (at most a few seconds), and returns.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
@@ -179,6 +193,25 @@ async fn stop_signal() {
 /// Binds `config.listen`, starts serving in a background task and returns at once.
 ///
 /// Relative times in the scenario are resolved against the moment of this call.
+/// Starts the simulator on a free loopback port, for in-process use: `query --sim`,
+/// `controller --sim` and tests.
+pub async fn serve_on_loopback(scenario: Scenario) -> Result<RunningSimulator, SimError> {
+    serve(SimConfig::new(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        scenario,
+    ))
+    .await
+}
+
+/// The credentials and project the default scenarios accept.
+pub fn demo_credentials() -> CredentialSet {
+    CredentialSet {
+        credentials: Credentials::ak_sk(DEMO_ACCESS_KEY, DEMO_SECRET_KEY),
+        project_id: Some(DEMO_PROJECT_ID.to_string()),
+        region: None,
+    }
+}
+
 pub async fn serve(config: SimConfig) -> Result<RunningSimulator, SimError> {
     let scenario = &config.scenario;
     let encoding = config
