@@ -11,3 +11,4 @@ pub mod dcs;
 pub mod duration;
 pub mod query;
 pub mod sim;
+pub mod text;

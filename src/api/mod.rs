@@ -2,6 +2,7 @@
 //! schema attributes; no I/O.
 
 pub mod conditions;
+pub mod limits;
 pub mod patterns;
 mod spec;
 mod status;
@@ -64,6 +65,9 @@ mod tests {
             serde_json::json!({"waitFor": {"jobId": "j"}}),
             serde_json::json!({"waitFor": {"name": "masterStandbySwapJob"}}),
             serde_json::json!({"interval": "10s", "activeInterval": "2s"}),
+            serde_json::json!({"interval": "24h", "activeInterval": "24h"}),
+            serde_json::json!({"query": {"since": "8760h"}}),
+            serde_json::json!({"waitFor": {"jobId": "j", "lookback": "8760h", "timeout": "720h"}}),
         ];
         for spec in valid {
             let result = validate_cel(&object(spec.clone()));
@@ -92,11 +96,31 @@ mod tests {
             ),
             (
                 serde_json::json!({"interval": "5s"}),
-                "interval must be at least 10s",
+                "interval must be between 10s and 24h",
+            ),
+            (
+                serde_json::json!({"interval": "25h"}),
+                "interval must be between 10s and 24h",
             ),
             (
                 serde_json::json!({"activeInterval": "1s"}),
-                "activeInterval must be at least 2s",
+                "activeInterval must be between 2s and 24h",
+            ),
+            (
+                serde_json::json!({"activeInterval": "1441m"}),
+                "activeInterval must be between 2s and 24h",
+            ),
+            (
+                serde_json::json!({"query": {"since": "8761h"}}),
+                "since must be at most 8760h",
+            ),
+            (
+                serde_json::json!({"waitFor": {"jobId": "j", "lookback": "9000h"}}),
+                "lookback must be at most 8760h",
+            ),
+            (
+                serde_json::json!({"waitFor": {"jobId": "j", "timeout": "721h"}}),
+                "timeout must be at most 720h",
             ),
         ];
         for (spec, message) in invalid {

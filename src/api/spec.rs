@@ -8,8 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::patterns;
 use super::status::DcsTaskQueryStatus;
+use super::{limits, patterns};
 
 /// A query against the Huawei Cloud DCS task center (`GET /v2/{project_id}/tasks`), kept fresh
 /// in `.status`, optionally waiting for one task to finish.
@@ -59,12 +59,8 @@ use super::status::DcsTaskQueryStatus;
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("duration(self.interval) >= duration('10s')")
-        .message("interval must be at least 10s")
-        .field_path(".interval"),
-    validation = Rule::new("duration(self.activeInterval) >= duration('2s')")
-        .message("activeInterval must be at least 2s")
-        .field_path(".activeInterval")
+    validation = limits::INTERVAL.rule(false),
+    validation = limits::ACTIVE_INTERVAL.rule(false)
 )]
 pub struct DcsTaskQuerySpec {
     /// Huawei Cloud region, e.g. `cn-north-4`. Selects the endpoint
@@ -101,14 +97,14 @@ pub struct DcsTaskQuerySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_for: Option<WaitForSpec>,
 
-    /// Poll interval once settled (nothing awaited or running). Minimum 10s.
+    /// Poll interval once settled (nothing awaited or running), 10s to 24h.
     #[serde(default = "default_interval")]
-    #[schemars(pattern(patterns::DURATION))]
+    #[schemars(pattern(patterns::DURATION), length(max = limits::MAX_DURATION_CHARS))]
     pub interval: String,
 
-    /// Poll interval while an awaited or non-terminal task exists. Minimum 2s.
+    /// Poll interval while an awaited or non-terminal task exists, 2s to 24h.
     #[serde(default = "default_active_interval")]
-    #[schemars(pattern(patterns::DURATION))]
+    #[schemars(pattern(patterns::DURATION), length(max = limits::MAX_DURATION_CHARS))]
     pub active_interval: String,
 
     /// Stops polling; the last status stays as it is.
@@ -141,7 +137,8 @@ pub struct CredentialsSecretRef {
         .field_path(".since"),
     validation = Rule::new("!has(self.startTime) || !has(self.endTime) || self.startTime <= self.endTime")
         .message("query.startTime must not be after query.endTime")
-        .field_path(".startTime")
+        .field_path(".startTime"),
+    validation = limits::SINCE.rule(true)
 )]
 pub struct TaskQuerySpec {
     /// Page through the whole window (stopping by `task_count`, at most `maxPages` pages), as
@@ -175,9 +172,10 @@ pub struct TaskQuerySpec {
     #[schemars(pattern(patterns::DCS_TIME))]
     pub end_time: Option<String>,
 
-    /// Relative window start instead of `startTime` (e.g. `24h`), evaluated at each poll.
+    /// Relative window start instead of `startTime` (e.g. `24h`, at most `8760h`), evaluated
+    /// at each poll.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(patterns::DURATION))]
+    #[schemars(pattern(patterns::DURATION), length(max = limits::MAX_DURATION_CHARS))]
     pub since: Option<String>,
 }
 
@@ -228,7 +226,9 @@ impl TaskFilter {
         .message("waitFor needs exactly one of jobId or name"),
     validation = Rule::new("self.successStatuses.all(s, !(s in self.failureStatuses))")
         .message("waitFor.successStatuses and waitFor.failureStatuses must not overlap")
-        .field_path(".successStatuses")
+        .field_path(".successStatuses"),
+    validation = limits::LOOKBACK.rule(false),
+    validation = limits::TIMEOUT.rule(true)
 )]
 pub struct WaitForSpec {
     /// Job id of the task (`job_id` in the task list).
@@ -247,9 +247,9 @@ pub struct WaitForSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_after: Option<Time>,
 
-    /// See `createdAfter`.
+    /// See `createdAfter`; at most `8760h`.
     #[serde(default = "default_lookback")]
-    #[schemars(pattern(patterns::DURATION))]
+    #[schemars(pattern(patterns::DURATION), length(max = limits::MAX_DURATION_CHARS))]
     pub lookback: String,
 
     /// Statuses that complete the wait.
@@ -263,9 +263,9 @@ pub struct WaitForSpec {
     pub failure_statuses: Vec<String>,
 
     /// Give up (`TimedOut`) when the task has not reached a terminal status by then, counted
-    /// from when this generation of the wait started.
+    /// from when this generation of the wait started; at most `720h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(patterns::DURATION))]
+    #[schemars(pattern(patterns::DURATION), length(max = limits::MAX_DURATION_CHARS))]
     pub timeout: Option<String>,
 }
 

@@ -1,6 +1,7 @@
 //! `dcs-task-operator controller`: flags -> [`ControllerConfig`].
 
 use super::ControllerArgs;
+use crate::controller::credentials::{DefaultCredentials, NamespaceScope};
 use crate::controller::leader::LeaseSettings;
 use crate::controller::{self, ControllerConfig, ControllerError};
 use crate::dcs::{CredentialSet, CredentialsError, EndpointPolicy};
@@ -11,6 +12,14 @@ use crate::sim::SimError;
 pub enum ControllerCommandError {
     #[error("--default-credentials: {0}")]
     DefaultCredentials(#[from] CredentialsError),
+    #[error(
+        "--default-credentials needs --default-credentials-namespaces: list the namespaces whose queries may use them (or `*` for all)"
+    )]
+    DefaultCredentialsUnscoped,
+    #[error(
+        "--default-credentials-namespaces and --default-credentials-any-project need --default-credentials"
+    )]
+    DefaultCredentialsScopeWithout,
     #[error("--sim: {0}")]
     Scenario(#[from] SimError),
     #[error(transparent)]
@@ -29,10 +38,22 @@ pub fn config(args: ControllerArgs) -> Result<ControllerConfig, ControllerComman
         .clone()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| format!("dcs-task-operator-{}", std::process::id()));
-    let default_credentials = if args.default_credentials {
-        Some(CredentialSet::from_env(|name| std::env::var(name).ok())?)
-    } else {
-        None
+    let default_credentials = match (
+        args.default_credentials,
+        args.default_credentials_namespaces.is_empty(),
+    ) {
+        (true, true) => return Err(ControllerCommandError::DefaultCredentialsUnscoped),
+        (true, false) => Some(DefaultCredentials {
+            set: CredentialSet::from_env(|name| std::env::var(name).ok())?,
+            namespaces: NamespaceScope::from_list(&args.default_credentials_namespaces),
+            any_project: args.default_credentials_any_project,
+        }),
+        (false, empty) => {
+            if !empty || args.default_credentials_any_project {
+                return Err(ControllerCommandError::DefaultCredentialsScopeWithout);
+            }
+            None
+        }
     };
     let simulator = args
         .sim

@@ -63,9 +63,21 @@ pub struct ControllerArgs {
     pub concurrency: u16,
 
     /// Use credentials from the environment (HUAWEICLOUD_SDK_AK/SK/SECURITY_TOKEN/PROJECT_ID or
-    /// HW_ACCESS_KEY/...) for queries that name no Secret.
+    /// HW_ACCESS_KEY/...) for queries that name no Secret, in the namespaces listed by
+    /// --default-credentials-namespaces only.
     #[arg(long)]
     pub default_credentials: bool,
+
+    /// Namespaces whose queries may use the default credentials (comma-separated or repeated;
+    /// `*` for every namespace). Required with --default-credentials: whoever can create a
+    /// DcsTaskQuery in such a namespace can make the operator call DCS with these credentials.
+    #[arg(long, value_delimiter = ',', value_name = "NAMESPACE")]
+    pub default_credentials_namespaces: Vec<String>,
+
+    /// Let spec.projectId send the default credentials to a project other than their own
+    /// projectId (off: such queries are Stalled).
+    #[arg(long)]
+    pub default_credentials_any_project: bool,
 
     /// Hold a Lease before writing, so that only one replica acts.
     #[arg(long)]

@@ -13,7 +13,7 @@ use crate::dcs::{
     AllowedEndpoint, CredentialSet, DcsClient, EndpointPolicy, HttpClient, HttpSettings,
 };
 use crate::query::schedule::{PollKind, next_poll};
-use crate::query::{self, PlanContext, PollOutcome, StatusContext};
+use crate::query::{self, CredentialSource, PlanContext, PollOutcome, StatusContext};
 use crate::sim;
 
 /// Exit codes, documented in `--help`.
@@ -30,10 +30,8 @@ pub enum QueryCommandError {
     Simulator(#[from] sim::SimError),
     #[error("credentials: {0}")]
     Credentials(#[from] crate::dcs::CredentialsError),
-    #[error(
-        "spec.projectId: required when the credentials carry no project id (set spec.projectId, HUAWEICLOUD_SDK_PROJECT_ID or HW_PROJECT_ID)"
-    )]
-    MissingProject,
+    #[error(transparent)]
+    Project(#[from] crate::query::ProjectError),
     #[error(transparent)]
     Dcs(#[from] crate::dcs::DcsError),
 }
@@ -170,12 +168,17 @@ fn exit_code(status: Option<&DcsTaskQueryStatus>, kind: PollKind) -> u8 {
 /// Builds the client: simulator or real endpoint, credentials from the environment.
 async fn connect(manifest: &DcsTaskQuery, args: &QueryArgs) -> Result<Target, QueryCommandError> {
     let spec = &manifest.spec;
-    let (simulator, set, endpoint) = match &args.sim {
+    let (simulator, set, endpoint, source) = match &args.sim {
         Some(scenario) => {
             let running = sim::serve_on_loopback(super::scenario_from_flag(scenario)?).await?;
             info!(url = %running.base_url(), "started the built-in simulator");
             let endpoint = running.endpoint();
-            (Some(running), sim::demo_credentials(), endpoint)
+            (
+                Some(running),
+                sim::demo_credentials(),
+                endpoint,
+                CredentialSource::Simulator,
+            )
         }
         None => {
             let set = CredentialSet::from_env(|name| std::env::var(name).ok())?;
@@ -192,16 +195,18 @@ async fn connect(manifest: &DcsTaskQuery, args: &QueryArgs) -> Result<Target, Qu
             let endpoint = policy
                 .resolve(&spec.region, chosen)
                 .map_err(crate::dcs::DcsError::from)?;
-            (None, set, endpoint)
+            for warning in policy.warnings() {
+                warn!(%warning, "endpoint allow-list");
+            }
+            (None, set, endpoint, CredentialSource::Environment)
         }
     };
     let credentials = set.credentials;
-    let default_project = set.project_id;
-    let project = spec
-        .project_id
-        .clone()
-        .or(default_project)
-        .ok_or(QueryCommandError::MissingProject)?;
+    let project = query::choose_project(
+        spec.project_id.as_deref(),
+        set.project_id.as_deref(),
+        &source,
+    )?;
     let http = HttpClient::new(HttpSettings::default())?;
     Ok(Target {
         client: DcsClient::new(http, endpoint, project, credentials),

@@ -13,7 +13,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -40,8 +40,8 @@ pub struct ControllerConfig {
     pub endpoints: EndpointPolicy,
     pub rate_limit: NonZeroU32,
     pub concurrency: u16,
-    /// Operator-wide credentials for queries that name no Secret.
-    pub default_credentials: Option<CredentialSet>,
+    /// Operator-wide credentials for queries that name no Secret, and who may use them.
+    pub default_credentials: Option<credentials::DefaultCredentials>,
     pub leader_election: Option<leader::LeaseSettings>,
     pub listen: SocketAddr,
     /// Run the simulator in-process and point every query at it.
@@ -61,10 +61,12 @@ pub struct SimulatorTarget {
 pub struct Context {
     pub client: Client,
     pub secrets: Store<Secret>,
+    /// Whether the Secret watch works (RBAC can forbid it).
+    pub secret_health: Arc<credentials::SecretCacheHealth>,
     pub fetcher: Arc<SharedFetcher>,
     pub http: HttpClient,
     pub endpoints: EndpointPolicy,
-    pub default_credentials: Option<CredentialSet>,
+    pub default_credentials: Option<credentials::DefaultCredentials>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub memory: reconcile::Memory,
@@ -140,12 +142,25 @@ pub async fn run_with_client(
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
 
+    // Only labelled Secrets: the operator never lists (or holds) every Secret of the cluster.
+    let secret_health = Arc::new(credentials::SecretCacheHealth::default());
+    let health = secret_health.clone();
     let (secret_reader, secret_writer) = reflector::store();
-    let secret_stream = watcher(secrets_api, watcher::Config::default())
-        .default_backoff()
-        .modify(credentials::keep_only_credential_keys)
-        .reflect(secret_writer)
-        .touched_objects();
+    let secret_stream = watcher(
+        secrets_api,
+        watcher::Config::default().labels(&credentials::credentials_selector()),
+    )
+    .inspect(move |event| match event {
+        Ok(watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+            health.record_ok()
+        }
+        Ok(_) => {}
+        Err(error) => health.record_error(&error.to_string()),
+    })
+    .default_backoff()
+    .modify(credentials::keep_only_credential_keys)
+    .reflect(secret_writer)
+    .touched_objects();
 
     let (query_reader, query_writer) = reflector::store();
     // Only spec (generation) and annotation changes wake a reconcile: our own status writes do
@@ -161,7 +176,8 @@ pub async fn run_with_client(
 
     let context = Arc::new(Context {
         client: client.clone(),
-        secrets: secret_reader,
+        secrets: secret_reader.clone(),
+        secret_health: secret_health.clone(),
         fetcher: Arc::new(SharedFetcher::new(config.rate_limit)),
         http: HttpClient::new(HttpSettings::default())?,
         endpoints: config.endpoints.clone(),
@@ -187,12 +203,16 @@ pub async fn run_with_client(
         .shutdown_on_signal();
 
     let housekeeping = tokio::spawn(housekeeping(query_reader.clone(), context.clone()));
-    let readiness = query_reader.clone();
-    tokio::spawn(async move {
-        if readiness.wait_until_ready().await.is_ok() {
-            let _ = ready_tx.send(true);
-        }
-    });
+    let readiness = tokio::spawn(report_readiness(
+        query_reader.clone(),
+        secret_reader,
+        secret_health,
+        config.simulator.is_some(),
+        ready_tx,
+    ));
+    for warning in config.endpoints.warnings() {
+        warn!(%warning, "endpoint allow-list");
+    }
 
     info!(
         namespace = config.watch_namespace.as_deref().unwrap_or("(all)"),
@@ -218,7 +238,40 @@ pub async fn run_with_client(
         }
     };
     housekeeping.abort();
+    readiness.abort();
     outcome
+}
+
+/// `/readyz` is ready once the query cache has synced and the Secret watch works (not needed in
+/// simulator mode); it turns unready again while the Secret watch fails, e.g. on a 403 after an
+/// RBAC change, so a broken operator is visible to `kubectl get pods` and to rollouts.
+async fn report_readiness(
+    queries: Store<DcsTaskQuery>,
+    secrets: Store<Secret>,
+    health: Arc<credentials::SecretCacheHealth>,
+    simulator: bool,
+    ready: watch::Sender<bool>,
+) {
+    if queries.wait_until_ready().await.is_err() {
+        return;
+    }
+    let mut reported = None;
+    loop {
+        let secrets_ready = secrets.wait_until_ready().now_or_never().is_some();
+        let problem = (!simulator)
+            .then(|| health.problem(secrets_ready))
+            .flatten();
+        let is_ready = problem.is_none();
+        if reported != Some(is_ready) {
+            match &problem {
+                Some(problem) => warn!(%problem, "not ready: the Secret watch is failing"),
+                None => info!("ready"),
+            }
+            let _ = ready.send(is_ready);
+            reported = Some(is_ready);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Every 15 s: the objects-by-phase gauge from the cache, and forgetting per-object memory of

@@ -14,16 +14,17 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use super::credentials;
+use super::credentials::{self, SecretCredentialsError};
 use super::fetcher::{FetchSource, RequestKey};
 use super::metrics::{self, Metrics};
 use super::{Context, FIELD_MANAGER};
 use crate::api::conditions::{self, STALLED};
 use crate::api::time::to_chrono;
 use crate::api::{DcsTaskQuery, DcsTaskQueryStatus, WaitPhase};
-use crate::dcs::{DcsClient, Endpoint};
+use crate::dcs::{CredentialSet, DcsClient, Endpoint};
 use crate::query::schedule::{PollKind, next_poll};
-use crate::query::{self, PlanContext, PollOutcome, StatusContext};
+use crate::query::{self, CredentialSource, PlanContext, PollOutcome, StatusContext};
+use k8s_openapi::api::core::v1::Secret;
 
 /// Flux's "reconcile now" annotation; its value is echoed in `status.lastHandledReconcileAt`.
 pub const FLUX_REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
@@ -31,6 +32,9 @@ pub const FLUX_REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
 /// A status whose content did not change is re-written at most this often, so
 /// `lastSyncTime` shows the operator is alive without a write per poll.
 pub const SYNC_HEARTBEAT: Duration = Duration::from_secs(600);
+
+/// Kubernetes refuses events whose note exceeds 1 KiB; messages quote upstream text.
+pub const MAX_EVENT_NOTE_BYTES: usize = 1024;
 
 /// What can fail in a reconcile itself (upstream failures are status, not errors).
 #[derive(Debug, thiserror::Error)]
@@ -190,20 +194,22 @@ async fn poll(
     status_ctx: &StatusContext<'_>,
     refresh_requested: bool,
 ) -> (DcsTaskQueryStatus, PollKind) {
-    // The cache is filled by the Secret watch; wait for its first list so a Secret that exists
-    // is never reported missing just after start-up.
-    let _ = ctx.secrets.wait_until_ready().await;
-    let set = match &ctx.simulator {
-        Some(sim) => Ok(sim.credentials.clone()),
-        None => credentials::resolve(query, &ctx.secrets, ctx.default_credentials.as_ref()),
+    let resolved = match &ctx.simulator {
+        Some(sim) => Ok((sim.credentials.clone(), CredentialSource::Simulator)),
+        None => resolve_credentials(ctx, query, namespace).await,
     };
-    let set = match set {
-        Ok(set) => set,
+    let (set, source) = match resolved {
+        Ok(resolved) => resolved,
         Err(error) => {
             let message = error.to_string();
+            let kind = if error.is_operator_side() {
+                PollKind::OperatorNotReady
+            } else {
+                PollKind::Unusable
+            };
             return (
                 query::build_status(status_ctx, PollOutcome::CredentialsUnavailable(&message)),
-                PollKind::Unusable,
+                kind,
             );
         }
     };
@@ -223,20 +229,19 @@ async fn poll(
             );
         }
     };
-    let Some(project) = query.spec.project_id.clone().or(set.project_id.clone()) else {
-        let message = format!(
-            "spec.projectId is not set and the credentials carry none: set spec.projectId or the `projectId` key of the Secret{}",
-            query
-                .spec
-                .credentials_secret_ref
-                .as_ref()
-                .map(|r| format!(" {namespace}/{}", r.name))
-                .unwrap_or_default()
-        );
-        return (
-            query::build_status(status_ctx, PollOutcome::CredentialsUnavailable(&message)),
-            PollKind::Unusable,
-        );
+    let project = match query::choose_project(
+        query.spec.project_id.as_deref(),
+        set.project_id.as_deref(),
+        &source,
+    ) {
+        Ok(project) => project,
+        Err(error) => {
+            let message = error.to_string();
+            return (
+                query::build_status(status_ctx, PollOutcome::CredentialsUnavailable(&message)),
+                PollKind::Unusable,
+            );
+        }
     };
 
     let request_key = RequestKey {
@@ -305,6 +310,46 @@ async fn poll(
             )
         }
     }
+}
+
+/// How long a reconcile waits for the Secret cache's first list before saying so in status.
+pub const SECRET_CACHE_WAIT: Duration = Duration::from_secs(5);
+
+/// The query's credentials from the Secret cache (or the operator defaults), never hanging on a
+/// cache that cannot sync, and telling a missing Secret from one that lacks the label.
+async fn resolve_credentials(
+    ctx: &Context,
+    query: &DcsTaskQuery,
+    namespace: &str,
+) -> Result<(CredentialSet, CredentialSource), SecretCredentialsError> {
+    if let Some(reference) = &query.spec.credentials_secret_ref {
+        // Wait for the first list so a Secret that exists is never reported missing just
+        // after start-up, but not forever: a watch that RBAC forbids never lists.
+        let synced = tokio::time::timeout(SECRET_CACHE_WAIT, ctx.secrets.wait_until_ready())
+            .await
+            .is_ok_and(|ready| ready.is_ok());
+        if !synced {
+            let detail = ctx
+                .secret_health
+                .problem(false)
+                .unwrap_or_else(|| "the first list has not completed".to_string());
+            return Err(SecretCredentialsError::CacheNotSynced { detail });
+        }
+        let resolved = credentials::resolve(query, &ctx.secrets, ctx.default_credentials.as_ref());
+        if let Err(SecretCredentialsError::NotFound { .. }) = &resolved {
+            // Not in the cache of labelled Secrets: read only the metadata (never the data) to
+            // say whether it exists without the label.
+            let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+            if let Ok(Some(_)) = api.get_metadata_opt(&reference.name).await {
+                return Err(SecretCredentialsError::MissingLabel {
+                    namespace: namespace.to_string(),
+                    name: reference.name.clone(),
+                });
+            }
+        }
+        return resolved;
+    }
+    credentials::resolve(query, &ctx.secrets, ctx.default_credentials.as_ref())
 }
 
 /// Server-side apply on the status subresource, only when something other than the sync time
@@ -401,7 +446,7 @@ async fn publish_transition_events(
         let event = Event {
             type_,
             reason: reason.to_string(),
-            note: note.map(|n| n.chars().take(1000).collect()),
+            note: note.map(|n| crate::text::truncate_bytes(&n, MAX_EVENT_NOTE_BYTES).into_owned()),
             action: "Poll".to_string(),
             secondary: None,
         };

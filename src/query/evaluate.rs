@@ -8,17 +8,21 @@ use chrono::{DateTime, Utc};
 
 use super::plan::{QueryPlan, WaitPlan, WaitTarget};
 use crate::api::{LatestTask, TaskDetailsStatus, TaskStatus, WaitPhase};
-use crate::dcs::{CenterTask, TaskDetails, TaskListing};
+use crate::dcs::{CenterTask, TaskDetails, TaskListing, TaskTime};
 
 /// Statuses after which a task will not change, used to decide whether to poll fast when no
 /// `waitFor` says otherwise. Anything else (EXECUTING, CREATED, an unknown value) is running.
 pub const TERMINAL_STATUSES: [&str; 5] = ["SUCCESS", "FAILED", "FAIL", "CANCELLED", "DELETED"];
 
-/// Longest `params` string kept per task; the rest is cut and marked.
-pub const MAX_PARAMS_CHARS: usize = 1024;
+/// Longest `params` string kept per task, in bytes; the rest is cut and marked.
+pub const MAX_PARAMS_BYTES: usize = 1024;
 
-/// Longest other free-text field kept per task.
-pub const MAX_FIELD_CHARS: usize = 256;
+/// Longest other free-text field kept per task, in bytes (ids, names, statuses, times).
+pub const MAX_FIELD_BYTES: usize = 256;
+
+/// Most task names `status.latest` keeps (the names of the newest matched tasks win): a
+/// project with thousands of distinct task names must not grow the object without bound.
+pub const MAX_LATEST_NAMES: usize = 64;
 
 /// Most `renameCommands` kept per task.
 pub const MAX_RENAME_COMMANDS: usize = 64;
@@ -39,6 +43,8 @@ pub struct Evaluation {
     pub active: bool,
     /// Tasks dropped from `tasks` to respect `maxTasks` or the byte budget.
     pub omitted_tasks: usize,
+    /// Task names left out of `latest` beyond [`MAX_LATEST_NAMES`].
+    pub omitted_names: usize,
     /// Paging stopped at `maxPages` before the window was covered.
     pub incomplete: bool,
 }
@@ -66,10 +72,20 @@ pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> 
         .filter(|task| passes_filter(plan, task))
         .collect();
 
+    // Newest first, so the first task seen per name is that name's latest, and the names kept
+    // when there are too many are those with the newest tasks.
     let mut latest: BTreeMap<&str, &CenterTask> = BTreeMap::new();
+    let mut omitted_names = std::collections::HashSet::new();
     for task in &matched {
         if let Some(name) = task.name.as_deref() {
-            latest.entry(name).or_insert(task);
+            if latest.contains_key(name) {
+                continue;
+            }
+            if latest.len() < MAX_LATEST_NAMES {
+                latest.insert(name, task);
+            } else {
+                omitted_names.insert(name);
+            }
         }
     }
 
@@ -89,6 +105,7 @@ pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> 
         wait,
         active,
         omitted_tasks,
+        omitted_names: omitted_names.len(),
         incomplete: !listing.complete,
     }
 }
@@ -211,12 +228,12 @@ fn judge_wait(
 
 fn latest_task(task: &CenterTask) -> LatestTask {
     LatestTask {
-        name: task.name.clone().unwrap_or_default(),
-        id: task.id.clone(),
-        job_id: task.job_id.clone(),
-        status: task.status.clone(),
-        created_at: task.created_at.as_ref().map(|t| t.raw.clone()),
-        updated_at: task.updated_at.as_ref().map(|t| t.raw.clone()),
+        name: short(&task.name).unwrap_or_default(),
+        id: short(&task.id),
+        job_id: short(&task.job_id),
+        status: short(&task.status),
+        created_at: short_time(&task.created_at),
+        updated_at: short_time(&task.updated_at),
     }
 }
 
@@ -237,9 +254,14 @@ fn bounded_tasks(matched: &[&CenterTask], max_tasks: usize) -> (Vec<TaskStatus>,
     (kept, omitted)
 }
 
-/// A free-text field, bounded to [`MAX_FIELD_CHARS`].
+/// A free-text field, bounded to [`MAX_FIELD_BYTES`].
 fn short(value: &Option<String>) -> Option<String> {
-    value.as_deref().map(|v| truncate(v, MAX_FIELD_CHARS))
+    value.as_deref().map(|v| truncate(v, MAX_FIELD_BYTES))
+}
+
+/// A timestamp as received (bounded: the upstream decides its length).
+fn short_time(value: &Option<TaskTime>) -> Option<String> {
+    value.as_ref().map(|t| truncate(&t.raw, MAX_FIELD_BYTES))
 }
 
 fn task_status(task: &CenterTask) -> TaskStatus {
@@ -248,14 +270,14 @@ fn task_status(task: &CenterTask) -> TaskStatus {
         name: short(&task.name),
         job_id: short(&task.job_id),
         status: short(&task.status),
-        created_at: short(&task.created_at.as_ref().map(|t| t.raw.clone())),
-        updated_at: short(&task.updated_at.as_ref().map(|t| t.raw.clone())),
+        created_at: short_time(&task.created_at),
+        updated_at: short_time(&task.updated_at),
         user_name: short(&task.user_name),
         user_id: short(&task.user_id),
         params: task
             .params
             .as_deref()
-            .map(|v| truncate(v, MAX_PARAMS_CHARS)),
+            .map(|v| truncate(v, MAX_PARAMS_BYTES)),
         error_code: short(&task.error_code),
         enable_show: task.enable_show,
         details: task.details.as_ref().map(details_status),
@@ -292,18 +314,15 @@ fn details_status(details: &TaskDetails) -> TaskDetailsStatus {
             .rename_commands
             .iter()
             .take(MAX_RENAME_COMMANDS)
-            .map(|c| truncate(c, MAX_FIELD_CHARS))
+            .map(|c| truncate(c, MAX_FIELD_BYTES))
             .collect(),
         updated_config_length: details.updated_config_length,
     }
 }
 
-/// Cuts `text` to `max` characters, marking the cut.
-fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        None => text.to_string(),
-        Some((cut, _)) => format!("{}…[truncated]", &text[..cut]),
-    }
+/// Cuts `text` to `max_bytes`, marking the cut.
+fn truncate(text: &str, max_bytes: usize) -> String {
+    crate::text::truncate_bytes(text, max_bytes).into_owned()
 }
 
 #[cfg(test)]
@@ -552,8 +571,50 @@ mod tests {
     }
 
     #[test]
-    fn truncate_respects_char_boundaries() {
-        assert_eq!(truncate("héllo", 2), "hé…[truncated]");
-        assert_eq!(truncate("hi", 2), "hi");
+    fn upstream_strings_are_bounded_in_bytes() {
+        let cjk = "任务".repeat(10_000);
+        let mut t = task(&cjk, &cjk, &cjk, Some(at(1, 0)));
+        t.job_id = Some(cjk.clone());
+        t.error_code = Some(cjk.clone());
+        let p = planned(
+            serde_json::json!({"waitFor": {"jobId": cjk}}),
+            PlanContext::starting_at(at(0, 0)),
+        );
+        let e = evaluate(&p, &listing(vec![t]), at(2, 0));
+        let latest = &e.latest[0];
+        for field in [
+            Some(&latest.name),
+            latest.id.as_ref(),
+            latest.job_id.as_ref(),
+        ] {
+            assert!(field.unwrap().len() <= MAX_FIELD_BYTES);
+        }
+        let task = &e.tasks[0];
+        assert!(task.id.as_ref().unwrap().len() <= MAX_FIELD_BYTES);
+        assert!(task.error_code.as_ref().unwrap().len() <= MAX_FIELD_BYTES);
+        let verdict = e.wait.unwrap();
+        assert!(verdict.task.unwrap().id.unwrap().len() <= MAX_FIELD_BYTES);
+    }
+
+    #[test]
+    fn latest_keeps_the_names_of_the_newest_tasks_only() {
+        let p = planned(serde_json::json!({}), PlanContext::starting_at(at(0, 0)));
+        let base = at(0, 0);
+        let tasks: Vec<CenterTask> = (0..50_000)
+            .map(|i| {
+                let created = base + chrono::TimeDelta::seconds(i);
+                task(
+                    &format!("id-{i}"),
+                    &format!("name-{i}"),
+                    "SUCCESS",
+                    Some(created),
+                )
+            })
+            .collect();
+        let e = evaluate(&p, &listing(tasks), at(59, 0));
+        assert_eq!(e.latest.len(), MAX_LATEST_NAMES);
+        assert_eq!(e.omitted_names, 50_000 - MAX_LATEST_NAMES);
+        assert!(e.latest.iter().any(|l| l.name == "name-49999"));
+        assert!(!e.latest.iter().any(|l| l.name == "name-0"));
     }
 }

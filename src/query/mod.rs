@@ -4,11 +4,16 @@
 
 pub mod evaluate;
 pub mod plan;
+pub mod project;
 pub mod report;
 pub mod schedule;
 pub mod validate;
 
+#[cfg(test)]
+mod properties;
+
 pub use evaluate::{Evaluation, WaitVerdict, evaluate};
 pub use plan::{PlanContext, QueryPlan, WaitPlan, WaitTarget, plan};
+pub use project::{CredentialSource, ProjectError, choose_project};
 pub use report::{PollOutcome, StatusContext, build_status, initial_status, wait_started_at};
 pub use validate::{FieldError, SpecErrors, validate};

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
-use super::validate::{SpecErrors, validate};
+use super::validate::{FieldError, SpecErrors, validate};
 use crate::api::{DcsTaskQuerySpec, TaskFilter};
 use crate::dcs::{MAX_LIMIT, PageRequest, Paging, QueryTime};
 
@@ -100,35 +100,67 @@ pub fn plan(spec: &DcsTaskQuerySpec, context: &PlanContext) -> Result<QueryPlan,
         (None, Paging::All { .. }) => Some(MAX_LIMIT),
         (None, Paging::Single) => None,
     };
+    let mut errors = Vec::new();
     let start_time = match valid.since {
         Some(since) => {
-            let start = context.now - to_delta(since);
-            let aligned = start.duration_trunc(SINCE_ALIGNMENT).unwrap_or(start);
-            Some(QueryTime::from_datetime(aligned))
+            let start = shifted(
+                context.now,
+                since,
+                Shift::Back,
+                "spec.query.since",
+                &mut errors,
+            );
+            start.map(|start| {
+                let aligned = start.duration_trunc(SINCE_ALIGNMENT).unwrap_or(start);
+                QueryTime::from_datetime(aligned)
+            })
         }
         None => valid.start_time,
     };
-    let wait = spec.wait_for.as_ref().map(|wait| {
-        let target = match (&wait.job_id, &wait.name) {
-            (Some(job), _) => WaitTarget::JobId(job.clone()),
-            (None, name) => WaitTarget::Name {
-                name: name.clone().unwrap_or_default(),
-                created_after: wait.created_after.as_ref().map_or_else(
-                    || context.created_at - to_delta(valid.lookback.unwrap_or_default()),
-                    crate::api::time::to_chrono,
-                ),
-            },
-        };
-        WaitPlan {
-            target,
-            success_statuses: wait.success_statuses.clone(),
-            failure_statuses: wait.failure_statuses.clone(),
-            started_at: context.wait_started_at,
-            deadline: valid
-                .timeout
-                .map(|timeout| context.wait_started_at + to_delta(timeout)),
+    let wait = match &spec.wait_for {
+        None => None,
+        Some(wait) => {
+            let target = match (&wait.job_id, &wait.name) {
+                (Some(job), _) => WaitTarget::JobId(job.clone()),
+                (None, name) => {
+                    let created_after = match &wait.created_after {
+                        Some(explicit) => crate::api::time::to_chrono(explicit),
+                        None => shifted(
+                            context.created_at,
+                            valid.lookback.unwrap_or_default(),
+                            Shift::Back,
+                            "spec.waitFor.lookback",
+                            &mut errors,
+                        )
+                        .unwrap_or(context.created_at),
+                    };
+                    WaitTarget::Name {
+                        name: name.clone().unwrap_or_default(),
+                        created_after,
+                    }
+                }
+            };
+            let deadline = valid.timeout.and_then(|timeout| {
+                shifted(
+                    context.wait_started_at,
+                    timeout,
+                    Shift::Forward,
+                    "spec.waitFor.timeout",
+                    &mut errors,
+                )
+            });
+            Some(WaitPlan {
+                target,
+                success_statuses: wait.success_statuses.clone(),
+                failure_statuses: wait.failure_statuses.clone(),
+                started_at: context.wait_started_at,
+                deadline,
+            })
         }
-    });
+    };
+    if !errors.is_empty() {
+        return Err(SpecErrors(errors));
+    }
     Ok(QueryPlan {
         page: PageRequest {
             offset: u32::try_from(query.offset).unwrap_or(0),
@@ -145,8 +177,37 @@ pub fn plan(spec: &DcsTaskQuerySpec, context: &PlanContext) -> Result<QueryPlan,
     })
 }
 
-fn to_delta(duration: Duration) -> TimeDelta {
-    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
+#[derive(Clone, Copy)]
+enum Shift {
+    Back,
+    Forward,
+}
+
+/// `at` moved by `by`, or a field error when the result leaves the calendar. Validation bounds
+/// every duration far below that, so this only guards against a clock or timestamp that is
+/// itself absurd (an object created in the year 262000): no input may panic the process.
+fn shifted(
+    at: DateTime<Utc>,
+    by: Duration,
+    shift: Shift,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<DateTime<Utc>> {
+    let moved = TimeDelta::from_std(by).ok().and_then(|delta| match shift {
+        Shift::Back => at.checked_sub_signed(delta),
+        Shift::Forward => at.checked_add_signed(delta),
+    });
+    if moved.is_none() {
+        errors.push(FieldError {
+            field: field.to_string(),
+            rule: format!(
+                "{} from {} is outside the supported calendar",
+                crate::duration::format(by),
+                at.to_rfc3339()
+            ),
+        });
+    }
+    moved
 }
 
 #[cfg(test)]

@@ -32,6 +32,18 @@ pub mod reason {
     pub const PROGRESSING: &str = "Progressing";
 }
 
+/// Longest message written to a condition, `waitFor.message` or `lastError`, in bytes. Messages
+/// quote upstream text (an `error_msg` can be megabytes) and tenant input; this bound also
+/// keeps the events built from them under the 1024-byte note limit Kubernetes enforces.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// Longest upstream `error_code` kept in `lastError`.
+pub const MAX_ERROR_CODE_BYTES: usize = 64;
+
+fn bounded(text: &str, max_bytes: usize) -> String {
+    crate::text::truncate_bytes(text, max_bytes).into_owned()
+}
+
 /// What happened at this poll.
 #[derive(Debug, Clone, Copy)]
 pub enum PollOutcome<'a> {
@@ -101,7 +113,7 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
                 job_id: verdict.task.as_ref().and_then(|t| t.job_id.clone()),
                 status: verdict.task.as_ref().and_then(|t| t.status.clone()),
                 started_at: Some(from_chrono(context.wait_started_at)),
-                message: Some(verdict.message.clone()),
+                message: Some(bounded(&verdict.message, MAX_MESSAGE_BYTES)),
             });
             fetched_conditions(evaluation)
         }
@@ -109,9 +121,13 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
             let api = error.api_error();
             status.last_error = Some(LastError {
                 http_status: api.map(|a| i32::from(a.http_status)),
-                error_code: api.and_then(|a| a.error_code.clone()),
-                error_msg: api.and_then(|a| a.error_msg.clone()),
-                message: error.to_string(),
+                error_code: api
+                    .and_then(|a| a.error_code.as_deref())
+                    .map(|code| bounded(code, MAX_ERROR_CODE_BYTES)),
+                error_msg: api
+                    .and_then(|a| a.error_msg.as_deref())
+                    .map(|msg| bounded(msg, MAX_MESSAGE_BYTES)),
+                message: bounded(&error.to_string(), MAX_MESSAGE_BYTES),
                 time: now.clone(),
             });
             if error.is_auth_failure() {
@@ -161,6 +177,13 @@ fn fetched_conditions(evaluation: &Evaluation) -> Vec<DesiredCondition> {
                 ""
             }
         );
+        let message = match evaluation.omitted_names {
+            0 => message,
+            n => format!(
+                "{message}; status.latest keeps the {} task names with the newest tasks ({n} more left out)",
+                super::evaluate::MAX_LATEST_NAMES
+            ),
+        };
         return Verdict::SYNCED.conditions(false, reason::SYNCED, &message);
     };
     let (verdict_kind, reason) = match verdict.phase {
@@ -242,6 +265,8 @@ impl Verdict {
     };
 
     fn conditions(self, has_wait: bool, reason: &str, message: &str) -> Vec<DesiredCondition> {
+        let message = bounded(message, MAX_MESSAGE_BYTES);
+        let message = message.as_str();
         let mut list = vec![
             DesiredCondition::new(READY, self.ready, reason, message),
             DesiredCondition::new(RECONCILING, self.reconciling, reason, message),
@@ -322,6 +347,7 @@ mod tests {
             }),
             active: !phase.is_resolved(),
             omitted_tasks: 0,
+            omitted_names: 0,
             incomplete: false,
         }
     }

@@ -16,6 +16,9 @@ pub const AUTH_FAILURE_BACKOFF: Duration = Duration::from_secs(60);
 /// the Secret or spec triggers a poll sooner in the controller.
 pub const UNUSABLE_RETRY: Duration = Duration::from_secs(300);
 
+/// Retry delay while the operator itself is not ready (see [`PollKind::OperatorNotReady`]).
+pub const OPERATOR_NOT_READY_RETRY: Duration = Duration::from_secs(10);
+
 /// Share of an interval by which the next poll may move either way, so that many objects
 /// created together do not poll together.
 pub const JITTER_FRACTION: f64 = 0.1;
@@ -31,6 +34,9 @@ pub enum PollKind {
     InvalidSpec,
     /// Credentials or endpoint unusable: retry later, or when the Secret/spec changes.
     Unusable,
+    /// The operator itself cannot serve the object yet (its Secret cache has not synced):
+    /// retry soon, the fix is on the operator's side.
+    OperatorNotReady,
     /// `spec.suspend`.
     Suspended,
 }
@@ -60,6 +66,7 @@ pub fn next_poll(kind: PollKind, plan: Option<&QueryPlan>, jitter: f64) -> Optio
             first.saturating_mul(factor).min(MAX_BACKOFF)
         }
         PollKind::Unusable => UNUSABLE_RETRY,
+        PollKind::OperatorNotReady => OPERATOR_NOT_READY_RETRY,
     };
     Some(base.mul_f64(1.0 + JITTER_FRACTION * jitter.clamp(-1.0, 1.0)))
 }

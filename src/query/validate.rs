@@ -11,14 +11,10 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use crate::api::limits::{self, DurationBounds};
 use crate::api::{DcsTaskQuerySpec, patterns};
 use crate::dcs::QueryTime;
 use crate::duration;
-
-/// Minimum settled poll interval.
-pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
-/// Minimum active poll interval.
-pub const MIN_ACTIVE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// One broken rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,22 +71,36 @@ impl Checker {
         }
     }
 
-    fn duration(&mut self, field: &str, value: &str, min: Option<Duration>) -> Option<Duration> {
-        match duration::parse(value) {
-            Ok(parsed) => {
-                if let Some(min) = min.filter(|min| parsed < *min) {
-                    self.fail(
-                        field,
-                        format!("must be at least {} (got {value:?})", duration::format(min)),
-                    );
-                }
-                Some(parsed)
-            }
+    /// A duration within `bounds`; `None` (and an error) when it is not one.
+    fn duration(&mut self, field: &str, value: &str, bounds: DurationBounds) -> Option<Duration> {
+        let max_chars = limits::MAX_DURATION_CHARS as usize;
+        if value.len() > max_chars {
+            self.fail(
+                field,
+                format!(
+                    "must be a duration of at most {max_chars} characters, {} (got {} characters)",
+                    bounds.describe(),
+                    value.len()
+                ),
+            );
+            return None;
+        }
+        let parsed = match duration::parse(value) {
+            Ok(parsed) => parsed,
             Err(error) => {
                 self.fail(field, error.to_string());
-                None
+                return None;
             }
+        };
+        let too_short = bounds.min.is_some_and(|min| parsed < min);
+        if too_short || parsed > bounds.max {
+            self.fail(
+                field,
+                format!("must be {} (got {value:?})", bounds.describe()),
+            );
+            return None;
         }
+        Some(parsed)
     }
 
     fn query_time(&mut self, field: &str, value: &str) -> Option<QueryTime> {
@@ -195,7 +205,7 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
     let since = query
         .since
         .as_deref()
-        .and_then(|value| check.duration("spec.query.since", value, None));
+        .and_then(|value| check.duration("spec.query.since", value, limits::SINCE));
     if query.since.is_some() && query.start_time.is_some() {
         check.fail(
             "spec.query.since",
@@ -217,15 +227,15 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
     }
 
     let interval = check
-        .duration("spec.interval", &spec.interval, Some(MIN_INTERVAL))
-        .unwrap_or(MIN_INTERVAL);
+        .duration("spec.interval", &spec.interval, limits::INTERVAL)
+        .unwrap_or(limits::MIN_INTERVAL);
     let active_interval = check
         .duration(
             "spec.activeInterval",
             &spec.active_interval,
-            Some(MIN_ACTIVE_INTERVAL),
+            limits::ACTIVE_INTERVAL,
         )
-        .unwrap_or(MIN_ACTIVE_INTERVAL);
+        .unwrap_or(limits::MIN_ACTIVE_INTERVAL);
     check.range("spec.maxTasks", spec.max_tasks.into(), 0, Some(200));
 
     let (mut lookback, mut timeout) = (None, None);
@@ -245,11 +255,11 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
                 check.fail(field, "must not be empty");
             }
         }
-        lookback = check.duration("spec.waitFor.lookback", &wait.lookback, None);
+        lookback = check.duration("spec.waitFor.lookback", &wait.lookback, limits::LOOKBACK);
         timeout = wait
             .timeout
             .as_deref()
-            .and_then(|value| check.duration("spec.waitFor.timeout", value, None));
+            .and_then(|value| check.duration("spec.waitFor.timeout", value, limits::TIMEOUT));
         if wait.success_statuses.is_empty() {
             check.fail(
                 "spec.waitFor.successStatuses",
@@ -398,11 +408,35 @@ mod tests {
 
         let mut s = spec();
         s.interval = "5s".into();
-        assert_refused(&s, "spec.interval", "at least 10s");
+        assert_refused(&s, "spec.interval", "between 10s and 24h");
 
         let mut s = spec();
         s.active_interval = "1s".into();
-        assert_refused(&s, "spec.activeInterval", "at least 2s");
+        assert_refused(&s, "spec.activeInterval", "between 2s and 24h");
+
+        for huge in ["3000000000h", "8760h1ms", "99999999999999999999s"] {
+            let mut s = spec();
+            s.interval = huge.into();
+            s.active_interval = huge.into();
+            s.query.since = Some(huge.into());
+            let mut w = wait(Some("j"), None);
+            w.lookback = huge.into();
+            w.timeout = Some(huge.into());
+            s.wait_for = Some(w);
+            for field in [
+                "spec.interval",
+                "spec.activeInterval",
+                "spec.query.since",
+                "spec.waitFor.lookback",
+                "spec.waitFor.timeout",
+            ] {
+                assert_refused(&s, field, "");
+            }
+        }
+
+        let mut s = spec();
+        s.query.since = Some("1s".repeat(20));
+        assert_refused(&s, "spec.query.since", "at most 32 characters");
 
         let mut s = spec();
         s.max_tasks = 201;

@@ -1,0 +1,132 @@
+//! The bounds on every duration a spec may hold, defined once and read by both the CRD schema
+//! (`maxLength` and CEL rules, so the apiserver refuses at `kubectl apply`) and
+//! [`crate::query::validate`] (so a server that drops CEL, or the CLI, refuses the same values).
+//!
+//! Why bounds at all: the operator is shared by every tenant, and an unbounded duration is a
+//! crash waiting to happen (`now - 3000000000h` overflows any calendar, a requeue years away
+//! overflows the timer wheel). Each bound is far beyond what a real query needs.
+
+use std::time::Duration;
+
+use kube::core::{Message, Rule};
+
+use crate::duration;
+
+/// Longest duration string accepted anywhere (`"999h59m59s999ms"` is 15 characters).
+pub const MAX_DURATION_CHARS: u32 = 32;
+
+/// Poll intervals: at least this often while something is awaited or running...
+pub const MIN_ACTIVE_INTERVAL: Duration = Duration::from_secs(2);
+/// ...and at least this far apart once settled (the API gateway throttles)...
+pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// ...and never further apart than a day: a status older than that is not "live".
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// `query.since` and `waitFor.lookback`: how far back a window may reach (one year; the task
+/// center keeps far less).
+pub const MAX_LOOKBACK: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `waitFor.timeout`: the longest a wait may last (thirty days; DCS jobs take minutes to hours).
+pub const MAX_WAIT_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// One duration field and its bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationBounds {
+    /// The field's name inside its object, as CEL sees it (`interval`, `since`).
+    pub field: &'static str,
+    pub min: Option<Duration>,
+    pub max: Duration,
+}
+
+pub const INTERVAL: DurationBounds = DurationBounds {
+    field: "interval",
+    min: Some(MIN_INTERVAL),
+    max: MAX_INTERVAL,
+};
+pub const ACTIVE_INTERVAL: DurationBounds = DurationBounds {
+    field: "activeInterval",
+    min: Some(MIN_ACTIVE_INTERVAL),
+    max: MAX_INTERVAL,
+};
+pub const SINCE: DurationBounds = DurationBounds {
+    field: "since",
+    min: None,
+    max: MAX_LOOKBACK,
+};
+pub const LOOKBACK: DurationBounds = DurationBounds {
+    field: "lookback",
+    min: None,
+    max: MAX_LOOKBACK,
+};
+pub const TIMEOUT: DurationBounds = DurationBounds {
+    field: "timeout",
+    min: None,
+    max: MAX_WAIT_TIMEOUT,
+};
+
+impl DurationBounds {
+    /// What the bounds require, in words (`between 10s and 24h`, `at most 8760h`): the same
+    /// text in the CEL message and in the operator's own message.
+    pub fn describe(&self) -> String {
+        match self.min {
+            Some(min) => format!(
+                "between {} and {}",
+                duration::format(min),
+                duration::format(self.max)
+            ),
+            None => format!("at most {}", duration::format(self.max)),
+        }
+    }
+
+    /// The CEL rule for the field, placed on the object that holds it. An optional field is
+    /// only checked when set.
+    pub fn rule(&self, optional: bool) -> Rule {
+        let field = self.field;
+        let value = format!("duration(self.{field})");
+        let mut checks = Vec::new();
+        if let Some(min) = self.min {
+            checks.push(format!("{value} >= duration('{}')", duration::format(min)));
+        }
+        checks.push(format!(
+            "{value} <= duration('{}')",
+            duration::format(self.max)
+        ));
+        let mut expression = checks.join(" && ");
+        if optional {
+            expression = format!("!has(self.{field}) || ({expression})");
+        }
+        Rule::new(expression)
+            .message(Message::Message(format!(
+                "{field} must be {}",
+                self.describe()
+            )))
+            .field_path(format!(".{field}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_read_the_same_in_cel_and_in_words() {
+        assert_eq!(INTERVAL.describe(), "between 10s and 24h");
+        assert_eq!(TIMEOUT.describe(), "at most 720h");
+        let rule = serde_json::to_value(SINCE.rule(true)).unwrap();
+        assert_eq!(
+            rule["rule"],
+            "!has(self.since) || (duration(self.since) <= duration('8760h'))"
+        );
+        assert_eq!(rule["message"], "since must be at most 8760h");
+        assert_eq!(rule["fieldPath"], ".since");
+    }
+
+    #[test]
+    fn every_bound_fits_the_duration_syntax_and_length() {
+        for bounds in [INTERVAL, ACTIVE_INTERVAL, SINCE, LOOKBACK, TIMEOUT] {
+            let text = duration::format(bounds.max);
+            assert!(text.len() <= MAX_DURATION_CHARS as usize);
+            assert_eq!(duration::parse(&text), Ok(bounds.max));
+        }
+    }
+}
