@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dcs_task_operator::api::DcsTaskQuery;
+use dcs_task_operator::controller::credentials::CREDENTIALS_LABEL;
 use dcs_task_operator::sim::{DEMO_ACCESS_KEY, DEMO_PROJECT_ID, DEMO_SECRET_KEY};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
@@ -93,11 +94,27 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The demo credentials as the Secret `dcs-credentials`, labelled for the operator.
 async fn demo_secret(client: &Client, namespace: &str) {
+    credentials_secret(client, namespace, "dcs-credentials", DEMO_PROJECT_ID, true).await;
+}
+
+async fn credentials_secret(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    project_id: &str,
+    labelled: bool,
+) {
+    let labels = if labelled {
+        json!({CREDENTIALS_LABEL: "true"})
+    } else {
+        json!({})
+    };
     let secret: Secret = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "dcs-credentials"},
-        "stringData": {"accessKey": DEMO_ACCESS_KEY, "secretKey": DEMO_SECRET_KEY, "projectId": DEMO_PROJECT_ID}
+        "metadata": {"name": name, "labels": labels},
+        "stringData": {"accessKey": DEMO_ACCESS_KEY, "secretKey": DEMO_SECRET_KEY, "projectId": project_id}
     }))
     .unwrap();
     Api::<Secret>::namespaced(client.clone(), namespace)
@@ -456,13 +473,45 @@ async fn a_missing_secret_stalls_with_its_name_until_it_appears() {
     let events = reasons(&events_for(client, ns, "q").await);
     assert_eq!(events.get("Stalled"), Some(&1), "{events:?}");
 
-    // Creating the Secret wakes the query through the Secret watch, well before the 5 min retry.
-    demo_secret(client, ns).await;
+    // A Secret without the label is invisible to the operator's watch: the message says which
+    // label to add, and adding it wakes the query through the watch, well before the 5 min retry.
+    credentials_secret(client, ns, "dcs-credentials", DEMO_PROJECT_ID, false).await;
+    api.patch(
+        "q",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"touch": "1"}}})),
+    )
+    .await
+    .unwrap();
+    let unlabelled = wait_until(api, "q", Duration::from_secs(30), "the label hint", |o| {
+        condition(o, "Stalled").is_some_and(|c| c.2.contains("lacks the label"))
+    })
+    .await;
+    let (_, _, message, _) = condition(&unlabelled, "Stalled").unwrap();
+    assert!(
+        message.contains(&format!(
+            "kubectl label secret -n {ns} dcs-credentials {CREDENTIALS_LABEL}=true"
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        sim.total_requests(),
+        0,
+        "no call without usable credentials"
+    );
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .patch(
+            "dcs-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {CREDENTIALS_LABEL: "true"}}})),
+        )
+        .await
+        .unwrap();
     wait_until(
         api,
         "q",
         Duration::from_secs(20),
-        "Ready after the Secret appeared",
+        "Ready after the Secret was labelled",
         |o| is(o, "Ready", "True"),
     )
     .await;
@@ -717,4 +766,151 @@ async fn the_flux_requested_at_annotation_forces_a_poll_and_is_echoed() {
     assert!(is(&echoed, "Complete", "True"));
     let events = reasons(&events_for(client, ns, "done").await);
     assert_eq!(events.get("TaskSucceeded"), Some(&1), "{events:?}");
+}
+
+/// A 200 answer from a hostile upstream: `names` distinct task names of CJK text (three bytes a
+/// character) with long fields, as one page.
+fn hostile_page(names: usize) -> Value {
+    let long = "任务".repeat(1_000);
+    let tasks: Vec<Value> = (0..names)
+        .map(|i| {
+            json!({
+                "id": format!("h{i}"), "name": format!("任务{i}"), "status": "EXECUTING",
+                "created_at": "2026-11-27T08:00:00.000Z",
+                "params": if i < 2 { long.clone() } else { String::new() },
+            })
+        })
+        .collect();
+    json!({"task_count": names, "tasks": tasks})
+}
+
+#[tokio::test]
+async fn one_hostile_object_cannot_take_the_operator_down_for_the_others() {
+    let f = Fixture::new("hostile", SETTLED_SCENARIO, true).await;
+    let (client, ns, sim, api) = (&f.client, &f.ns, &f.sim, &f.api);
+    sim.add_task(json!({"id": "swap-h", "name": "masterStandbySwapJob", "jobId": "job-h", "status": "EXECUTING"}));
+    // Two hostile upstreams: one answers with 9,000 distinct task names on one page (the client refuses pages of over 10,000), one refuses every call
+    // with a 1.5 MiB CJK error message.
+    let flood = SimProcess::start(None, &[]);
+    flood.inject_fault(json!({"count": 1000, "status": 200, "body": hostile_page(9_000)}));
+    let refusing = SimProcess::start(None, &[]);
+    let huge_message = "错误".repeat(256 * 1024);
+    refusing.inject_fault(json!({"count": 1000, "status": 401,
+        "body": {"error_code": "APIG.0301", "error_msg": huge_message}}));
+    credentials_secret(client, ns, "bad-project", "../x", true).await;
+    let mut controller = f.controller(&[]);
+
+    // Durations the 1.20 apiserver accepts (it drops CEL) but no calendar can hold.
+    let huge = "3000000000h";
+    let hostile = [
+        (
+            "since",
+            json!({"query": {"since": huge}}),
+            "spec.query.since",
+        ),
+        ("interval", json!({"interval": huge}), "spec.interval"),
+        (
+            "active",
+            json!({"activeInterval": huge}),
+            "spec.activeInterval",
+        ),
+        (
+            "timeout",
+            json!({"waitFor": {"jobId": "j", "timeout": huge}}),
+            "spec.waitFor.timeout",
+        ),
+        (
+            "lookback",
+            json!({"waitFor": {"name": "n", "lookback": huge}}),
+            "spec.waitFor.lookback",
+        ),
+        (
+            "project",
+            json!({"credentialsSecretRef": {"name": "bad-project"}}),
+            "Secret {ns}/bad-project key `projectId`",
+        ),
+    ];
+    for (name, spec, _) in &hostile {
+        f.create(&format!("hostile-{name}"), spec.clone()).await;
+    }
+    f.create(
+        "flood",
+        json!({"endpoint": flood.base_url(), "maxTasks": 200}),
+    )
+    .await;
+    f.create("refused", json!({"endpoint": refusing.base_url()}))
+        .await;
+    f.create("healthy", json!({"waitFor": {"jobId": "job-h"}}))
+        .await;
+
+    wait_until(api, "healthy", Duration::from_secs(30), "Pending", |o| {
+        o.status
+            .as_ref()
+            .and_then(|s| s.wait_for.as_ref())
+            .is_some_and(|w| w.status.as_deref() == Some("EXECUTING"))
+    })
+    .await;
+    sim.set_status("swap-h", "SUCCESS");
+    wait_until(api, "healthy", Duration::from_secs(30), "Complete", |o| {
+        is(o, "Complete", "True")
+    })
+    .await;
+
+    for (name, _, field) in &hostile {
+        let field = field.replace("{ns}", ns);
+        let object = wait_until(
+            api,
+            &format!("hostile-{name}"),
+            Duration::from_secs(30),
+            "Stalled naming the field",
+            |o| condition(o, "Stalled").is_some_and(|c| c.0 == "True" && c.2.contains(&field)),
+        )
+        .await;
+        assert!(is(&object, "Ready", "False"), "{name}");
+    }
+
+    let flooded = wait_until(api, "flood", Duration::from_secs(60), "synced", |o| {
+        o.status
+            .as_ref()
+            .is_some_and(|s| s.last_sync_time.is_some())
+    })
+    .await;
+    let bytes = serde_json::to_vec(flooded.status.as_ref().unwrap())
+        .unwrap()
+        .len();
+    assert!(bytes < 256 * 1024, "status of {bytes} bytes");
+    let status = flooded.status.as_ref().unwrap();
+    assert_eq!(status.matched_count, Some(9_000));
+    assert_eq!(status.latest.len(), 64);
+
+    let refused = wait_until(api, "refused", Duration::from_secs(30), "Stalled", |o| {
+        is(o, "Stalled", "True")
+    })
+    .await;
+    let last_error = refused.status.as_ref().unwrap().last_error.clone().unwrap();
+    assert!(last_error.error_msg.unwrap().len() <= 1024);
+    assert!(last_error.message.len() <= 1024);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stalled_event = loop {
+        let events = events_for(client, ns, "refused").await;
+        if let Some(event) = events
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("Stalled"))
+        {
+            break event;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Stalled event was not accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(stalled_event.note.unwrap().len() <= 1024);
+
+    assert!(
+        controller.process.as_mut().unwrap().is_running(),
+        "the operator exited"
+    );
+    let logs = controller.stop();
+    assert!(!logs.contains("panicked"), "{logs}");
 }

@@ -136,6 +136,37 @@ impl AllowedEndpoint {
     }
 }
 
+impl fmt::Display for AllowedEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = match &self.host {
+            HostPattern::Exact(exact) => exact.clone(),
+            HostPattern::Suffix(suffix) => format!("*{suffix}"),
+        };
+        match self.port {
+            Some(port) => write!(f, "{}://{host}:{port}", self.scheme),
+            None => write!(f, "{}://{host}:*", self.scheme),
+        }
+    }
+}
+
+impl AllowedEndpoint {
+    /// Why this entry deserves a second look, if it does: plain http sends signed requests
+    /// and tokens unencrypted; a wildcard host or port trusts hosts nobody listed one by one.
+    pub fn risks(&self) -> Vec<&'static str> {
+        let mut risks = Vec::new();
+        if self.scheme == "http" {
+            risks.push("plain http: signed requests and security tokens travel unencrypted");
+        }
+        if matches!(self.host, HostPattern::Suffix(_)) {
+            risks.push("wildcard host: any host under this domain receives signed requests");
+        }
+        if self.port.is_none() {
+            risks.push("wildcard port: any service on this host receives signed requests");
+        }
+        risks
+    }
+}
+
 fn default_port(scheme: &str) -> u16 {
     if scheme == "https" { 443 } else { 80 }
 }
@@ -150,6 +181,19 @@ impl EndpointPolicy {
     /// The default policy plus `extra` entries (from `--allow-endpoint`).
     pub fn new(extra: Vec<AllowedEndpoint>) -> Self {
         Self { extra }
+    }
+
+    /// One line per risky `--allow-endpoint` entry, for the start-up log.
+    pub fn warnings(&self) -> Vec<String> {
+        self.extra
+            .iter()
+            .flat_map(|entry| {
+                entry
+                    .risks()
+                    .into_iter()
+                    .map(move |risk| format!("--allow-endpoint {entry}: {risk}"))
+            })
+            .collect()
     }
 
     /// Adds one more allowed origin (the in-process simulator, for instance).
@@ -208,6 +252,29 @@ fn is_huawei_dcs_host(url: &Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn risky_allow_list_entries_are_named() {
+        let policy = EndpointPolicy::new(
+            [
+                "https://dcs.private.example:8443",
+                "http://127.0.0.1:*",
+                "https://*.corp.example",
+            ]
+            .iter()
+            .map(|entry| entry.parse().unwrap())
+            .collect(),
+        );
+        assert_eq!(
+            policy.warnings(),
+            vec![
+                "--allow-endpoint http://127.0.0.1:*: plain http: signed requests and security tokens travel unencrypted",
+                "--allow-endpoint http://127.0.0.1:*: wildcard port: any service on this host receives signed requests",
+                "--allow-endpoint https://*.corp.example:443: wildcard host: any host under this domain receives signed requests",
+            ]
+        );
+        assert!(EndpointPolicy::default().warnings().is_empty());
+    }
 
     #[test]
     fn region_gives_the_public_endpoint() {

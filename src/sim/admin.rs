@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `POST /_sim/tasks` | one scenario task (camelCase, as in a scenario file) | adds it; a relative `createdAt` counts from the sim clock's now; 201 `{"id": "..."}` |
 //! | `PUT /_sim/tasks/{id}/status` | `{"status": "SUCCESS"}` | the task holds that status from now on (the rest of its timeline is dropped); 200 `{"id", "status"}` |
-//! | `POST /_sim/clock/advance` | `{"by": "10s"}` | moves the virtual clock forward; 200 `{"now", "offset"}` |
+//! | `POST /_sim/clock/advance` | `{"by": "10s"}` | moves the virtual clock forward, at most 100 years ahead of the real clock in all (400 beyond); 200 `{"now", "offset"}` |
 //! | `GET /_sim/clock` | | 200 `{"now", "offset"}` |
 //! | `POST /_sim/faults` | `{"count": 3, "status": 429, "body": {...}, "latency": "0s", "drop": false, "projectId": "..."}` | the next `count` task-list requests (of that project, or of any) get the fault instead of an answer; 201 `{"queued", "pending"}` |
 //! | `DELETE /_sim/faults` | | drops all queued faults; 200 `{"cleared": n}` |
@@ -42,9 +42,10 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::faults::FaultRequest;
+use super::limits::{MAX_CLOCK_OFFSET, describe, show};
 use super::list::json;
 use super::scenario::{TaskCountEncoding, TaskFile};
-use super::state::{DuplicateId, SimState, StoredTask, lock};
+use super::state::{ClockLimit, DuplicateId, SimState, StoredTask, VirtualClock, lock};
 use super::wire;
 
 /// The `/_sim/` routes, guarded by the loopback check.
@@ -144,32 +145,35 @@ async fn advance_clock(State(state): State<Arc<SimState>>, body: Bytes) -> Respo
         Ok(advance) => advance,
         Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
     };
-    let by = match crate::duration::parse(&advance.by)
-        .ok()
-        .and_then(|by| chrono::TimeDelta::from_std(by).ok())
-    {
-        Some(by) => by,
-        None => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "`by`: `{}` is not a duration such as 10s, 5m or 1h30m",
-                    advance.by
-                ),
-            );
-        }
-    };
-    state.clock.advance(by);
-    clock(State(state)).await
+    match advance_by(&state.clock, &advance.by) {
+        Ok(()) => clock(State(state)).await,
+        Err(problem) => error(StatusCode::BAD_REQUEST, problem),
+    }
+}
+
+/// Moves `clock` by the duration text `by`, or says (naming `by`) why it did not move.
+fn advance_by(clock: &VirtualClock, by: &str) -> Result<(), String> {
+    let duration = crate::duration::parse(by)
+        .map_err(|_| format!("`by`: `{by}` is not a duration such as 10s, 5m or 1h30m"))?;
+    clock
+        .advance(duration)
+        .map(|_| ())
+        .map_err(|ClockLimit { moved }| {
+            format!(
+                "`by`: `{by}` would move the simulated clock past the limit of {} ahead of the \
+                 real clock; it is {} ahead now",
+                describe(MAX_CLOCK_OFFSET),
+                show(moved)
+            )
+        })
 }
 
 async fn clock(State(state): State<Arc<SimState>>) -> Response {
-    let offset = state.clock.offset().to_std().unwrap_or_default();
     json(
         StatusCode::OK,
         json!({
             "now": wire::timestamp(state.clock.now()),
-            "offset": crate::duration::format(offset),
+            "offset": show(state.clock.offset()),
         }),
     )
 }
@@ -227,4 +231,76 @@ async fn stats(State(state): State<Arc<SimState>>) -> Response {
 async fn reset_stats(State(state): State<Arc<SimState>>) -> Response {
     lock(&state.stats).reset();
     stats(State(state)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+    use proptest::prelude::*;
+
+    #[test]
+    fn an_advance_past_the_limit_is_refused_naming_by_and_the_limit() {
+        let clock = VirtualClock::default();
+        let problem = advance_by(&clock, "3000000000h").unwrap_err();
+        assert!(problem.starts_with("`by`: `3000000000h`"), "{problem}");
+        assert!(problem.contains("876600h (100 years)"), "{problem}");
+        assert!(problem.contains("it is 0s ahead now"), "{problem}");
+        assert_eq!(clock.offset(), TimeDelta::zero());
+        assert!(advance_by(&clock, "soon").unwrap_err().starts_with("`by`:"));
+        advance_by(&clock, "876599h").unwrap();
+        let problem = advance_by(&clock, "2h").unwrap_err();
+        assert!(problem.contains("it is 876599h ahead now"), "{problem}");
+        advance_by(&clock, "1h").unwrap();
+        assert_eq!(clock.offset(), MAX_CLOCK_OFFSET);
+    }
+
+    /// Duration-like text: digit runs of any length with units, and some noise.
+    fn duration_text() -> impl Strategy<Value = String> {
+        let part = (
+            any::<u64>(),
+            prop::sample::select(vec!["ms", "s", "m", "h", "", "d"]),
+        )
+            .prop_map(|(value, unit)| format!("{value}{unit}"));
+        prop_oneof![
+            prop::collection::vec(part, 0..6).prop_map(|parts| parts.concat()),
+            "[0-9]{1,30}(ms|s|m|h)",
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn no_advance_text_panics_or_passes_the_limit(
+            texts in prop::collection::vec(duration_text(), 1..8)
+        ) {
+            let clock = VirtualClock::default();
+            for text in &texts {
+                let before = clock.offset();
+                match advance_by(&clock, text) {
+                    Ok(()) => prop_assert!(clock.offset() >= before),
+                    Err(problem) => {
+                        prop_assert!(problem.starts_with("`by`:"));
+                        prop_assert_eq!(clock.offset(), before);
+                    }
+                }
+                prop_assert!(clock.offset() <= MAX_CLOCK_OFFSET);
+                let _ = clock.now();
+            }
+        }
+
+        #[test]
+        fn no_advance_duration_panics_or_passes_the_limit(
+            steps in prop::collection::vec((any::<u64>(), any::<u32>()), 1..8)
+        ) {
+            let clock = VirtualClock::default();
+            for (secs, nanos) in steps {
+                let by = std::time::Duration::new(secs, nanos % 1_000_000_000);
+                let _ = clock.advance(by);
+                prop_assert!(clock.offset() >= TimeDelta::zero());
+                prop_assert!(clock.offset() <= MAX_CLOCK_OFFSET);
+                prop_assert!(clock.now() >= chrono::Utc::now() - TimeDelta::seconds(1));
+            }
+        }
+    }
 }

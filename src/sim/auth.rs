@@ -136,7 +136,9 @@ impl AuthPolicy {
                 ))
             })?
             .and_utc();
-        if (real_now - signed_at).abs() > self.max_clock_skew {
+        // Cannot overflow: any two instants of chrono's calendar (which bounds what
+        // `parse_from_str` accepts) are well inside `TimeDelta`'s range apart.
+        if real_now.signed_duration_since(signed_at).abs() > self.max_clock_skew {
             return Err(unauthorized(&format!(
                 "X-Sdk-Date {sdk_date} has expired or is in the future: it is more than {} away \
                  from the server clock {}",
@@ -366,6 +368,65 @@ mod tests {
         }
         let headers = signed("top-secret-sk", now - TimeDelta::minutes(14), PROJECT, &[]);
         assert_eq!(check(&policy, &headers, PROJECT, now), Ok(()));
+    }
+
+    #[test]
+    fn dates_at_the_ends_of_the_calendar_are_401_not_a_panic() {
+        let now = Utc::now();
+        let policy = policy(credential(None, None));
+        // The earliest and latest dates the four-digit X-Sdk-Date can hold.
+        let year_0: DateTime<Utc> = "0000-01-01T00:00:00Z".parse().unwrap();
+        let year_9999: DateTime<Utc> = "9999-12-31T23:59:59Z".parse().unwrap();
+        for date in [year_0, year_9999] {
+            let headers = signed("top-secret-sk", date, PROJECT, &[]);
+            assert!(reason(check(&policy, &headers, PROJECT, now)).contains("expired"));
+        }
+        // Server clocks at the ends of chrono's calendar.
+        for server_now in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+            let headers = signed("top-secret-sk", year_9999, PROJECT, &[]);
+            assert!(reason(check(&policy, &headers, PROJECT, server_now)).contains("expired"));
+        }
+        // Beyond four digits the date does not parse back, whatever its sign.
+        for date in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+            let headers = signed("top-secret-sk", date, PROJECT, &[]);
+            assert!(reason(check(&policy, &headers, PROJECT, now)).contains("X-Sdk-Date"));
+        }
+        let unlimited = AuthPolicy::new(&[credential(None, None)], &[], std::time::Duration::MAX);
+        let headers = signed("top-secret-sk", year_0, PROJECT, &[]);
+        assert_eq!(
+            check(&unlimited, &headers, PROJECT, DateTime::<Utc>::MAX_UTC),
+            Ok(())
+        );
+        for date in [
+            "+99999999991231T235959Z",
+            "-2621441231T235959Z",
+            "20240230T000000Z",
+        ] {
+            let mut headers = signed("top-secret-sk", now, PROJECT, &[]);
+            headers.insert("x-sdk-date", HeaderValue::from_str(date).unwrap());
+            assert!(
+                reason(check(&policy, &headers, PROJECT, now)).contains("X-Sdk-Date"),
+                "{date}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_authorization_or_date_header_panics(
+            authorization in "SDK-HMAC-SHA256 [ -~]{0,80}|[ -~]{0,40}",
+            date in "[+-]?[0-9]{0,12}T?[0-9]{0,8}Z?|[ -~]{0,20}",
+        ) {
+            let policy = policy(credential(None, None));
+            let mut headers = signed("top-secret-sk", Utc::now(), PROJECT, &[]);
+            if let Ok(value) = HeaderValue::from_str(&authorization) {
+                headers.insert("authorization", value);
+            }
+            if let Ok(value) = HeaderValue::from_str(&date) {
+                headers.insert("x-sdk-date", value);
+            }
+            let _ = check(&policy, &headers, PROJECT, Utc::now());
+        }
     }
 
     #[test]

@@ -526,3 +526,60 @@ async fn the_many_tasks_scenario_needs_three_full_pages() {
     }
     assert_eq!(seen, 2500);
 }
+
+#[tokio::test]
+async fn out_of_range_admin_requests_get_400_and_the_simulator_keeps_serving() {
+    let sim = start(FIVE_AND_TWENTY).await;
+    // Before the limit this moved the clock, panicked the handler, and every later list
+    // request panicked too ("`DateTime + TimeDelta` overflowed").
+    let (status, body) = admin(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/clock/advance",
+        Some(json!({"by": "3000000000h"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.starts_with("`by`: `3000000000h`") && message.contains("876600h (100 years)"),
+        "{message}"
+    );
+    let (status, body) = list(&sim, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["task_count"], "25");
+    let (status, clock) = admin(&sim, reqwest::Method::GET, "/_sim/clock", None).await;
+    assert_eq!((status, &clock["offset"]), (200, &json!("0s")));
+
+    let far = json!({"name": "x", "status": "SUCCESS", "createdAt": "-3000000000h"});
+    let (status, body) = admin(&sim, reqwest::Method::POST, "/_sim/tasks", Some(far)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().starts_with("`createdAt`"),
+        "{body}"
+    );
+
+    // The whole allowance in two steps; then not a millisecond more.
+    for by in ["876000h", "600h"] {
+        let (status, body) = admin(
+            &sim,
+            reqwest::Method::POST,
+            "/_sim/clock/advance",
+            Some(json!({ "by": by })),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = admin(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/clock/advance",
+        Some(json!({"by": "1ms"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = list(&sim, &[("limit", "1")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["task_count"], "25");
+    sim.shutdown().await;
+}

@@ -26,6 +26,7 @@ mod admin;
 mod auth;
 mod error;
 mod faults;
+mod limits;
 mod list;
 mod params;
 mod scenario;

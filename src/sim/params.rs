@@ -177,4 +177,25 @@ mod tests {
         assert!(!window.contains(time("2023-06-12T16:00:00Z")));
         assert!(Window::default().contains(time("1970-01-01T00:00:00Z")));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn no_query_panics_and_what_passes_is_in_range(
+            pairs in proptest::collection::vec(
+                (
+                    "offset|limit|start_time|end_time|other",
+                    "[0-9]{0,16}|[+-]?[0-9]{1,12}|[0-9]{4}(0[0-9]|1[0-9])[0-3][0-9][0-2][0-9][0-6][0-9][0-6][0-9]|\\PC{0,16}",
+                ),
+                0..6,
+            )
+        ) {
+            if let Ok(params) = parse(&pairs) {
+                proptest::prop_assert!((1..=MAX_LIMIT).contains(&params.limit));
+                proptest::prop_assert!(params.offset <= i32::MAX as usize);
+                for time in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+                    let _ = params.window.contains(time);
+                }
+            }
+        }
+    }
 }

@@ -2,7 +2,9 @@
 //!
 //! The YAML uses camelCase keys and refuses unknown ones, so a typo in a test scenario fails
 //! loudly instead of silently simulating something else. Parsing validates everything up
-//! front (durations, timelines, times), so a running simulator never meets a bad value.
+//! front (durations, timelines, times, and the limits of the `limits` module on how far times
+//! may reach and how many tasks may be generated), so a running simulator never meets a bad
+//! value.
 //! See `examples/sim/*.yaml` for the format.
 
 use std::collections::HashSet;
@@ -14,6 +16,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use super::error::SimError;
+use super::limits::{
+    MAX_GENERATED_SPAN, MAX_GENERATED_TASKS, MAX_RELATIVE_CREATED_AT, MAX_TIMELINE_SPAN,
+    add_saturating, describe, show,
+};
 use super::timeline::{Step, Timeline};
 use super::{DEMO_ACCESS_KEY, DEMO_PROJECT_ID, DEMO_SECRET_KEY};
 
@@ -153,17 +159,26 @@ pub(super) enum CreatedAt {
 }
 
 impl CreatedAt {
-    /// Parses `-2s`, `0s`, `+30s`, `1h30m` (signed durations) or an RFC 3339 time.
+    /// Parses `-2s`, `0s`, `+30s`, `1h30m` (signed durations, at most
+    /// [`MAX_RELATIVE_CREATED_AT`] either way) or an RFC 3339 time.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let (sign, magnitude) = match text.as_bytes().first() {
-            Some(b'-') => (-1, &text[1..]),
-            Some(b'+') => (1, &text[1..]),
-            _ => (1, text),
+        let (negative, magnitude) = match text.strip_prefix('-') {
+            Some(magnitude) => (true, magnitude),
+            None => (false, text.strip_prefix('+').unwrap_or(text)),
         };
         if let Ok(duration) = crate::duration::parse(magnitude) {
             let delta = TimeDelta::from_std(duration)
-                .map_err(|_| format!("`{text}` is too far from now"))?;
-            return Ok(Self::Relative(if sign < 0 { -delta } else { delta }));
+                .ok()
+                .filter(|delta| *delta <= MAX_RELATIVE_CREATED_AT)
+                .ok_or_else(|| {
+                    format!(
+                        "`{text}` is further than the limit of {} from the start (from the sim \
+                         clock's now for a task added through the admin API); give a task that \
+                         far away an RFC 3339 time",
+                        describe(MAX_RELATIVE_CREATED_AT)
+                    )
+                })?;
+            return Ok(Self::Relative(if negative { -delta } else { delta }));
         }
         DateTime::parse_from_rfc3339(text)
             .map(|time| Self::Absolute(time.with_timezone(&Utc)))
@@ -176,10 +191,11 @@ impl CreatedAt {
     }
 
     /// The instant, truncated to milliseconds (the wire precision), so that what the
-    /// simulator sorts and filters on is exactly what it renders.
+    /// simulator sorts and filters on is exactly what it renders. Saturates at the ends of the
+    /// calendar, which a validated offset from a real base never reaches.
     pub fn resolve(self, base: DateTime<Utc>) -> DateTime<Utc> {
         let time = match self {
-            Self::Relative(delta) => base + delta,
+            Self::Relative(delta) => add_saturating(base, delta),
             Self::Absolute(time) => time,
         };
         truncate_to_millis(time)
@@ -220,9 +236,6 @@ pub(super) struct GenerateSpec {
     pub first_created_at: CreatedAt,
     pub every: TimeDelta,
 }
-
-/// More generated tasks than this is almost surely a typo, and would eat the machine's memory.
-const MAX_GENERATED: usize = 1_000_000;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -378,11 +391,33 @@ impl ScenarioFile {
                 ));
             }
         }
+        let mut generated = 0_usize;
         let generate = self
             .generate
             .into_iter()
             .enumerate()
-            .map(|(index, generate)| generate.validate(&format!("generate[{index}]")))
+            .map(|(index, generate)| {
+                let at = format!("generate[{index}]");
+                generated = generated
+                    .checked_add(generate.count)
+                    .filter(|total| *total <= MAX_GENERATED_TASKS)
+                    .ok_or_else(|| {
+                        let count = generate.count;
+                        let before = if generated == 0 {
+                            String::new()
+                        } else {
+                            format!(" after the {generated} of the entries before it")
+                        };
+                        FieldError::new(
+                            format!("{at}.count"),
+                            format!(
+                                "{count} tasks{before} are more than the limit of \
+                                 {MAX_GENERATED_TASKS} generated tasks per scenario"
+                            ),
+                        )
+                    })?;
+                generate.validate(&at)
+            })
             .collect::<Result<_, _>>()?;
         Ok(Scenario {
             task_count: self.task_count,
@@ -434,16 +469,31 @@ impl TaskFile {
             }
             (None, Some(status)) => Timeline::constant(non_empty(&field("status"), status)?),
             (Some(steps), None) => {
+                let mut span = TimeDelta::zero();
                 let steps = steps
                     .into_iter()
                     .enumerate()
                     .map(|(index, step)| {
+                        let at = field(&format!("timeline[{index}].for"));
                         let lasts = step
                             .lasts
-                            .map(|text| {
-                                parse_duration(&field(&format!("timeline[{index}].for")), &text)
-                            })
+                            .map(|text| parse_duration(&at, &text))
                             .transpose()?;
+                        if let Some(lasts) = lasts {
+                            span = span
+                                .checked_add(&lasts)
+                                .filter(|span| *span <= MAX_TIMELINE_SPAN)
+                                .ok_or_else(|| {
+                                    FieldError::new(
+                                        &at,
+                                        format!(
+                                            "the steps up to this one last longer than the \
+                                             limit of {} for a whole timeline",
+                                            describe(MAX_TIMELINE_SPAN)
+                                        ),
+                                    )
+                                })?;
+                        }
                         Ok(Step {
                             status: step.status,
                             lasts,
@@ -489,11 +539,23 @@ impl TaskFile {
 }
 
 impl GenerateFile {
+    /// Validates one entry; its `count` was already checked against the scenario's total.
     fn validate(self, at: &str) -> Result<GenerateSpec, FieldError> {
-        if self.count > MAX_GENERATED {
+        let every = parse_duration(&format!("{at}.every"), &self.every)?;
+        // From the first task to the last: every × (count − 1).
+        let gaps = i32::try_from(self.count.saturating_sub(1)).ok();
+        if gaps
+            .and_then(|gaps| every.checked_mul(gaps))
+            .is_none_or(|span| span > MAX_GENERATED_SPAN)
+        {
             return Err(FieldError::new(
-                format!("{at}.count"),
-                format!("{} is more than the limit of {MAX_GENERATED}", self.count),
+                format!("{at}.every"),
+                format!(
+                    "{} tasks {} apart span more than the limit of {} from the first to the last",
+                    self.count,
+                    show(every),
+                    describe(MAX_GENERATED_SPAN)
+                ),
             ));
         }
         Ok(GenerateSpec {
@@ -507,7 +569,7 @@ impl GenerateFile {
             status: non_empty(&format!("{at}.status"), self.status)?,
             first_created_at: CreatedAt::parse(&self.first_created_at)
                 .map_err(|problem| FieldError::new(format!("{at}.firstCreatedAt"), problem))?,
-            every: parse_duration(&format!("{at}.every"), &self.every)?,
+            every,
         })
     }
 }
@@ -679,6 +741,125 @@ tasks:
         );
     }
 
+    /// The field and the problem of a refused scenario, checking that the problem names
+    /// `limit`.
+    fn beyond_limit(yaml: &str, limit: &str) -> String {
+        let (field, problem) = invalid(yaml);
+        assert!(problem.contains(limit), "{field}: {problem}");
+        field
+    }
+
+    #[test]
+    fn relative_times_beyond_the_limit_are_refused() {
+        // Both loaded before the limit, and then panicked ("`DateTime + TimeDelta` overflowed")
+        // when the simulator resolved them at start.
+        for created in ["-3000000000h", "+3000000000h", "3000000000h", "876600h1ms"] {
+            let yaml = format!("tasks: [{{name: x, status: A, createdAt: {created}}}]");
+            assert_eq!(
+                beyond_limit(&yaml, "876600h (100 years)"),
+                "tasks[0].createdAt"
+            );
+        }
+        let yaml = "generate: [{count: 1, name: x, firstCreatedAt: -3000000000h, every: 1m}]";
+        assert_eq!(
+            beyond_limit(yaml, "876600h (100 years)"),
+            "generate[0].firstCreatedAt"
+        );
+        let at_the_limit =
+            Scenario::from_yaml("tasks: [{name: x, status: A, createdAt: -876600h}]").unwrap();
+        assert_eq!(
+            at_the_limit.tasks[0].created_at,
+            CreatedAt::Relative(-MAX_RELATIVE_CREATED_AT)
+        );
+        // Relative to the sim clock for the admin API: the same check, without the prefix.
+        let task: TaskFile = serde_json::from_value(
+            json!({"name": "x", "status": "A", "createdAt": "-3000000000h"}),
+        )
+        .unwrap();
+        assert_eq!(task.validate("").unwrap_err().field, "createdAt");
+    }
+
+    #[test]
+    fn timelines_longer_than_the_limit_are_refused() {
+        assert_eq!(
+            beyond_limit(
+                "tasks: [{name: x, timeline: [{status: A, for: 3000000000h}, {status: B}]}]",
+                "876600h (100 years)"
+            ),
+            "tasks[0].timeline[0].for"
+        );
+        // Each step within the limit, their sum not.
+        assert_eq!(
+            beyond_limit(
+                "tasks: [{name: x, timeline: [{status: A, for: 500000h}, {status: B, for: 376601h}, {status: C}]}]",
+                "876600h (100 years)"
+            ),
+            "tasks[0].timeline[1].for"
+        );
+        // A sum beyond even TimeDelta's range.
+        let huge = "4000000000h".repeat(700);
+        assert_eq!(
+            beyond_limit(
+                &format!(
+                    "tasks: [{{name: x, timeline: [{{status: A, for: {huge}}}, {{status: B}}]}}]"
+                ),
+                "too long"
+            ),
+            "tasks[0].timeline[0].for"
+        );
+        Scenario::from_yaml(
+            "tasks: [{name: x, timeline: [{status: A, for: 500000h}, {status: B, for: 376600h}, {status: C}]}]",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn generated_tasks_beyond_the_limits_are_refused() {
+        assert_eq!(
+            beyond_limit(
+                "generate: [{count: 100001, name: x, firstCreatedAt: 0s, every: 1s}]",
+                "limit of 100000"
+            ),
+            "generate[0].count"
+        );
+        assert_eq!(
+            beyond_limit(
+                "generate: [{count: 18446744073709551615, name: x, firstCreatedAt: 0s, every: 1s}]",
+                "limit of 100000"
+            ),
+            "generate[0].count"
+        );
+        // The limit is per scenario: two entries within it each, over it together.
+        assert_eq!(
+            beyond_limit(
+                "generate:\n\
+                 - {count: 60000, name: x, firstCreatedAt: 0s, every: 1s}\n\
+                 - {count: 40001, name: y, firstCreatedAt: 0s, every: 1s}",
+                "after the 60000"
+            ),
+            "generate[1].count"
+        );
+        // count × every: panicked ("`DateTime + TimeDelta` overflowed") while the simulator
+        // generated the tasks at start.
+        for (count, every) in [(2, "3000000000h"), (100_000, "8767h"), (3, "438301h")] {
+            let yaml = format!(
+                "generate: [{{count: {count}, name: x, firstCreatedAt: 0s, every: {every}}}]"
+            );
+            assert_eq!(
+                beyond_limit(&yaml, "876600h (100 years)"),
+                "generate[0].every",
+                "{count} × {every}"
+            );
+        }
+        // One task has no span, and the limit itself is allowed.
+        Scenario::from_yaml(
+            "generate:\n\
+             - {count: 1, name: x, firstCreatedAt: 0s, every: 3000000000h}\n\
+             - {count: 3, name: y, firstCreatedAt: 0s, every: 438300h}",
+        )
+        .unwrap();
+    }
+
     #[test]
     fn unknown_keys_and_bad_yaml_are_refused() {
         assert!(matches!(
@@ -719,5 +900,190 @@ tasks:
         let debug = format!("{scenario:?}");
         assert!(debug.contains("AK"));
         assert!(!debug.contains("hush"), "{debug}");
+    }
+
+    /// Properties: no scenario, however out of range its values, panics the simulator, from
+    /// loading through generating and resolving its tasks to rendering them at any sim time.
+    mod properties {
+        use super::*;
+        use crate::sim::limits::MAX_CLOCK_OFFSET;
+        use crate::sim::params::{ListParams, MAX_LIMIT, Window};
+        use crate::sim::state::{StoredTask, TaskStore, VirtualClock};
+        use crate::sim::wire;
+        use proptest::prelude::*;
+
+        /// A YAML double-quoted scalar (JSON strings are valid ones).
+        fn quoted(text: &str) -> String {
+            serde_json::to_string(text).unwrap()
+        }
+
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![12 => "[A-Za-z_]{1,10}", 1 => any::<String>()]
+        }
+
+        /// Duration syntax with numbers from tiny to far past every range, and some noise.
+        /// Mostly valid, so that most documents load and get run.
+        fn duration() -> impl Strategy<Value = String> {
+            let number = prop_oneof![
+                40 => 0_u64..100,
+                2 => any::<u32>().prop_map(u64::from),
+                1 => any::<u64>(),
+            ];
+            let unit = prop::sample::select(vec!["ms", "s", "m", "h"]);
+            prop_oneof![
+                40 => prop::collection::vec((number, unit), 1..3).prop_map(|parts| {
+                    parts.iter().map(|(value, unit)| format!("{value}{unit}")).collect()
+                }),
+                1 => "(4000000000h){1,700}",
+                1 => any::<String>(),
+            ]
+        }
+
+        /// A `createdAt`: a signed duration or an RFC 3339 time, extremes included.
+        fn created_at() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => (prop::sample::select(vec!["", "-", "+"]), duration())
+                    .prop_map(|(sign, duration)| format!("{sign}{duration}")),
+                1 => prop::sample::select(vec![
+                    "0000-01-01T00:00:00Z",
+                    "9999-12-31T23:59:59.999Z",
+                    "+262143-12-31T23:59:59Z",
+                    "2024-06-17T07:38:42.503+14:00",
+                ])
+                .prop_map(str::to_string),
+            ]
+        }
+
+        fn count() -> impl Strategy<Value = String> {
+            let limit = MAX_GENERATED_TASKS as u64;
+            prop_oneof![
+                16 => (0_u64..30).prop_map(|count| count.to_string()),
+                2 => any::<u64>().prop_map(|count| count.to_string()),
+                1 => (limit - 2..limit + 2).prop_map(|count| count.to_string()),
+                1 => Just("-1".to_string()),
+            ]
+        }
+
+        fn task() -> impl Strategy<Value = String> {
+            let steps = prop::collection::vec((text(), duration()), 0..4);
+            (text(), prop::option::of(created_at()), steps, text()).prop_map(
+                |(name, created, steps, last)| {
+                    let created = created
+                        .map(|created| format!("createdAt: {}, ", quoted(&created)))
+                        .unwrap_or_default();
+                    let steps: String = steps
+                        .iter()
+                        .map(|(status, lasts)| {
+                            format!("{{status: {}, for: {}}}, ", quoted(status), quoted(lasts))
+                        })
+                        .collect();
+                    format!(
+                        "{{name: {}, {created}timeline: [{steps}{{status: {}}}]}}",
+                        quoted(&name),
+                        quoted(&last)
+                    )
+                },
+            )
+        }
+
+        fn generate() -> impl Strategy<Value = String> {
+            (count(), text(), created_at(), duration()).prop_map(|(count, name, first, every)| {
+                format!(
+                    "{{count: {count}, name: {}, firstCreatedAt: {}, every: {}}}",
+                    quoted(&name),
+                    quoted(&first),
+                    quoted(&every)
+                )
+            })
+        }
+
+        fn document() -> impl Strategy<Value = String> {
+            (
+                prop::collection::vec(task(), 0..4),
+                prop::collection::vec(generate(), 0..3),
+            )
+                .prop_map(|(tasks, generate)| {
+                    format!(
+                        "tasks: [{}]\ngenerate: [{}]\n",
+                        tasks.join(", "),
+                        generate.join(", ")
+                    )
+                })
+        }
+
+        /// Starts the scenario's store, then renders and changes its tasks at sim times from the
+        /// start to the clock's limit and the ends of the calendar.
+        fn run(scenario: &Scenario) {
+            let start = Utc::now();
+            let store = TaskStore::from_scenario(scenario, start).unwrap();
+            let clock = VirtualClock::default();
+            clock.advance(MAX_CLOCK_OFFSET.to_std().unwrap()).unwrap();
+            let nows = [
+                start,
+                clock.now(),
+                DateTime::<Utc>::MIN_UTC,
+                DateTime::<Utc>::MAX_UTC,
+            ];
+            let params = ListParams {
+                offset: 0,
+                limit: MAX_LIMIT,
+                window: Window::default(),
+            };
+            for now in nows {
+                for task in store.page(DEMO_PROJECT_ID, &params, now).tasks {
+                    let mut changed = task.clone();
+                    changed
+                        .timeline
+                        .set_from(task.elapsed(now), "CHANGED".into());
+                    for later in nows {
+                        wire::task(task, later);
+                        wire::task(&changed, later);
+                    }
+                }
+            }
+            // As `POST /_sim/tasks` adds them, relative to a sim clock at its limit.
+            for spec in &scenario.tasks {
+                let task = StoredTask::from_spec(spec.clone(), clock.now());
+                for now in nows {
+                    wire::task(&task, now);
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            #[test]
+            fn no_scenario_document_panics(document in document()) {
+                match Scenario::from_yaml(&document) {
+                    Ok(scenario) => {
+                        let generated: usize = scenario.generate.iter().map(|g| g.count).sum();
+                        prop_assert!(generated <= MAX_GENERATED_TASKS);
+                        for task in &scenario.tasks {
+                            if let CreatedAt::Relative(delta) = task.created_at {
+                                prop_assert!(delta.abs() <= MAX_RELATIVE_CREATED_AT);
+                            }
+                        }
+                        run(&scenario);
+                    }
+                    Err(SimError::InvalidScenario { .. } | SimError::ParseScenario { .. }) => {}
+                    Err(other) => prop_assert!(false, "unexpected error {other:?}"),
+                }
+            }
+
+            #[test]
+            fn no_text_panics_the_scenario_parser(text in any::<String>()) {
+                let _ = Scenario::from_yaml(&text);
+            }
+
+            #[test]
+            fn no_created_at_panics_when_resolved(text in created_at()) {
+                if let Ok(created) = CreatedAt::parse(&text) {
+                    for base in [Utc::now(), DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+                        created.resolve(base);
+                    }
+                }
+            }
+        }
     }
 }

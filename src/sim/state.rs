@@ -7,12 +7,14 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 
 use super::auth::AuthPolicy;
 use super::faults::FaultQueue;
+use super::limits::{MAX_CLOCK_OFFSET, add_saturating};
 use super::params::ListParams;
 use super::scenario::{Scenario, TaskCountEncoding, TaskSpec, truncate_to_millis};
 use super::stats::Stats;
@@ -55,8 +57,11 @@ impl StoredTask {
     }
 
     /// Time since creation at `now` (negative while the task is still in the future).
+    ///
+    /// Cannot overflow: any two instants of chrono's calendar are less than a million years
+    /// apart, well inside `TimeDelta`'s range.
     pub fn elapsed(&self, now: DateTime<Utc>) -> TimeDelta {
-        now - self.created_at
+        now.signed_duration_since(self.created_at)
     }
 
     /// The sort key: newest first, then id descending.
@@ -116,7 +121,8 @@ impl TaskStore {
                     error_code: None,
                     enable_show: None,
                 });
-                created_at += generate.every;
+                // Validation bounds count × every; saturating keeps even a bug from panicking.
+                created_at = add_saturating(created_at, generate.every);
             }
         }
         for task in &tasks {
@@ -171,25 +177,45 @@ impl TaskStore {
 ///
 /// Tying it to the real clock (rather than freezing it) lets the demo's switchover finish on
 /// its own while a user watches, and lets tests skip ahead without sleeping.
+///
+/// Invariant: the offset stays within `0..=MAX_CLOCK_OFFSET` (in milliseconds), so `now` is
+/// always a valid instant.
 #[derive(Debug, Default)]
 pub(super) struct VirtualClock {
     offset_ms: AtomicI64,
 }
 
+/// An advance the clock refused because it would move more than [`MAX_CLOCK_OFFSET`] in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ClockLimit {
+    /// How far the clock had moved before the refused advance.
+    pub moved: TimeDelta,
+}
+
 impl VirtualClock {
     pub fn now(&self) -> DateTime<Utc> {
-        truncate_to_millis(Utc::now() + self.offset())
+        truncate_to_millis(add_saturating(Utc::now(), self.offset()))
     }
 
     pub fn offset(&self) -> TimeDelta {
-        TimeDelta::milliseconds(self.offset_ms.load(Ordering::SeqCst))
+        let offset = self.offset_ms.load(Ordering::SeqCst);
+        TimeDelta::milliseconds(offset.clamp(0, MAX_CLOCK_OFFSET.num_milliseconds()))
     }
 
-    /// Moves sim time forward by `by` and returns the new sim now.
-    pub fn advance(&self, by: TimeDelta) -> DateTime<Utc> {
+    /// Moves sim time forward by `by` (sub-millisecond parts are dropped) and returns the new
+    /// sim now; refuses, leaving the clock as it was, when the total would pass
+    /// [`MAX_CLOCK_OFFSET`].
+    pub fn advance(&self, by: Duration) -> Result<DateTime<Utc>, ClockLimit> {
+        let limit = MAX_CLOCK_OFFSET.num_milliseconds();
+        let by = i64::try_from(by.as_millis()).ok();
         self.offset_ms
-            .fetch_add(by.num_milliseconds(), Ordering::SeqCst);
-        self.now()
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |offset| {
+                offset.checked_add(by?).filter(|total| *total <= limit)
+            })
+            .map_err(|offset| ClockLimit {
+                moved: TimeDelta::milliseconds(offset.clamp(0, limit)),
+            })?;
+        Ok(self.now())
     }
 }
 
@@ -233,6 +259,7 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::limits::MAX_GENERATED_SPAN;
     use super::super::params::Window;
     use super::*;
 
@@ -363,8 +390,61 @@ tasks:
     fn the_clock_only_moves_by_advance() {
         let clock = VirtualClock::default();
         let before = clock.now();
-        let after = clock.advance(TimeDelta::hours(1));
+        let after = clock.advance(Duration::from_secs(3600)).unwrap();
         assert!(after - before >= TimeDelta::hours(1));
         assert_eq!(clock.offset(), TimeDelta::hours(1));
+    }
+
+    #[test]
+    fn the_clock_refuses_to_pass_its_limit_and_keeps_working() {
+        let clock = VirtualClock::default();
+        // 3,000,000,000 hours: panicked with "`DateTime + TimeDelta` overflowed" before the limit.
+        let huge = Duration::from_secs(3_000_000_000 * 3600);
+        assert_eq!(
+            clock.advance(huge),
+            Err(ClockLimit {
+                moved: TimeDelta::zero()
+            })
+        );
+        assert_eq!(clock.offset(), TimeDelta::zero());
+        assert_eq!(
+            clock.advance(Duration::MAX),
+            Err(ClockLimit {
+                moved: TimeDelta::zero()
+            })
+        );
+        let limit = MAX_CLOCK_OFFSET.to_std().unwrap();
+        clock.advance(limit - Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            clock.advance(Duration::from_secs(2)),
+            Err(ClockLimit {
+                moved: MAX_CLOCK_OFFSET - TimeDelta::seconds(1)
+            })
+        );
+        clock.advance(Duration::from_secs(1)).unwrap();
+        assert_eq!(clock.offset(), MAX_CLOCK_OFFSET);
+        assert!(clock.advance(Duration::from_millis(1)).is_err());
+        assert!(clock.advance(Duration::ZERO).is_ok());
+        assert!(clock.now() > Utc::now() + TimeDelta::days(36_000));
+    }
+
+    #[test]
+    fn generated_runs_near_the_limits_build_without_overflow() {
+        // Before the limits, `every: 3000000000h` overflowed while generating the second task.
+        let start = Utc::now();
+        let store = store(
+            "generate:\n\
+             - {count: 2, name: a, firstCreatedAt: -876600h, every: 876600h}\n\
+             - {count: 2, name: b, firstCreatedAt: 876600h, every: 876600h}",
+            start,
+        );
+        assert_eq!(store.len(), 4);
+        let latest = store
+            .tasks
+            .iter()
+            .map(|task| task.created_at)
+            .max()
+            .unwrap();
+        assert_eq!(latest, truncate_to_millis(start + MAX_GENERATED_SPAN * 2));
     }
 }

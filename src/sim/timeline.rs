@@ -14,6 +14,14 @@ pub(super) struct Step {
     pub lasts: Option<TimeDelta>,
 }
 
+impl Step {
+    /// When the step ends if it starts at `start`: `None` for the last step, and also when the
+    /// end lies beyond `TimeDelta`'s range, which elapsed time never reaches either.
+    fn end(&self, start: TimeDelta) -> Option<TimeDelta> {
+        self.lasts.and_then(|lasts| start.checked_add(&lasts))
+    }
+}
+
 /// Steps of a task's life. Invariant: at least one step, only the last has no duration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Timeline {
@@ -74,8 +82,8 @@ impl Timeline {
     pub fn at(&self, elapsed: TimeDelta) -> StatusAt<'_> {
         let mut start = TimeDelta::zero();
         for step in &self.steps {
-            match step.lasts {
-                Some(lasts) if elapsed >= start + lasts => start += lasts,
+            match step.end(start) {
+                Some(end) if elapsed >= end => start = end,
                 _ => {
                     return StatusAt {
                         status: &step.status,
@@ -98,9 +106,9 @@ impl Timeline {
         let mut kept = Vec::with_capacity(self.steps.len() + 1);
         let mut start = TimeDelta::zero();
         for step in self.steps.drain(..) {
-            match step.lasts {
-                Some(lasts) if elapsed >= start + lasts => {
-                    start += lasts;
+            match step.end(start) {
+                Some(end) if elapsed >= end => {
+                    start = end;
                     kept.push(step);
                 }
                 _ => {
@@ -110,10 +118,15 @@ impl Timeline {
                             lasts: None,
                         });
                     } else {
-                        if elapsed > start {
+                        // `start` only grows from zero, so `elapsed - start` (with
+                        // `elapsed > start`) is between zero and `elapsed`.
+                        if let Some(lasts) = elapsed
+                            .checked_sub(&start)
+                            .filter(|lasts| *lasts > TimeDelta::zero())
+                        {
                             kept.push(Step {
                                 status: step.status,
-                                lasts: Some(elapsed - start),
+                                lasts: Some(lasts),
                             });
                         }
                         kept.push(Step {
@@ -233,6 +246,34 @@ mod tests {
                 since: TimeDelta::seconds(20)
             }
         );
+    }
+
+    #[test]
+    fn steps_ending_beyond_the_range_of_time_never_end() {
+        // `start + lasts` panicked with "`TimeDelta + TimeDelta` overflowed" here.
+        let mut timeline = Timeline::new(vec![
+            Step {
+                status: "A".into(),
+                lasts: Some(TimeDelta::MAX),
+            },
+            Step {
+                status: "B".into(),
+                lasts: Some(TimeDelta::MAX),
+            },
+            step("C", None),
+        ])
+        .unwrap();
+        assert_eq!(
+            timeline.at(TimeDelta::MAX),
+            StatusAt {
+                status: "B",
+                since: TimeDelta::MAX
+            }
+        );
+        assert_eq!(timeline.at(TimeDelta::MIN).status, "A");
+        timeline.set_from(TimeDelta::MAX, "D".into());
+        assert_eq!(timeline.at(TimeDelta::MAX).status, "D");
+        assert_eq!(timeline.at(TimeDelta::zero()).status, "A");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use super::limits::add_saturating;
 use super::scenario::TaskCountEncoding;
 use super::state::StoredTask;
 
@@ -48,7 +49,7 @@ pub(super) fn task(task: &StoredTask, now: DateTime<Utc>) -> Value {
     object.insert("created_at".into(), timestamp(task.created_at).into());
     object.insert(
         "updated_at".into(),
-        timestamp(task.created_at + status.since).into(),
+        timestamp(add_saturating(task.created_at, status.since)).into(),
     );
     if let Some(enable_show) = task.enable_show {
         object.insert("enable_show".into(), Value::Bool(enable_show));
@@ -138,6 +139,23 @@ tasks:
         );
         assert_eq!(null["details"], Value::Null);
         assert!(null.as_object().unwrap().contains_key("details"));
+    }
+
+    #[test]
+    fn the_ends_of_the_calendar_render() {
+        let yaml = "tasks: [{id: x, name: n, timeline: [{status: A, for: 876600h}, {status: B}]}]";
+        let (first, last) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+        let oldest = stored(yaml, first);
+        let rendered = super::task(&oldest, last);
+        assert_eq!(rendered["status"], "B");
+        assert_eq!(
+            rendered["updated_at"],
+            timestamp(first + TimeDelta::days(36_525)).as_str()
+        );
+        let newest = stored(yaml, last);
+        let rendered = super::task(&newest, first);
+        assert_eq!(rendered["status"], "A");
+        assert_eq!(rendered["updated_at"], rendered["created_at"]);
     }
 
     #[test]
