@@ -13,7 +13,11 @@ async fn main() -> ExitCode {
     match run(cli.command).await {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            let message = format!("{error:#}");
+            eprintln!(
+                "error: {}",
+                dcs_task_operator::text::strip_terminal_controls(&message)
+            );
             ExitCode::from(cli::query::EXIT_INVALID_INPUT)
         }
     }

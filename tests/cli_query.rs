@@ -859,3 +859,114 @@ fn yaml_and_table_output() {
         "{out}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hostile input
+
+#[test]
+fn upstream_text_cannot_drive_the_terminal() {
+    let sim = SimProcess::start(None, &[]);
+    sim.inject_fault(
+        json!({"count": 10, "status": 200, "body": {"task_count": 1, "tasks": [{
+            "id": "t1", "name": "\u{1b}]0;owned\u{7}EXTEND\u{1b}[2J", "status": "SUCCESS\u{9b}31m",
+            "created_at": "2026-11-27T08:00:00.000Z", "params": "\u{1b}[31mred"
+        }]}}),
+    );
+    let files = Manifests::new();
+    let manifest = files.write(
+        "escapes",
+        json!({"region": "cn-north-4", "endpoint": sim.base_url()}),
+    );
+    for format in ["table", "json", "yaml"] {
+        let output = run_cli(
+            &[
+                "query",
+                "-f",
+                path_arg(&manifest),
+                "--allow-endpoint",
+                ALLOW_LOOPBACK,
+                "-o",
+                format,
+            ],
+            &demo_env(),
+        );
+        assert_exit(&output, 0);
+        let printed = stdout(&output);
+        assert!(printed.contains("EXTEND"), "{format}: {printed}");
+        for control in ['\u{1b}', '\u{9b}', '\u{7}'] {
+            assert!(
+                !printed.contains(control),
+                "{format} printed {control:?}: {printed:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn durations_beyond_any_calendar_are_refused_not_a_crash() {
+    let files = Manifests::new();
+    for (field, spec) in [
+        (
+            "spec.query.since",
+            json!({"query": {"since": "3000000000h"}}),
+        ),
+        ("spec.interval", json!({"interval": "3000000000h"})),
+        (
+            "spec.activeInterval",
+            json!({"activeInterval": "3000000000h"}),
+        ),
+        (
+            "spec.waitFor.timeout",
+            json!({"waitFor": {"jobId": "j", "timeout": "3000000000h"}}),
+        ),
+        (
+            "spec.waitFor.lookback",
+            json!({"waitFor": {"name": "n", "lookback": "3000000000h"}}),
+        ),
+    ] {
+        let mut full = json!({"region": "cn-north-4"});
+        full.as_object_mut()
+            .unwrap()
+            .extend(spec.as_object().unwrap().clone());
+        let manifest = files.write("huge", full);
+        let output = query_json(&manifest, &[]);
+        assert_exit(&output, 2);
+        let status = status_of(&output);
+        let message = condition(&status, "Stalled")["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(message.contains(&format!("{field}: must be")), "{message}");
+    }
+}
+
+#[test]
+fn a_project_id_from_the_environment_is_checked_before_any_call() {
+    let sim = SimProcess::start(None, &[]);
+    let files = Manifests::new();
+    let manifest = files.write(
+        "bad-project",
+        json!({"region": "cn-north-4", "endpoint": sim.base_url()}),
+    );
+    let output = run_cli(
+        &[
+            "query",
+            "-f",
+            path_arg(&manifest),
+            "--allow-endpoint",
+            ALLOW_LOOPBACK,
+        ],
+        &[
+            ("HUAWEICLOUD_SDK_AK", DEMO_ACCESS_KEY),
+            ("HUAWEICLOUD_SDK_SK", DEMO_SECRET_KEY),
+            ("HUAWEICLOUD_SDK_PROJECT_ID", "../x"),
+        ],
+    );
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("HUAWEICLOUD_SDK_PROJECT_ID / HW_PROJECT_ID: must be"),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(sim.total_requests(), 0, "nothing reached the wire");
+}

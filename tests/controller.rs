@@ -29,7 +29,12 @@ struct ControllerProcess {
 
 impl ControllerProcess {
     fn start(namespace: &str, extra: &[&str]) -> Self {
-        let plane = ControlPlane::shared();
+        let kubeconfig = ControlPlane::shared().kubeconfig_path().to_path_buf();
+        Self::start_as(&kubeconfig, namespace, extra)
+    }
+
+    /// Like [`ControllerProcess::start`], authenticated by `kubeconfig`.
+    fn start_as(kubeconfig: &std::path::Path, namespace: &str, extra: &[&str]) -> Self {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec![
@@ -44,12 +49,21 @@ impl ControllerProcess {
             "info,dcs_task_operator=debug",
         ];
         args.extend_from_slice(extra);
-        let kubeconfig = plane.kubeconfig_path().to_str().unwrap().to_string();
+        let kubeconfig = kubeconfig.to_str().unwrap().to_string();
         let process = CliProcess::spawn(&args, &[("KUBECONFIG", kubeconfig.as_str())]);
         Self {
             process: Some(process),
             metrics_url: format!("http://{listen}/metrics"),
         }
+    }
+
+    /// The HTTP status of `/readyz` (0 when the server does not answer).
+    async fn readyz(&self) -> u16 {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let url = self.metrics_url.replace("/metrics", "/readyz");
+        reqwest::get(&url)
+            .await
+            .map_or(0, |response| response.status().as_u16())
     }
 
     /// Stops the process and returns what it printed.
@@ -911,6 +925,58 @@ async fn one_hostile_object_cannot_take_the_operator_down_for_the_others() {
         controller.process.as_mut().unwrap().is_running(),
         "the operator exited"
     );
+    let logs = controller.stop();
+    assert!(!logs.contains("panicked"), "{logs}");
+}
+
+#[tokio::test]
+async fn a_secret_watch_that_rbac_forbids_is_reported_in_seconds_and_unready() {
+    let f = Fixture::new("no-secret-rbac", SETTLED_SCENARIO, true).await;
+    let (plane, ns, api) = (f.plane, &f.ns, &f.api);
+    // Everything the operator needs except Secrets.
+    let role = format!(
+        r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: no-secrets, namespace: {ns}}}
+rules:
+- apiGroups: [dcs.hwcloud.dev]
+  resources: [dcstaskqueries]
+  verbs: [get, list, watch]
+- apiGroups: [dcs.hwcloud.dev]
+  resources: [dcstaskqueries/status]
+  verbs: [get, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: no-secrets, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: no-secrets}}
+subjects:
+- {{kind: ServiceAccount, name: operator, namespace: {ns}}}
+"#
+    );
+    plane.kubectl_with_stdin(&["apply", "-f", "-"], &role);
+    let token = plane.service_account_token(ns, "operator").await;
+    let kubeconfig = plane.write_kubeconfig(&format!("no-secrets-{ns}"), &token);
+    let controller = ControllerProcess::start_as(&kubeconfig, ns, &[]);
+    let started = Instant::now();
+    f.create("q", json!({})).await;
+
+    let stalled = wait_until(api, "q", Duration::from_secs(30), "Stalled", |o| {
+        is(o, "Stalled", "True")
+    })
+    .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let (_, reason, message, _) = condition(&stalled, "Stalled").unwrap();
+    assert_eq!(reason, "CredentialsUnavailable");
+    assert!(message.contains("has not synced"), "{message}");
+    assert!(message.contains("forbidden"), "{message}");
+    assert!(seconds < 20.0, "status after {seconds:.1} s");
+    assert_eq!(controller.readyz().await, 503);
+    assert_eq!(f.sim.total_requests(), 0);
     let logs = controller.stop();
     assert!(!logs.contains("panicked"), "{logs}");
 }

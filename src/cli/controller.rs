@@ -78,3 +78,56 @@ pub fn config(args: ControllerArgs) -> Result<ControllerConfig, ControllerComman
         identity,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn controller_args(flags: &[&str]) -> ControllerArgs {
+        let mut argv = vec!["dcs-task-operator", "controller"];
+        argv.extend_from_slice(flags);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Controller(args) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn default_credentials_must_name_the_namespaces_that_may_use_them() {
+        let error = config(controller_args(&["--default-credentials"])).unwrap_err();
+        assert!(matches!(
+            error,
+            ControllerCommandError::DefaultCredentialsUnscoped
+        ));
+        assert!(
+            error
+                .to_string()
+                .contains("--default-credentials-namespaces")
+        );
+        for flags in [
+            &["--default-credentials-namespaces=a,b"][..],
+            &["--default-credentials-any-project"][..],
+        ] {
+            assert!(matches!(
+                config(controller_args(flags)),
+                Err(ControllerCommandError::DefaultCredentialsScopeWithout)
+            ));
+        }
+        let parsed = controller_args(&[
+            "--default-credentials",
+            "--default-credentials-namespaces=team-a, team-b",
+            "--default-credentials-namespaces=ops",
+        ]);
+        assert_eq!(
+            NamespaceScope::from_list(&parsed.default_credentials_namespaces),
+            NamespaceScope::Only(
+                ["team-a", "team-b", "ops"]
+                    .map(String::from)
+                    .into_iter()
+                    .collect()
+            )
+        );
+    }
+}

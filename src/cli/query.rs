@@ -256,6 +256,8 @@ fn print(object: &DcsTaskQuery, args: &QueryArgs, last: bool) {
         }
         (format, _, _) => output::render(object, format),
     };
+    // Upstream text (task fields, error messages) must not drive the user's terminal.
+    let text = crate::text::strip_terminal_controls(&text);
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
