@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::PathBuf;
 
+use dcs_task_operator::controller::credentials::CREDENTIALS_LABEL;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
 use k8s_openapi::api::rbac::v1::PolicyRule;
@@ -323,7 +324,61 @@ fn notes_render_for_defaults_and_every_ci_values_file() {
             .1;
         assert!(notes.contains("kubectl wait"), "NOTES {extra:?}:\n{notes}");
         assert!(!notes.contains("<no value>"), "NOTES {extra:?}:\n{notes}");
+        if !notes.contains("SIMULATOR MODE") {
+            assert!(
+                notes.contains(&format!(
+                    "kubectl label secret dcs-credentials {CREDENTIALS_LABEL}=true"
+                )),
+                "NOTES {extra:?} must show how to label the credentials Secret:\n{notes}"
+            );
+            assert!(
+                notes.contains("invisible"),
+                "NOTES {extra:?} must say unlabelled Secrets are invisible:\n{notes}"
+            );
+        }
     }
+}
+
+#[test]
+fn notes_name_the_namespaces_and_project_rule_of_the_default_credentials() {
+    let helm = tools::helm();
+    let all_values = chart_dir().join("ci").join("all-values.yaml");
+    let notes_of = |extra: &[&str]| {
+        let mut args = vec![
+            "install",
+            RELEASE,
+            CHART,
+            "--namespace",
+            NAMESPACE,
+            "--dry-run=client",
+        ];
+        args.extend_from_slice(extra);
+        let out = tools::run_ok(&helm, &args);
+        out.split_once("NOTES:")
+            .unwrap_or_else(|| panic!("no NOTES for {extra:?}:\n{out}"))
+            .1
+            .to_string()
+    };
+
+    let notes = notes_of(&["--values", all_values.to_str().expect("UTF-8 path")]);
+    assert!(
+        notes.contains(&format!("{NAMESPACE}/dcs-default-credentials")),
+        "{notes}"
+    );
+    assert!(notes.contains("dcs-apps, dcs-batch only"), "{notes}");
+    assert!(notes.contains("any project"), "{notes}");
+
+    let notes = notes_of(&[
+        "--set",
+        "defaultCredentials.existingSecret=dcs-defaults",
+        "--set",
+        "defaultCredentials.namespaces={*}",
+    ]);
+    assert!(notes.contains("in every namespace"), "{notes}");
+    assert!(notes.contains("is Stalled"), "{notes}");
+
+    let notes = notes_of(&[]);
+    assert!(!notes.contains("Default credentials"), "{notes}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -701,9 +756,25 @@ fn no_rendered_permission_exceeds_the_controller_contract() {
 
 #[test]
 fn default_credentials_come_from_the_existing_secret() {
-    let manifests = render(&["--set", "defaultCredentials.existingSecret=dcs-defaults"]);
+    let manifests = render(&[
+        "--set",
+        "defaultCredentials.existingSecret=dcs-defaults",
+        "--set",
+        "defaultCredentials.namespaces={team-a,team-b}",
+    ]);
     let deployment = manifests.deployment();
-    assert!(args(&deployment).contains(&"--default-credentials".to_string()));
+    let flags: Vec<String> = args(&deployment)
+        .into_iter()
+        .filter(|arg| arg.starts_with("--default-credentials"))
+        .collect();
+    assert_eq!(
+        flags,
+        vec![
+            "--default-credentials",
+            "--default-credentials-namespaces=team-a,team-b",
+        ],
+        "scoped to the listed namespaces, and to the defaults' own project"
+    );
     for (name, key, optional) in [
         ("HUAWEICLOUD_SDK_AK", "accessKey", None),
         ("HUAWEICLOUD_SDK_SK", "secretKey", None),
@@ -729,6 +800,75 @@ fn default_credentials_come_from_the_existing_secret() {
     assert_eq!(
         grants(&rules_of(manifests.one("ClusterRole"))),
         expected_watch_grants()
+    );
+}
+
+#[test]
+fn default_credentials_without_namespaces_fail_to_render() {
+    // The controller refuses --default-credentials without --default-credentials-namespaces, so
+    // the chart refuses first instead of rendering a crash-looping pod.
+    let err = try_render(&["--set", "defaultCredentials.existingSecret=dcs-defaults"])
+        .err()
+        .expect("default credentials without namespaces are refused");
+    assert!(err.contains("defaultCredentials.namespaces"), "{err}");
+    assert!(err.contains("is empty"), "{err}");
+
+    let err = try_render(&[
+        "--set",
+        "defaultCredentials.existingSecret=dcs-defaults",
+        "--set",
+        "defaultCredentials.anyProject=true",
+    ])
+    .err()
+    .expect("anyProject does not replace namespaces");
+    assert!(err.contains("defaultCredentials.namespaces"), "{err}");
+
+    // And the scope flags without default credentials: the controller refuses those too.
+    for extra in [
+        ["--set", "defaultCredentials.namespaces={team-a}"],
+        ["--set", "defaultCredentials.anyProject=true"],
+    ] {
+        let err = try_render(&extra)
+            .err()
+            .unwrap_or_else(|| panic!("{extra:?} without existingSecret is refused"));
+        assert!(err.contains("defaultCredentials.existingSecret"), "{err}");
+    }
+}
+
+#[test]
+fn any_project_and_every_namespace_reach_the_default_credentials_flags() {
+    let manifests = render(&[
+        "--set",
+        "defaultCredentials.existingSecret=dcs-defaults",
+        "--set",
+        "defaultCredentials.namespaces={*}",
+        "--set",
+        "defaultCredentials.anyProject=true",
+    ]);
+    let flags: Vec<String> = args(&manifests.deployment())
+        .into_iter()
+        .filter(|arg| arg.starts_with("--default-credentials"))
+        .collect();
+    assert_eq!(
+        flags,
+        vec![
+            "--default-credentials",
+            "--default-credentials-namespaces=*",
+            "--default-credentials-any-project",
+        ]
+    );
+
+    // anyProject=false (the default) renders no flag at all.
+    let manifests = render(&[
+        "--set",
+        "defaultCredentials.existingSecret=dcs-defaults",
+        "--set",
+        "defaultCredentials.namespaces={team-a}",
+        "--set",
+        "defaultCredentials.anyProject=false",
+    ]);
+    assert!(
+        !args(&manifests.deployment()).contains(&"--default-credentials-any-project".to_string())
     );
 }
 
@@ -821,6 +961,8 @@ fn every_value_in_all_values_reaches_the_manifests() {
             "--rate-limit=25",
             "--concurrency=4",
             "--default-credentials",
+            "--default-credentials-namespaces=dcs-apps,dcs-batch",
+            "--default-credentials-any-project",
             "--leader-elect",
             "--lease-name=dcs-operator",
         ]
@@ -1054,6 +1196,35 @@ fn typos_and_bad_values_fail_helm_template() {
         ),
         (&["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
         (&["--set", "sim=yes-please"], "sim"),
+        (
+            &[
+                "--set",
+                "defaultCredentials.existingSecret=dcs-defaults",
+                "--set",
+                "defaultCredentials.namespaces={Team_A}",
+            ],
+            "namespaces",
+        ),
+        (
+            &[
+                "--set",
+                "defaultCredentials.existingSecret=dcs-defaults",
+                "--set",
+                "defaultCredentials.namespaces=team-a",
+            ],
+            "namespaces",
+        ),
+        (
+            &[
+                "--set",
+                "defaultCredentials.existingSecret=dcs-defaults",
+                "--set",
+                "defaultCredentials.namespaces={team-a}",
+                "--set-string",
+                "defaultCredentials.anyProject=yes",
+            ],
+            "anyProject",
+        ),
     ];
     for (extra, mention) in cases {
         match try_render(extra) {
@@ -1136,6 +1307,33 @@ fn chart_crd_is_identical_to_the_generated_crd() {
         1,
         "only the generated CRD under the chart's crds/: {entries:?}"
     );
+}
+
+#[test]
+fn the_credentials_label_is_in_the_example_secret_and_the_docs() {
+    let root = tools::repo_root();
+    let example = load_yaml(&root.join("examples/credentials-secret.yaml"));
+    assert_eq!(
+        example["metadata"]["labels"][CREDENTIALS_LABEL],
+        json!("true"),
+        "examples/credentials-secret.yaml must carry the label the operator watches: {example:#}"
+    );
+    let command = format!("{CREDENTIALS_LABEL}=true");
+    for doc in [
+        root.join("README.md"),
+        chart_dir().join("README.md"),
+        chart_dir().join("templates/NOTES.txt"),
+    ] {
+        let text =
+            fs::read_to_string(&doc).unwrap_or_else(|err| panic!("{}: {err}", doc.display()));
+        assert!(
+            text.lines().any(|line| line.contains("kubectl")
+                && line.contains("label secret")
+                && line.contains(&command)),
+            "{} must show `kubectl [-n NS] label secret NAME {command}`",
+            doc.display()
+        );
+    }
 }
 
 #[test]

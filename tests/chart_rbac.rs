@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dcs_task_operator::api::DcsTaskQuery;
+use dcs_task_operator::controller::credentials::CREDENTIALS_LABEL;
 use dcs_task_operator::sim::{DEMO_ACCESS_KEY, DEMO_PROJECT_ID, DEMO_SECRET_KEY};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -64,7 +65,8 @@ async fn the_chart_applies_and_its_rbac_is_enough_and_no_more() {
     let sim = SimProcess::start(None, &[]);
     for namespace in [&watched, &other] {
         let secret: Secret = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "dcs-credentials"},
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "dcs-credentials", "labels": {CREDENTIALS_LABEL: "true"}},
             "stringData": {"accessKey": DEMO_ACCESS_KEY, "secretKey": DEMO_SECRET_KEY, "projectId": DEMO_PROJECT_ID}
         }))
         .unwrap();

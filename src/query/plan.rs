@@ -315,6 +315,29 @@ mod tests {
     }
 
     #[test]
+    fn times_outside_the_calendar_are_field_errors_not_panics() {
+        let s = spec(serde_json::json!({
+            "query": {"since": "8760h"},
+            "waitFor": {"name": "n", "lookback": "8760h", "timeout": "720h"}
+        }));
+        let errors = plan(
+            &s,
+            &PlanContext {
+                now: DateTime::<Utc>::MIN_UTC,
+                created_at: DateTime::<Utc>::MIN_UTC,
+                wait_started_at: DateTime::<Utc>::MAX_UTC,
+            },
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec!["spec.query.since", "spec.waitFor.lookback", "spec.waitFor.timeout"]
+        );
+        assert!(errors.0[0].rule.contains("outside the supported calendar"));
+    }
+
+    #[test]
     fn invalid_specs_do_not_plan() {
         let s = spec(serde_json::json!({"query": {"limit": 0}}));
         assert!(plan(&s, &PlanContext::starting_at(at(12, 0, 0))).is_err());
