@@ -970,3 +970,31 @@ fn a_project_id_from_the_environment_is_checked_before_any_call() {
     );
     assert_eq!(sim.total_requests(), 0, "nothing reached the wire");
 }
+
+#[test]
+fn an_answer_larger_than_max_body_bytes_is_refused_once() {
+    let sim = SimProcess::start(Some(Path::new(MANY_TASKS)), &[]);
+    let files = Manifests::new();
+    let manifest = files.write(
+        "capped",
+        json!({"region": "cn-north-4", "endpoint": sim.base_url()}),
+    );
+    let output = query_json(
+        &manifest,
+        &[
+            "--allow-endpoint",
+            ALLOW_LOOPBACK,
+            "--max-body-bytes",
+            "4096",
+        ],
+    );
+    assert_exit(&output, 1);
+    let status = status_of(&output);
+    let message = status["lastError"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("4096"), "{message}");
+    assert_eq!(
+        sim.total_requests(),
+        1,
+        "a body over the cap is not retried"
+    );
+}

@@ -65,6 +65,7 @@ pub fn config(args: ControllerArgs) -> Result<ControllerConfig, ControllerComman
         endpoints: EndpointPolicy::new(args.allow_endpoints),
         rate_limit: args.rate_limit,
         concurrency: args.concurrency,
+        max_body_bytes: args.max_body_bytes,
         default_credentials,
         leader_election: args.leader_elect.then(|| LeaseSettings {
             name: args.lease_name,

@@ -62,6 +62,11 @@ pub struct ControllerArgs {
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
 
+    /// Largest DCS response body read, in bytes; a larger answer is an error, so one upstream
+    /// cannot exhaust the process's memory.
+    #[arg(long, env = "DCS_MAX_BODY_BYTES", default_value_t = crate::dcs::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+
     /// Use credentials from the environment (HUAWEICLOUD_SDK_AK/SK/SECURITY_TOKEN/PROJECT_ID or
     /// HW_ACCESS_KEY/...) for queries that name no Secret, in the namespaces listed by
     /// --default-credentials-namespaces only.
@@ -133,6 +138,11 @@ pub struct QueryArgs {
     /// Keep polling on the spec's intervals and print each change; exits when waitFor resolves.
     #[arg(short = 'w', long)]
     pub watch: bool,
+
+    /// Largest DCS response body read, in bytes; a larger answer is an error, so one upstream
+    /// cannot exhaust the process's memory.
+    #[arg(long, env = "DCS_MAX_BODY_BYTES", default_value_t = crate::dcs::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
 }
 
 /// Arguments of `sim`.

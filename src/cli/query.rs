@@ -207,7 +207,10 @@ async fn connect(manifest: &DcsTaskQuery, args: &QueryArgs) -> Result<Target, Qu
         set.project_id.as_deref(),
         &source,
     )?;
-    let http = HttpClient::new(HttpSettings::default())?;
+    let http = HttpClient::new(HttpSettings {
+        max_body_bytes: args.max_body_bytes,
+        ..HttpSettings::default()
+    })?;
     Ok(Target {
         client: DcsClient::new(http, endpoint, project, credentials),
         _simulator: simulator,

@@ -40,6 +40,8 @@ pub struct ControllerConfig {
     pub endpoints: EndpointPolicy,
     pub rate_limit: NonZeroU32,
     pub concurrency: u16,
+    /// Largest DCS response body read (`--max-body-bytes`).
+    pub max_body_bytes: usize,
     /// Operator-wide credentials for queries that name no Secret, and who may use them.
     pub default_credentials: Option<credentials::DefaultCredentials>,
     pub leader_election: Option<leader::LeaseSettings>,
@@ -179,7 +181,10 @@ pub async fn run_with_client(
         secrets: secret_reader.clone(),
         secret_health: secret_health.clone(),
         fetcher: Arc::new(SharedFetcher::new(config.rate_limit)),
-        http: HttpClient::new(HttpSettings::default())?,
+        http: HttpClient::new(HttpSettings {
+            max_body_bytes: config.max_body_bytes,
+            ..HttpSettings::default()
+        })?,
         endpoints: config.endpoints.clone(),
         default_credentials: config.default_credentials.clone(),
         recorder: Recorder::new(

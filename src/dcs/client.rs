@@ -10,13 +10,21 @@ use tracing::debug;
 
 use super::credentials::Credentials;
 use super::endpoint::Endpoint;
-use super::error::{ApiError, DcsError};
-use super::model::{CenterTask, ErrorBody, ListCenterTaskResponse};
+use super::error::{ApiError, DcsError, MAX_REQUEST_ID_BYTES};
+use super::model::{CenterTask, ErrorBody, ListCenterTaskResponse, decode_task_page};
 use super::sign::{self, SDK_DATE_FORMAT, SignableRequest};
 use super::time::QueryTime;
+use crate::text::truncate_bytes;
 
 /// The API's page-size ceiling.
 pub const MAX_LIMIT: u32 = 1000;
+
+/// The default cap on one response body: 32 MiB, about 25 times a full page of 1000 tasks with
+/// every field filled.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// The longest host name kept from a `Location` header (DNS names have at most 253 bytes).
+const MAX_LOCATION_HOST_BYTES: usize = 253;
 
 /// How failed calls are retried: exponential backoff with jitter, for retryable errors only
 /// (throttling, 5xx, timeouts, dropped connections).
@@ -43,6 +51,9 @@ impl Default for RetryPolicy {
 pub struct HttpSettings {
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// The largest response body read, in bytes; a larger one (announced by `Content-Length` or
+    /// counted while streaming) fails the call with [`DcsError::BodyTooLarge`].
+    pub max_body_bytes: usize,
 }
 
 impl Default for HttpSettings {
@@ -50,6 +61,7 @@ impl Default for HttpSettings {
         Self {
             timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -62,6 +74,10 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
+    /// Builds the pooled client. Redirects are never followed: every request carries an
+    /// `Authorization` or `X-Auth-Token`, and following a `Location` would send them (or a signed
+    /// request) to a host the endpoint allow-list never approved. A 3xx answer is
+    /// [`DcsError::Redirected`] instead.
     pub fn new(settings: HttpSettings) -> Result<Self, DcsError> {
         // reqwest is built without a default TLS provider so that the binary carries only the
         // ring-based rustls that kube uses; install it once for the process.
@@ -70,6 +86,7 @@ impl HttpClient {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("dcs-task-operator/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| DcsError::Transport {
                 endpoint: "(client setup)".into(),
@@ -232,7 +249,7 @@ impl DcsClient {
         let mut url = self.endpoint.url().clone();
         url.set_path(&path);
         let endpoint = self.endpoint.to_string();
-        let response = self
+        let mut response = self
             .http
             .inner
             .get(url)
@@ -242,16 +259,28 @@ impl DcsClient {
             .await
             .map_err(|error| self.transport_error(error))?;
         let status = response.status();
-        let request_id = header_text(response.headers(), "x-request-id");
+        let request_id = header_text(response.headers(), "x-request-id")
+            .map(|id| truncate_bytes(&id, MAX_REQUEST_ID_BYTES).into_owned());
         let retry_after = header_text(response.headers(), "retry-after")
             .and_then(|secs| secs.trim().parse().ok())
             .map(Duration::from_secs);
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| self.transport_error(error))?;
-        debug!(%endpoint, status = status.as_u16(), bytes = body.len(), "DCS ListCenterTask");
+        if status.is_redirection() {
+            let location_host = header_text(response.headers(), "location")
+                .and_then(|location| location_host(self.endpoint.url(), &location));
+            debug!(%endpoint, status = status.as_u16(), ?location_host, "DCS answered a redirect; not followed");
+            return Err(DcsError::Redirected {
+                endpoint,
+                status: status.as_u16(),
+                location_host,
+            });
+        }
+        let limit = self.http.settings.max_body_bytes;
+        let body = read_body(&mut response, limit).await;
         if !status.is_success() {
+            // The status alone classifies the error (401 is never retried, 429 is), so an error
+            // body that is too large or breaks off still yields the API error, without details.
+            let body = body.unwrap_or_default();
+            debug!(%endpoint, status = status.as_u16(), bytes = body.len(), "DCS ListCenterTask");
             let parsed = ErrorBody::from_json(&body).unwrap_or_default();
             return Err(DcsError::Api {
                 endpoint,
@@ -264,7 +293,13 @@ impl DcsClient {
                 },
             });
         }
-        serde_json::from_slice(&body).map_err(|error| DcsError::Decode {
+        let body = match body {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => return Err(DcsError::BodyTooLarge { endpoint, limit }),
+            Err(BodyError::Transport(error)) => return Err(self.transport_error(error)),
+        };
+        debug!(%endpoint, status = status.as_u16(), bytes = body.len(), "DCS ListCenterTask");
+        decode_task_page(&body).map_err(|error| DcsError::Decode {
             endpoint,
             detail: error.to_string(),
         })
@@ -355,6 +390,45 @@ fn insert(headers: &mut HeaderMap, name: &str, value: &str) {
         ));
         headers.insert(name, value);
     }
+}
+
+/// Why a body was not read whole.
+#[derive(Debug)]
+enum BodyError {
+    /// More than the limit was announced or sent; reading stopped there.
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+/// Reads the response body, never holding more than `limit` bytes: a `Content-Length` above the
+/// limit fails before reading, and a streamed body fails as soon as it passes the limit.
+async fn read_body(response: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let limit_u64 = u64::try_from(limit).unwrap_or(u64::MAX);
+    let announced = response.content_length();
+    if announced.is_some_and(|length| length > limit_u64) {
+        return Err(BodyError::TooLarge);
+    }
+    // Trust the announced length for the first allocation only up to a modest size.
+    let initial = announced
+        .and_then(|length| usize::try_from(length).ok())
+        .unwrap_or(0)
+        .min(64 * 1024);
+    let mut body = Vec::with_capacity(initial);
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        match body.len().checked_add(chunk.len()) {
+            Some(total) if total <= limit => body.extend_from_slice(&chunk),
+            _ => return Err(BodyError::TooLarge),
+        }
+    }
+    Ok(body)
+}
+
+/// The host a `Location` header points at (resolved against the request's endpoint when it is
+/// relative), bounded in length. Path, query and user info are never kept: they may hold tokens.
+fn location_host(base: &reqwest::Url, location: &str) -> Option<String> {
+    let target = base.join(location.trim()).ok()?;
+    let host = target.host_str()?;
+    Some(truncate_bytes(host, MAX_LOCATION_HOST_BYTES).into_owned())
 }
 
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -509,5 +583,252 @@ tasks:
                 ("start_time".to_string(), "20260101000000".to_string()),
             ]
         );
+    }
+
+    /// Serves `router` on 127.0.0.1:0 until the test's runtime ends.
+    async fn serve_router(router: axum::Router) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        address
+    }
+
+    /// A client for a loopback server: one attempt, a short timeout, the given body limit.
+    fn loopback_client(address: std::net::SocketAddr, max_body_bytes: usize) -> DcsClient {
+        let url = format!("http://{address}");
+        let endpoint = EndpointPolicy::new(vec![url.parse().unwrap()])
+            .resolve("loopback", Some(&url))
+            .unwrap();
+        let settings = HttpSettings {
+            timeout: Duration::from_secs(10),
+            retry: RetryPolicy {
+                max_retries: 0,
+                ..RetryPolicy::default()
+            },
+            max_body_bytes,
+        };
+        DcsClient::new(
+            HttpClient::new(settings).unwrap(),
+            endpoint,
+            "0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+            Credentials::ak_sk("LOOPBACKAK", "loopback-sk"),
+        )
+    }
+
+    fn respond(
+        status: u16,
+        headers: &[(&str, String)],
+        body: axum::body::Body,
+    ) -> axum::response::Response {
+        let mut response = axum::response::Response::builder().status(status);
+        for (name, value) in headers {
+            response = response.header(*name, value.as_str());
+        }
+        response.body(body).unwrap()
+    }
+
+    /// A 307 to another loopback port: the client stops, names only the target's host, and the
+    /// target never sees a request (so never sees the signed headers).
+    #[tokio::test]
+    async fn redirects_are_refused_and_never_followed() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let reached = Arc::new(AtomicUsize::new(0));
+        let counter = reached.clone();
+        let target = serve_router(axum::Router::new().fallback(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                r#"{"task_count":0,"tasks":[]}"#
+            }
+        }))
+        .await;
+        let location = format!(
+            "http://127.0.0.1:{}/steal?token=SECRET-QUERY",
+            target.port()
+        );
+        let redirecting = serve_router(axum::Router::new().fallback(move || {
+            let location = location.clone();
+            async move { respond(307, &[("location", location)], axum::body::Body::empty()) }
+        }))
+        .await;
+
+        let error = loopback_client(redirecting, DEFAULT_MAX_BODY_BYTES)
+            .list_tasks(&PageRequest::default(), Paging::Single)
+            .await
+            .unwrap_err();
+        match &error {
+            DcsError::Redirected {
+                status,
+                location_host,
+                ..
+            } => {
+                assert_eq!(*status, 307);
+                assert_eq!(location_host.as_deref(), Some("127.0.0.1"));
+            }
+            other => panic!("expected a refused redirect, got {other:?}"),
+        }
+        assert!(!error.is_retryable());
+        let message = error.to_string();
+        assert!(message.contains("host 127.0.0.1"), "{message}");
+        assert!(message.contains("never follows redirects"), "{message}");
+        assert!(
+            !message.contains("SECRET-QUERY") && !message.contains("steal"),
+            "{message}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            reached.load(Ordering::SeqCst),
+            0,
+            "the redirect target was contacted"
+        );
+    }
+
+    #[test]
+    fn location_host_keeps_only_the_host() {
+        let base: reqwest::Url = "https://dcs.cn-north-4.myhuaweicloud.com".parse().unwrap();
+        let host = |location: &str| location_host(&base, location);
+        assert_eq!(
+            host("https://user:pw@evil.example:8443/p?sig=x#f").as_deref(),
+            Some("evil.example")
+        );
+        assert_eq!(
+            host("/v2/other?x=1").as_deref(),
+            Some("dcs.cn-north-4.myhuaweicloud.com")
+        );
+        assert_eq!(host("http://[::1]:9/").as_deref(), Some("[::1]"));
+        assert_eq!(host("http://"), None);
+        let long = format!("http://{}.example/", "a".repeat(1000));
+        assert!(host(&long).is_none_or(|h| h.len() <= MAX_LOCATION_HOST_BYTES));
+    }
+
+    /// A `Content-Length` above the limit fails before the body is read; a body of exactly the
+    /// limit is fine.
+    #[tokio::test]
+    async fn announced_bodies_above_the_limit_are_refused() {
+        let page = r#"{"task_count":1,"tasks":[{"id":"a"}]}"#;
+        let limit = 1024;
+        let exact = format!("{page}{}", " ".repeat(limit - page.len()));
+        let over = format!("{exact} ");
+        let server = serve_router(
+            axum::Router::new()
+                .route(
+                    "/v2/{project}/tasks",
+                    axum::routing::get(move || async move { exact }),
+                )
+                .route(
+                    "/over/{project}/tasks",
+                    axum::routing::get(move || async move { over }),
+                ),
+        )
+        .await;
+        let client = loopback_client(server, limit);
+        let listing = client
+            .list_tasks(&PageRequest::default(), Paging::Single)
+            .await
+            .unwrap();
+        assert_eq!(listing.tasks.len(), 1);
+
+        let mut url = client.endpoint.url().clone();
+        url.set_path("/over/p/tasks");
+        let mut response = client.http.inner.get(url).send().await.unwrap();
+        assert_eq!(response.content_length(), Some(limit as u64 + 1));
+        assert!(matches!(
+            read_body(&mut response, limit).await,
+            Err(BodyError::TooLarge)
+        ));
+    }
+
+    /// An endless chunked body (no `Content-Length`) fails as soon as it passes the limit,
+    /// instead of being buffered until the timeout or the memory runs out.
+    #[tokio::test]
+    async fn endless_streamed_bodies_stop_at_the_limit() {
+        let server = serve_router(axum::Router::new().fallback(|| async {
+            let chunks = futures::stream::repeat_with(|| {
+                Ok::<_, std::io::Error>(axum::body::Bytes::from_static(&[b' '; 8192]))
+            });
+            respond(200, &[], axum::body::Body::from_stream(chunks))
+        }))
+        .await;
+        let started = std::time::Instant::now();
+        let error = loopback_client(server, 256 * 1024)
+            .list_tasks(&PageRequest::default(), Paging::Single)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, DcsError::BodyTooLarge { limit: 262_144, .. }),
+            "{error:?}"
+        );
+        assert!(!error.is_retryable());
+        assert!(
+            error.to_string().contains("larger than 262144 bytes"),
+            "{error}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// Error answers keep their status classification whatever the body: a 2 MiB `error_msg` is
+    /// cut to the bound, and an error body above the limit is dropped, not the error.
+    #[tokio::test]
+    async fn error_answers_are_bounded_but_keep_their_status() {
+        let huge_msg = "任".repeat(700 * 1024);
+        let throttled =
+            serde_json::json!({"error_code": "APIG.0308", "error_msg": huge_msg}).to_string();
+        let refused = format!(
+            r#"{{"error_code":"APIG.0301","error_msg":"{}"}}"#,
+            "x".repeat(8192)
+        );
+        let server = serve_router(axum::Router::new().route(
+            "/v2/{project}/tasks",
+            axum::routing::get(
+                move |axum::extract::Path(project): axum::extract::Path<String>| {
+                    let (throttled, refused) = (throttled.clone(), refused.clone());
+                    async move {
+                        if project == "throttled" {
+                            respond(429, &[("x-request-id", "r".repeat(4096))], throttled.into())
+                        } else {
+                            respond(401, &[], refused.into())
+                        }
+                    }
+                },
+            ),
+        ))
+        .await;
+
+        let mut client = loopback_client(server, 4 * 1024 * 1024);
+        client.project_id = "throttled".into();
+        let error = client
+            .list_tasks(&PageRequest::default(), Paging::Single)
+            .await
+            .unwrap_err();
+        assert!(error.is_retryable());
+        let api = error.api_error().unwrap();
+        assert_eq!(api.error_code.as_deref(), Some("APIG.0308"));
+        let msg = api.error_msg.as_deref().unwrap();
+        assert!(
+            msg.len() <= crate::dcs::MAX_ERROR_MSG_BYTES,
+            "{}",
+            msg.len()
+        );
+        assert!(msg.starts_with("任任"));
+        assert!(api.request_id.as_ref().unwrap().len() <= MAX_REQUEST_ID_BYTES);
+        assert!(error.to_string().len() < 2048);
+
+        // The 401 body (8 KiB) is over this client's 1 KiB limit: no details, still an auth
+        // failure (so never retried into an AK lock).
+        let mut client = loopback_client(server, 1024);
+        client.project_id = "refused".into();
+        let error = client
+            .list_tasks(&PageRequest::default(), Paging::Single)
+            .await
+            .unwrap_err();
+        assert!(error.is_auth_failure(), "{error:?}");
+        assert_eq!(error.api_error().unwrap().http_status, 401);
+        assert_eq!(error.api_error().unwrap().error_msg, None);
     }
 }

@@ -4,8 +4,18 @@
 //! so a credential can be logged, put in an error or panic without leaking.
 
 use std::fmt;
+use std::sync::LazyLock;
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+/// The key of [`Credentials::fingerprint`]: random, drawn once per process, never stored or shown.
+/// 64 bytes, the block size of SHA-256, so HMAC uses it as it is.
+static FINGERPRINT_KEY: LazyLock<[u8; 64]> = LazyLock::new(|| {
+    let mut key = [0u8; 64];
+    rand::fill(&mut key[..]);
+    key
+});
 
 /// A secret value. Only [`SecretString::expose`] reveals it, at the point of use.
 #[derive(Clone, PartialEq, Eq)]
@@ -56,33 +66,49 @@ impl Credentials {
         }
     }
 
-    /// A short, one-way identifier of the credential, for request keys and metrics labels.
+    /// A one-way identifier of the credential, for request keys (which objects may share one
+    /// upstream feed) and in-memory maps: 64 hex characters, the full HMAC-SHA256 of every part
+    /// of the credential, keyed with a random key drawn once per process.
     ///
-    /// Two objects share upstream results only when their fingerprints are equal, i.e. when
-    /// they hold the very same secret; the fingerprint cannot be turned back into the secret.
+    /// Two credentials have equal fingerprints exactly when they are the same credential: the
+    /// variant, access key, secret key and security token are each length-prefixed before they are
+    /// hashed, so no two credentials collide by splitting the same characters differently (AK
+    /// `ab` + SK `c` against AK `a` + SK `bc`), and a temporary key never matches its permanent
+    /// pair. The value is meaningful only inside this process: it keys in-memory sharing and must
+    /// never be a stable, unsalted hash of the SK, which anyone who sees it (a log line, a metrics
+    /// label, a dump) could test guessed or leaked secret keys against offline. Do not persist
+    /// it or compare it across processes.
     pub fn fingerprint(&self) -> String {
-        let mut hash = Sha256::new();
+        let mut mac = <Hmac<Sha256> as KeyInit>::new(&(*FINGERPRINT_KEY).into());
+        let mut field = |bytes: &[u8]| {
+            // usize always fits in u64 on the platforms Rust supports; saturate regardless.
+            let length = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+            mac.update(&length.to_be_bytes());
+            mac.update(bytes);
+        };
         match self {
             Credentials::AkSk {
                 access_key,
                 secret_key,
                 security_token,
             } => {
-                hash.update(b"aksk\0");
-                hash.update(access_key.as_bytes());
-                hash.update(b"\0");
-                hash.update(secret_key.expose().as_bytes());
-                hash.update(b"\0");
-                if let Some(token) = security_token {
-                    hash.update(token.expose().as_bytes());
+                field(b"aksk");
+                field(access_key.as_bytes());
+                field(secret_key.expose().as_bytes());
+                match security_token {
+                    Some(token) => {
+                        field(b"temporary");
+                        field(token.expose().as_bytes());
+                    }
+                    None => field(b"permanent"),
                 }
             }
             Credentials::Token(token) => {
-                hash.update(b"token\0");
-                hash.update(token.expose().as_bytes());
+                field(b"token");
+                field(token.expose().as_bytes());
             }
         }
-        hex::encode(&hash.finalize()[..8])
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// A label safe to show to users: the access key's first four characters, or `token`.
@@ -296,7 +322,61 @@ mod tests {
             a.fingerprint(),
             Credentials::ak_sk("AK", "one").fingerprint()
         );
-        assert_eq!(a.fingerprint().len(), 16);
+        assert_eq!(a.fingerprint().len(), 64);
+        assert!(a.fingerprint().bytes().all(|b| b.is_ascii_hexdigit()));
         assert!(!a.fingerprint().contains("one"));
+    }
+
+    /// Fields are length-prefixed: the same characters split differently are another credential.
+    #[test]
+    fn fingerprints_do_not_depend_on_how_fields_concatenate() {
+        assert_ne!(
+            Credentials::ak_sk("ab", "c").fingerprint(),
+            Credentials::ak_sk("a", "bc").fingerprint()
+        );
+        let temporary = |ak: &str, sk: &str, token: &str| Credentials::AkSk {
+            access_key: ak.into(),
+            secret_key: SecretString::new(sk),
+            security_token: Some(SecretString::new(token)),
+        };
+        assert_ne!(
+            temporary("a", "b", "c").fingerprint(),
+            temporary("a", "bc", "").fingerprint()
+        );
+        assert_ne!(
+            temporary("a", "b", "").fingerprint(),
+            Credentials::ak_sk("a", "b").fingerprint()
+        );
+        // Secret material that spells out another variant's framing still differs.
+        assert_ne!(
+            Credentials::Token(SecretString::new("t")).fingerprint(),
+            Credentials::ak_sk("", "t").fingerprint()
+        );
+        let all = [
+            Credentials::ak_sk("ab", "c"),
+            Credentials::ak_sk("a", "bc"),
+            temporary("a", "b", "c"),
+            temporary("a", "bc", ""),
+            temporary("a", "b", ""),
+            Credentials::ak_sk("a", "b"),
+            Credentials::Token(SecretString::new("abc")),
+        ];
+        let distinct: std::collections::HashSet<String> =
+            all.iter().map(Credentials::fingerprint).collect();
+        assert_eq!(distinct.len(), all.len());
+    }
+
+    /// Keyed, not a plain digest: the unsalted SHA-256 of the secret (or of the old framing)
+    /// appears nowhere in the fingerprint.
+    #[test]
+    fn fingerprints_are_keyed_not_a_plain_hash_of_the_secret() {
+        use sha2::{Digest, Sha256};
+        let credentials = Credentials::ak_sk("AK", "one");
+        let fingerprint = credentials.fingerprint();
+        for unkeyed in [Sha256::digest(b"one"), Sha256::digest(b"aksk\0AK\0one\0")] {
+            let unkeyed = hex::encode(unkeyed);
+            assert_ne!(fingerprint, unkeyed);
+            assert!(!unkeyed.starts_with(&fingerprint[..16]));
+        }
     }
 }

@@ -12,6 +12,14 @@ pub const THROTTLED_CODE: &str = "APIG.0308";
 /// Gateway authentication failure (`APIG.0301`, HTTP 401). Five in a row lock the AK for 5 min.
 pub const AUTH_FAILED_CODE: &str = "APIG.0301";
 
+/// The longest `error_msg` kept from an error answer, in bytes (DCS documents 1024 at most; an
+/// upstream may send megabytes). Longer messages are cut on a character boundary and marked.
+pub const MAX_ERROR_MSG_BYTES: usize = 512;
+/// The longest `error_code` kept from an error answer, in bytes (DCS documents 9 at most).
+pub const MAX_ERROR_CODE_BYTES: usize = 64;
+/// The longest `X-Request-Id` kept from an answer, in bytes.
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
+
 /// An error answer from the DCS API or its gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -58,6 +66,22 @@ pub enum DcsError {
     #[error("DCS API at {endpoint} did not answer within {}s", .timeout.as_secs_f32())]
     Timeout { endpoint: String, timeout: Duration },
 
+    #[error(
+        "DCS API at {endpoint} answered HTTP {status} redirecting to {target}; the operator never follows redirects, because its requests carry credentials: check the endpoint URL (scheme, host, path) so that it names the API itself",
+        target = .location_host.as_deref().map(|host| format!("host {host}")).unwrap_or_else(|| "no usable location".to_string())
+    )]
+    Redirected {
+        endpoint: String,
+        status: u16,
+        /// Only the host of the `Location` header: its path and query are never kept.
+        location_host: Option<String>,
+    },
+
+    #[error(
+        "DCS API at {endpoint} sent a response body larger than {limit} bytes, the operator's limit; the endpoint is probably not the DCS API (or raise --max-body-bytes)"
+    )]
+    BodyTooLarge { endpoint: String, limit: usize },
+
     #[error("could not reach the DCS API at {endpoint}: {detail}")]
     Transport { endpoint: String, detail: String },
 
@@ -82,7 +106,11 @@ impl DcsError {
                     || (500..=599).contains(&error.http_status)
             }
             DcsError::Timeout { .. } | DcsError::Transport { .. } => true,
-            DcsError::Decode { .. } | DcsError::Endpoint(_) | DcsError::Credentials(_) => false,
+            DcsError::Decode { .. }
+            | DcsError::Redirected { .. }
+            | DcsError::BodyTooLarge { .. }
+            | DcsError::Endpoint(_)
+            | DcsError::Credentials(_) => false,
         }
     }
 
@@ -134,5 +162,34 @@ mod tests {
         assert!(message.contains("HTTP 401 APIG.0301 (m)"), "{message}");
         assert!(message.contains("not retried"), "{message}");
         assert!(api(403, None).to_string().contains("dcs:task:list"));
+    }
+
+    #[test]
+    fn redirects_and_oversized_bodies_are_final_and_explained() {
+        let redirected = DcsError::Redirected {
+            endpoint: "https://dcs.cn-north-4.myhuaweicloud.com".into(),
+            status: 307,
+            location_host: Some("elsewhere.example".into()),
+        };
+        assert!(!redirected.is_retryable());
+        let message = redirected.to_string();
+        assert!(message.contains("HTTP 307"), "{message}");
+        assert!(message.contains("host elsewhere.example"), "{message}");
+        assert!(message.contains("never follows redirects"), "{message}");
+        assert!(message.contains("credentials"), "{message}");
+
+        let without_location = DcsError::Redirected {
+            endpoint: "e".into(),
+            status: 302,
+            location_host: None,
+        };
+        assert!(without_location.to_string().contains("no usable location"));
+
+        let too_large = DcsError::BodyTooLarge {
+            endpoint: "e".into(),
+            limit: 1024,
+        };
+        assert!(!too_large.is_retryable());
+        assert!(too_large.to_string().contains("larger than 1024 bytes"));
     }
 }

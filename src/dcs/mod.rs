@@ -10,10 +10,16 @@ pub mod sign;
 pub mod time;
 
 pub use client::{
-    DcsClient, HttpClient, HttpSettings, MAX_LIMIT, PageRequest, Paging, RetryPolicy, TaskListing,
+    DEFAULT_MAX_BODY_BYTES, DcsClient, HttpClient, HttpSettings, MAX_LIMIT, PageRequest, Paging,
+    RetryPolicy, TaskListing,
 };
 pub use credentials::{CredentialSet, Credentials, CredentialsError, SecretString};
 pub use endpoint::{AllowedEndpoint, Endpoint, EndpointError, EndpointPolicy};
-pub use error::{AUTH_FAILED_CODE, ApiError, DcsError, THROTTLED_CODE};
-pub use model::{CenterTask, ListCenterTaskResponse, TaskDetails};
+pub use error::{
+    AUTH_FAILED_CODE, ApiError, DcsError, MAX_ERROR_CODE_BYTES, MAX_ERROR_MSG_BYTES,
+    MAX_REQUEST_ID_BYTES, THROTTLED_CODE,
+};
+pub use model::{
+    CenterTask, ListCenterTaskResponse, MAX_TASKS_PER_PAGE, TaskDetails, decode_task_page,
+};
 pub use time::{QueryTime, TaskTime};

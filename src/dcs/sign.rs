@@ -258,6 +258,7 @@ fn hex_digit(byte: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
         items
@@ -474,5 +475,125 @@ mod tests {
             ..request
         };
         assert!(!verify(&tampered, &auth, "SK"));
+    }
+
+    /// Any text, weighted towards the characters that matter to the canonical form.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[a-zA-Z0-9%/ ._~*&=?+:;,\\-]{0,24}",
+            "(%[0-9a-fA-F]{0,2}|/|[a-z]){0,12}",
+        ]
+    }
+
+    fn pairs_strategy() -> impl Strategy<Value = Vec<(String, String)>> {
+        prop::collection::vec((text(), text()), 0..8)
+    }
+
+    /// Flips the ASCII case of every other letter of a header name.
+    fn recase(name: &str) -> String {
+        name.chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if i % 2 == 0 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// Whatever a caller (or, in the simulator, a client) sends, signing and verifying never
+        /// panic and the canonical request is a pure function of the request.
+        #[test]
+        fn signing_never_panics_and_is_deterministic(
+            method in text(),
+            path in text(),
+            query in pairs_strategy(),
+            headers in pairs_strategy(),
+            body in prop::collection::vec(any::<u8>(), 0..64),
+            access_key in text(),
+            secret_key in text(),
+        ) {
+            let request = SignableRequest {
+                method: &method,
+                path: &path,
+                query: &query,
+                headers: &headers,
+                body: &body,
+            };
+            let canonical = canonical_request(&request);
+            prop_assert_eq!(&canonical, &canonical_request(&request.clone()));
+            let auth = sign(&request, &access_key, &secret_key);
+            prop_assert_eq!(&auth, &sign(&request, &access_key, &secret_key));
+            prop_assert!(verify(&request, &auth, &secret_key));
+            prop_assert_eq!(auth.signature.len(), 64);
+            let _ = Authorization::parse(&auth.header_value());
+        }
+
+        /// The query's canonical form sorts pairs, so the order they were given in is irrelevant.
+        #[test]
+        fn query_order_does_not_matter(
+            (query, shuffled) in pairs_strategy().prop_flat_map(|query| {
+                let shuffled = Just(query.clone()).prop_shuffle();
+                (Just(query), shuffled)
+            })
+        ) {
+            prop_assert_eq!(canonical_query_string(&query), canonical_query_string(&shuffled));
+        }
+
+        /// Header names are compared lower-cased and sorted, and values trimmed: name case, header
+        /// order and surrounding blanks do not change the canonical request.
+        #[test]
+        fn header_name_case_order_and_padding_do_not_matter(
+            (headers, shuffled) in prop::collection::vec(("[a-zA-Z][a-zA-Z0-9-]{0,15}", text()), 0..8)
+                .prop_flat_map(|headers| {
+                    let shuffled = Just(headers.clone()).prop_shuffle();
+                    (Just(headers), shuffled)
+                }),
+            path in text(),
+        ) {
+            let query = Vec::new();
+            let canonical = |headers: &[(String, String)]| {
+                canonical_request(&SignableRequest {
+                    method: "GET",
+                    path: &path,
+                    query: &query,
+                    headers,
+                    body: b"",
+                })
+            };
+            let changed: Vec<(String, String)> = shuffled
+                .iter()
+                .map(|(name, value)| (recase(name), format!(" \t{value} ")))
+                .collect();
+            // Equal names with different values sort by value, so only names matter to order.
+            prop_assert_eq!(canonical(&headers), canonical(&changed));
+        }
+
+        /// The canonical URI always ends in `/` and holds only unreserved characters, `/` and
+        /// upper-case `%XX` escapes; encoding then decoding gives the text back.
+        #[test]
+        fn canonical_uri_and_escapes_are_well_formed(path in text(), raw in any::<String>()) {
+            let uri = canonical_uri(&path);
+            prop_assert!(uri.ends_with('/'));
+            let bytes = uri.as_bytes();
+            let mut i = 0;
+            while i < bytes.len() {
+                let byte = bytes[i];
+                if byte == b'%' {
+                    prop_assert!(i + 2 < bytes.len());
+                    prop_assert!(bytes[i + 1].is_ascii_hexdigit() && !bytes[i + 1].is_ascii_lowercase());
+                    prop_assert!(bytes[i + 2].is_ascii_hexdigit() && !bytes[i + 2].is_ascii_lowercase());
+                    i += 3;
+                } else {
+                    prop_assert!(byte.is_ascii_alphanumeric() || b"-_.~/".contains(&byte), "{}", uri);
+                    i += 1;
+                }
+            }
+            prop_assert_eq!(percent_decode(&encode(&raw)), raw);
+        }
     }
 }

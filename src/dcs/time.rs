@@ -75,6 +75,7 @@ impl<'de> Deserialize<'de> for TaskTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn query_time_round_trips_and_refuses_impossible_dates() {
@@ -109,5 +110,83 @@ mod tests {
         let bad = TaskTime::new("yesterday");
         assert_eq!(bad.raw, "yesterday");
         assert_eq!(bad.parsed, None);
+    }
+
+    #[test]
+    fn huge_years_are_refused_not_panicked_on() {
+        for input in [
+            "99999999999999",
+            "999999999999999999999",
+            "99991231235959",
+            "00000000000000",
+            "+99999-01-01T00:00:00Z",
+        ] {
+            let _ = QueryTime::parse(input);
+        }
+        assert!(QueryTime::parse("99999999999999").is_err());
+        assert_eq!(
+            QueryTime::parse("99991231235959").unwrap().to_param(),
+            "99991231235959"
+        );
+        for raw in [
+            "99999999999999-12-31T23:59:59.999Z",
+            "9999-12-31T23:59:59.999-23:59",
+            "0000-01-01T00:00:00+23:59",
+            "2020-06-17T07:38:42.99999999999999999999Z",
+        ] {
+            let time = TaskTime::new(raw);
+            assert_eq!(time.raw, raw);
+        }
+        assert_eq!(
+            TaskTime::new("99999999999999-12-31T23:59:59.999Z").parsed,
+            None
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_arbitrary_text_never_panics(
+            input in prop_oneof![
+                any::<String>(),
+                "[0-9]{0,30}",
+                "[0-9+-]{1,20}-[0-9]{2}-[0-9]{2}T[0-9:.]{0,20}(Z|[+-][0-9]{2}:[0-9]{2})?",
+            ]
+        ) {
+            if let Ok(time) = QueryTime::parse(&input) {
+                // Whatever parses is exactly the wire form.
+                prop_assert_eq!(time.to_param(), input.clone());
+            }
+            let task = TaskTime::new(input.clone());
+            prop_assert_eq!(task.raw, input);
+        }
+
+        /// Every second of years 0000-9999 round-trips through `yyyyMMddHHmmss`.
+        #[test]
+        fn valid_query_times_round_trip(
+            seconds in Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap().timestamp()
+                ..=Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap().timestamp(),
+            millis in 0u32..1000,
+        ) {
+            let time = Utc.timestamp_opt(seconds, millis * 1_000_000).unwrap();
+            let query = QueryTime::from_datetime(time);
+            prop_assert_eq!(query.as_datetime().timestamp(), seconds);
+            let param = query.to_param();
+            prop_assert_eq!(param.len(), 14);
+            prop_assert_eq!(QueryTime::parse(&param), Ok(query));
+        }
+
+        /// Task times written as the API writes them (RFC 3339, milliseconds, `Z`) parse back to
+        /// the same instant.
+        #[test]
+        fn valid_task_times_round_trip(
+            seconds in Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap().timestamp()
+                ..=Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap().timestamp(),
+            millis in 0u32..1000,
+        ) {
+            let time = Utc.timestamp_opt(seconds, millis * 1_000_000).unwrap();
+            let raw = time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let task = TaskTime::new(raw.clone());
+            prop_assert_eq!(task.parsed, Some(time), "{}", raw);
+        }
     }
 }

@@ -332,7 +332,11 @@ mod tests {
         let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            vec!["spec.query.since", "spec.waitFor.lookback", "spec.waitFor.timeout"]
+            vec![
+                "spec.query.since",
+                "spec.waitFor.lookback",
+                "spec.waitFor.timeout"
+            ]
         );
         assert!(errors.0[0].rule.contains("outside the supported calendar"));
     }
