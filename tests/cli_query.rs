@@ -637,14 +637,14 @@ fn invalid_specs_exit_2_naming_field_and_rule_without_calling_the_api() {
             "interval 5s",
             json!({"interval": "5s"}),
             "spec.interval",
-            "at least 10s",
+            "between 10s and 24h",
             true,
         ),
         (
             "activeInterval 1s",
             json!({"activeInterval": "1s"}),
             "spec.activeInterval",
-            "at least 2s",
+            "between 2s and 24h",
             true,
         ),
         (
