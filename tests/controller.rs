@@ -980,3 +980,96 @@ subjects:
     let logs = controller.stop();
     assert!(!logs.contains("panicked"), "{logs}");
 }
+
+#[tokio::test]
+async fn a_wait_times_out_while_every_poll_fails() {
+    let f = Fixture::new("timeout-503", SETTLED_SCENARIO, true).await;
+    let (client, ns, sim, api) = (&f.client, &f.ns, &f.sim, &f.api);
+    sim.inject_fault(json!({"count": 10000, "status": 503,
+        "body": {"error_code": "DCS.5000", "error_msg": "service unavailable"}}));
+    let _controller = f.controller(&[]);
+    f.create(
+        "doomed",
+        json!({"waitFor": {"jobId": "never-listed", "timeout": "10s"}}),
+    )
+    .await;
+    let timed_out = wait_until(api, "doomed", Duration::from_secs(60), "TimedOut", |o| {
+        is(o, "Failed", "True")
+    })
+    .await;
+    let status = timed_out.status.as_ref().unwrap();
+    let wait = status.wait_for.as_ref().unwrap();
+    assert_eq!(wait.phase, dcs_task_operator::api::WaitPhase::TimedOut);
+    let (_, reason, message, _) = condition(&timed_out, "Stalled").unwrap();
+    assert_eq!(reason, "TimedOut");
+    assert!(message.contains("503"), "{message}");
+    // The clock started at creation and ran out within the timeout plus one retry.
+    let created = timed_out.metadata.creation_timestamp.as_ref().unwrap().0;
+    let failed_at = timed_out
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap()
+        .last_transition_time
+        .0;
+    let waited = failed_at.as_second() - created.as_second();
+    assert!((10..=20).contains(&waited), "timed out after {waited} s");
+    let before = sim.total_requests();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        sim.total_requests(),
+        before,
+        "a timed-out wait polls no more"
+    );
+    let events = reasons(&events_for(client, ns, "doomed").await);
+    assert_eq!(events.get("WaitTimedOut"), Some(&1), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_refresh_of_a_resolved_wait_keeps_its_verdict_when_the_poll_fails() {
+    let f = Fixture::new("refresh-keeps", SETTLED_SCENARIO, true).await;
+    let (sim, api) = (&f.sim, &f.api);
+    sim.add_task(json!({"id": "swap-r", "name": "masterStandbySwapJob", "jobId": "job-r", "status": "SUCCESS"}));
+    let _controller = f.controller(&[]);
+    f.create("done", json!({"waitFor": {"jobId": "job-r"}}))
+        .await;
+    let done = wait_until(api, "done", Duration::from_secs(30), "Complete", |o| {
+        is(o, "Complete", "True")
+    })
+    .await;
+    sim.inject_fault(json!({"count": 10000, "status": 503}));
+    api.patch(
+        "done",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "refresh-1"}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let refreshed = wait_until(api, "done", Duration::from_secs(30), "the refresh", |o| {
+        o.status
+            .as_ref()
+            .and_then(|s| s.last_handled_reconcile_at.as_deref())
+            == Some("refresh-1")
+    })
+    .await;
+    let before = done.status.as_ref().unwrap();
+    let after = refreshed.status.as_ref().unwrap();
+    assert_eq!(after.conditions, before.conditions, "the verdict stands");
+    assert_eq!(after.wait_for, before.wait_for);
+    assert_eq!(
+        after.last_error.as_ref().and_then(|e| e.http_status),
+        Some(503)
+    );
+    let requests = sim.total_requests();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        sim.total_requests(),
+        requests,
+        "no retry loop after a refresh"
+    );
+}

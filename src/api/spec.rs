@@ -257,7 +257,7 @@ pub struct WaitForSpec {
     #[schemars(length(min = 1, max = 16))]
     pub success_statuses: Vec<String>,
 
-    /// Statuses that fail the wait.
+    /// Statuses that fail the wait (a deleted task will never succeed).
     #[serde(default = "default_failure_statuses")]
     #[schemars(length(max = 16))]
     pub failure_statuses: Vec<String>,
@@ -296,5 +296,7 @@ fn default_success_statuses() -> Vec<String> {
     vec!["SUCCESS".to_string()]
 }
 fn default_failure_statuses() -> Vec<String> {
-    ["FAILED", "FAIL", "CANCELLED"].map(String::from).to_vec()
+    ["FAILED", "FAIL", "CANCELLED", "DELETED"]
+        .map(String::from)
+        .to_vec()
 }

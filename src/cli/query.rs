@@ -9,10 +9,11 @@ use tracing::{info, warn};
 
 use super::{QueryArgs, input, output};
 use crate::api::{DcsTaskQuery, DcsTaskQueryStatus, WaitPhase};
+use crate::dcs::FailureClass;
 use crate::dcs::{
     AllowedEndpoint, CredentialSet, DcsClient, EndpointPolicy, HttpClient, HttpSettings,
 };
-use crate::query::schedule::{PollKind, next_poll};
+use crate::query::schedule::{PollKind, next_poll, no_later_than_deadline};
 use crate::query::{self, CredentialSource, PlanContext, PollOutcome, StatusContext};
 use crate::sim;
 
@@ -103,7 +104,8 @@ async fn poll_loop(
             // Validated before the loop; planning again only re-reads the clock.
             return EXIT_INVALID_INPUT;
         };
-        let status_ctx = status_context(manifest, shown.as_ref(), started, now);
+        let mut status_ctx = status_context(manifest, shown.as_ref(), started, now);
+        status_ctx.wait_deadline = plan.wait.as_ref().and_then(|wait| wait.deadline);
         let (status, kind) = match target.client.list_tasks(&plan.page, plan.paging).await {
             Ok(listing) => {
                 failures = 0;
@@ -126,7 +128,7 @@ async fn poll_loop(
                 warn!(%error, attempt = failures, "task-center poll failed");
                 let kind = PollKind::Failed {
                     consecutive: failures,
-                    auth: error.is_auth_failure(),
+                    class: error.class(),
                 };
                 (
                     query::build_status(&status_ctx, PollOutcome::FetchFailed(&error)),
@@ -137,9 +139,19 @@ async fn poll_loop(
         let changed = shown
             .as_ref()
             .is_none_or(|old| without_sync_time(old) != without_sync_time(&status));
-        let failed_auth = matches!(kind, PollKind::Failed { auth: true, .. });
-        let delay = next_poll(kind, Some(&plan), rand::random_range(-1.0..=1.0));
-        let finished = !args.watch || delay.is_none() || failed_auth;
+        // Errors only a person can fix end a watch: polling again would not help.
+        let needs_person =
+            matches!(kind, PollKind::Failed { class, .. } if class != FailureClass::Transient);
+        let resolved = status
+            .wait_for
+            .as_ref()
+            .is_some_and(|w| w.phase.is_resolved());
+        let delay = no_later_than_deadline(
+            next_poll(kind, Some(&plan), rand::random_range(-1.0..=1.0)),
+            status_ctx.wait_deadline,
+            now,
+        );
+        let finished = !args.watch || delay.is_none() || needs_person || resolved;
         if changed || finished {
             let object = with_status(manifest, status.clone());
             print(&object, args, finished);
@@ -228,6 +240,7 @@ fn status_context<'a>(
         generation: manifest.metadata.generation,
         has_wait: manifest.spec.wait_for.is_some(),
         wait_started_at: started,
+        wait_deadline: None,
         now,
     }
 }

@@ -22,7 +22,7 @@ use crate::api::conditions::{self, STALLED};
 use crate::api::time::to_chrono;
 use crate::api::{DcsTaskQuery, DcsTaskQueryStatus, WaitPhase};
 use crate::dcs::{CredentialSet, DcsClient, Endpoint};
-use crate::query::schedule::{PollKind, next_poll};
+use crate::query::schedule::{PollKind, next_poll, no_later_than_deadline};
 use crate::query::{self, CredentialSource, PlanContext, PollOutcome, StatusContext};
 use k8s_openapi::api::core::v1::Secret;
 
@@ -89,11 +89,29 @@ pub async fn reconcile(
     let requested_at = query.annotations().get(FLUX_REQUESTED_AT).cloned();
     let refresh_requested = requested_at.is_some()
         && requested_at.as_ref() != previous.and_then(|s| s.last_handled_reconcile_at.as_ref());
+    let created_at = query
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(to_chrono)
+        .unwrap_or(now);
+    let wait_started_at = query::wait_started_at(previous, generation, created_at, now);
+    let plan_ctx = PlanContext {
+        now,
+        created_at,
+        wait_started_at,
+    };
+    let planned = (!query.spec.suspend).then(|| query::plan(&query.spec, &plan_ctx));
     let status_ctx = StatusContext {
         previous,
         generation,
         has_wait: query.spec.wait_for.is_some(),
-        wait_started_at: query::wait_started_at(previous, generation, now),
+        wait_started_at,
+        wait_deadline: planned
+            .as_ref()
+            .and_then(|plan| plan.as_ref().ok())
+            .and_then(|plan| plan.wait.as_ref())
+            .and_then(|wait| wait.deadline),
         now,
     };
 
@@ -117,44 +135,29 @@ pub async fn reconcile(
         write_status_if_changed(&ctx, &query, &namespace, None, &initial).await?;
     }
 
-    let created_at = query
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .map(to_chrono)
-        .unwrap_or(now);
-    let plan_ctx = PlanContext {
-        now,
-        created_at,
-        wait_started_at: status_ctx.wait_started_at,
-    };
-
-    let (mut status, kind, plan) = if query.spec.suspend {
-        (
+    let (mut status, kind, plan) = match planned {
+        None => (
             query::build_status(&status_ctx, PollOutcome::Suspended),
             PollKind::Suspended,
             None,
-        )
-    } else {
-        match query::plan(&query.spec, &plan_ctx) {
-            Err(errors) => (
-                query::build_status(&status_ctx, PollOutcome::InvalidSpec(&errors)),
-                PollKind::InvalidSpec,
-                None,
-            ),
-            Ok(plan) => {
-                let (status, kind) = poll(
-                    &ctx,
-                    &query,
-                    &namespace,
-                    &key,
-                    &plan,
-                    &status_ctx,
-                    refresh_requested,
-                )
-                .await;
-                (status, kind, Some(plan))
-            }
+        ),
+        Some(Err(errors)) => (
+            query::build_status(&status_ctx, PollOutcome::InvalidSpec(&errors)),
+            PollKind::InvalidSpec,
+            None,
+        ),
+        Some(Ok(plan)) => {
+            let (status, kind) = poll(
+                &ctx,
+                &query,
+                &namespace,
+                &key,
+                &plan,
+                &status_ctx,
+                refresh_requested,
+            )
+            .await;
+            (status, kind, Some(plan))
         }
     };
     if requested_at.is_some() {
@@ -164,7 +167,20 @@ pub async fn reconcile(
     let wrote = write_status_if_changed(&ctx, &query, &namespace, previous, &status).await?;
     publish_transition_events(&ctx, &query, previous, &status).await;
 
-    let delay = next_poll(kind, plan.as_ref(), rand::random_range(-1.0..=1.0));
+    // A resolved wait (by this poll, a timeout, or before a refresh) polls no more.
+    let resolved_now = status
+        .wait_for
+        .as_ref()
+        .is_some_and(|w| w.phase.is_resolved());
+    let delay = if resolved_now {
+        None
+    } else {
+        no_later_than_deadline(
+            next_poll(kind, plan.as_ref(), rand::random_range(-1.0..=1.0)),
+            status_ctx.wait_deadline,
+            now,
+        )
+    };
     {
         let mut memory = ctx.memory.lock().expect("memory lock poisoned");
         let entry = memory.entry(key).or_default();
@@ -305,7 +321,7 @@ async fn poll(
                 query::build_status(status_ctx, PollOutcome::FetchFailed(&error)),
                 PollKind::Failed {
                     consecutive,
-                    auth: error.is_auth_failure(),
+                    class: error.class(),
                 },
             )
         }

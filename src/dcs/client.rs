@@ -144,6 +144,8 @@ pub struct TaskListing {
     pub pages: u32,
     /// `false` when `max_pages` stopped paging before `task_count` was reached.
     pub complete: bool,
+    /// When the last page arrived: how fresh the data is, however long a cache then keeps it.
+    pub fetched_at: Option<DateTime<Utc>>,
 }
 
 /// A client for one endpoint, project and credential.
@@ -191,6 +193,7 @@ impl DcsClient {
         let mut page = request.clone();
         loop {
             let response = self.list_page(&page).await?;
+            listing.fetched_at = Some(Utc::now());
             let received = u32::try_from(response.tasks.len()).unwrap_or(u32::MAX);
             listing.pages += 1;
             listing.task_count = response.task_count;

@@ -51,6 +51,20 @@ impl ApiError {
     }
 }
 
+/// How a failure should be handled, from the caller's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// Throttling, 5xx, timeouts, dropped connections, garbled bodies: retried with backoff;
+    /// the object stays `Reconciling`.
+    Transient,
+    /// The credentials were refused (401 / `APIG.0301`): `Stalled`, and the access key is left
+    /// alone for a cool-down, since five failures lock it.
+    Auth,
+    /// 400, 403, 404, a redirect, an oversized body: only a person can fix it (permissions,
+    /// project, endpoint, query window): `Stalled`, polled slowly.
+    NeedsPerson,
+}
+
 /// What can go wrong talking to DCS.
 #[derive(Debug, thiserror::Error)]
 pub enum DcsError {
@@ -120,6 +134,18 @@ impl DcsError {
             if error.http_status == 401 || error.error_code.as_deref() == Some(AUTH_FAILED_CODE))
     }
 
+    /// What a failed poll means for the user: wait it out, or go and fix something.
+    pub fn class(&self) -> FailureClass {
+        if self.is_auth_failure() {
+            FailureClass::Auth
+        } else if self.is_retryable() || matches!(self, DcsError::Decode { .. }) {
+            // A cut-off or garbled body is what a flaky proxy produces: retry it.
+            FailureClass::Transient
+        } else {
+            FailureClass::NeedsPerson
+        }
+    }
+
     /// The API's error answer, when there was one.
     pub fn api_error(&self) -> Option<&ApiError> {
         match self {
@@ -154,6 +180,26 @@ mod tests {
         assert!(api(401, Some(AUTH_FAILED_CODE)).is_auth_failure());
         assert!(!api(400, Some("111400063")).is_retryable());
         assert!(!api(403, None).is_auth_failure());
+        assert_eq!(api(401, None).class(), FailureClass::Auth);
+        assert_eq!(api(400, Some(AUTH_FAILED_CODE)).class(), FailureClass::Auth);
+        for status in [400, 403, 404, 409] {
+            assert_eq!(
+                api(status, None).class(),
+                FailureClass::NeedsPerson,
+                "{status}"
+            );
+        }
+        for status in [429, 500, 502, 503] {
+            assert_eq!(
+                api(status, None).class(),
+                FailureClass::Transient,
+                "{status}"
+            );
+        }
+        assert_eq!(
+            api(400, Some(THROTTLED_CODE)).class(),
+            FailureClass::Transient
+        );
     }
 
     #[test]

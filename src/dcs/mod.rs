@@ -16,7 +16,7 @@ pub use client::{
 pub use credentials::{CredentialSet, Credentials, CredentialsError, SecretString};
 pub use endpoint::{AllowedEndpoint, Endpoint, EndpointError, EndpointPolicy};
 pub use error::{
-    AUTH_FAILED_CODE, ApiError, DcsError, MAX_ERROR_CODE_BYTES, MAX_ERROR_MSG_BYTES,
+    AUTH_FAILED_CODE, ApiError, DcsError, FailureClass, MAX_ERROR_CODE_BYTES, MAX_ERROR_MSG_BYTES,
     MAX_REQUEST_ID_BYTES, THROTTLED_CODE,
 };
 pub use model::{

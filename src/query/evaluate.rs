@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::plan::{QueryPlan, WaitPlan, WaitTarget};
 use crate::api::{LatestTask, TaskDetailsStatus, TaskStatus, WaitPhase};
-use crate::dcs::{CenterTask, TaskDetails, TaskListing, TaskTime};
+use crate::dcs::{CenterTask, PageRequest, QueryTime, TaskDetails, TaskListing, TaskTime};
 
 /// Statuses after which a task will not change, used to decide whether to poll fast when no
 /// `waitFor` says otherwise. Anything else (EXECUTING, CREATED, an unknown value) is running.
@@ -31,6 +31,11 @@ pub const MAX_RENAME_COMMANDS: usize = 64;
 /// etcd and status writes should stay small; 200 tasks with large details fit in this.
 pub const TASKS_BYTE_BUDGET: usize = 192 * 1024;
 
+/// Statuses of a task that is still going (the DCS and sibling DMS task centers, and the jobs
+/// API). An awaited task in any other non-terminal status is polled at the settled interval:
+/// an unknown status is not a reason to poll fast forever.
+pub const RUNNING_STATUSES: [&str; 5] = ["CREATED", "EXECUTING", "INIT", "RUNNING", "WAITING"];
+
 /// What a poll found, ready to be written as status.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
@@ -47,6 +52,8 @@ pub struct Evaluation {
     pub omitted_names: usize,
     /// Paging stopped at `maxPages` before the window was covered.
     pub incomplete: bool,
+    /// When the listing was fetched upstream (`status.lastSyncTime`).
+    pub fetched_at: Option<DateTime<Utc>>,
 }
 
 /// The verdict on `waitFor`.
@@ -92,9 +99,17 @@ pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> 
     let wait = plan
         .wait
         .as_ref()
-        .map(|wait| judge_wait(wait, &ordered, listing, now));
-    let running = matched.iter().any(|task| !is_terminal(plan, task));
-    let active = running || wait.as_ref().is_some_and(|w| !w.phase.is_resolved());
+        .map(|wait| judge_wait(wait, &plan.page, &ordered, listing, now));
+    let running = matched.iter().any(|task| is_running(plan, task));
+    let awaiting = wait.as_ref().is_some_and(|w| {
+        !w.phase.is_resolved()
+            && w.task.as_ref().is_none_or(|task| {
+                task.status
+                    .as_deref()
+                    .is_none_or(|status| RUNNING_STATUSES.contains(&status))
+            })
+    });
+    let active = running || awaiting;
 
     let (tasks, omitted_tasks) = bounded_tasks(&matched, plan.max_tasks);
     Evaluation {
@@ -107,6 +122,7 @@ pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> 
         omitted_tasks,
         omitted_names: omitted_names.len(),
         incomplete: !listing.complete,
+        fetched_at: listing.fetched_at,
     }
 }
 
@@ -132,6 +148,15 @@ fn passes_filter(plan: &QueryPlan, task: &CenterTask) -> bool {
         && allowed(&plan.filter.job_ids, &task.job_id)
 }
 
+/// Known to be still going: poll at `activeInterval`.
+fn is_running(plan: &QueryPlan, task: &CenterTask) -> bool {
+    !is_terminal(plan, task)
+        && task
+            .status
+            .as_deref()
+            .is_some_and(|status| RUNNING_STATUSES.contains(&status))
+}
+
 fn is_terminal(plan: &QueryPlan, task: &CenterTask) -> bool {
     let Some(status) = task.status.as_deref() else {
         return false;
@@ -148,6 +173,7 @@ fn is_terminal(plan: &QueryPlan, task: &CenterTask) -> bool {
 
 fn judge_wait(
     wait: &WaitPlan,
+    page: &PageRequest,
     newest_first: &[&CenterTask],
     listing: &TaskListing,
     now: DateTime<Utc>,
@@ -175,6 +201,18 @@ fn judge_wait(
         if !listing.complete {
             message
                 .push_str(" (paging stopped at spec.query.maxPages before the end of the window)");
+        }
+        let bounds = |time: Option<&QueryTime>| time.map(QueryTime::to_param);
+        match (
+            bounds(page.start_time.as_ref()),
+            bounds(page.end_time.as_ref()),
+        ) {
+            (None, None) => {}
+            (start, end) => message.push_str(&format!(
+                " (the query window is {} to {}: a task outside it is never listed)",
+                start.as_deref().unwrap_or("the beginning"),
+                end.as_deref().unwrap_or("now")
+            )),
         }
         return if timed_out {
             WaitVerdict {
@@ -213,10 +251,18 @@ fn judge_wait(
             WaitPhase::TimedOut,
             format!("timed out: task {id} ({}) is still {shown}", wait.target),
         )
-    } else {
+    } else if RUNNING_STATUSES.contains(&status) {
         (
             WaitPhase::Pending,
             format!("task {id} ({}) is {shown}", wait.target),
+        )
+    } else {
+        (
+            WaitPhase::Pending,
+            format!(
+                "task {id} ({}) is {shown}, a status that is neither running nor listed in spec.waitFor.successStatuses/failureStatuses; polling at spec.interval",
+                wait.target
+            ),
         )
     };
     WaitVerdict {
@@ -354,6 +400,7 @@ mod tests {
             tasks,
             pages: 1,
             complete: true,
+            fetched_at: None,
         }
     }
 
@@ -446,7 +493,54 @@ mod tests {
         let wait = e.wait.unwrap();
         assert_eq!(wait.phase, WaitPhase::Pending);
         assert!(wait.message.contains("PAUSED_BY_OPS"), "{}", wait.message);
-        assert!(e.active);
+        assert!(
+            wait.message.contains("polling at spec.interval"),
+            "{}",
+            wait.message
+        );
+        // Never terminal, but not a reason to poll fast forever either.
+        assert!(!e.active);
+
+        let running = evaluate(
+            &p,
+            &listing(vec![task("a", "EXTEND", "EXECUTING", Some(at(1, 0)))]),
+            at(2, 0),
+        );
+        assert!(running.active);
+        let not_listed = evaluate(&p, &listing(vec![]), at(2, 0));
+        assert!(
+            not_listed.active,
+            "an awaited task not listed yet is polled fast"
+        );
+    }
+
+    #[test]
+    fn a_deleted_task_fails_the_wait_by_default() {
+        let p = planned(
+            serde_json::json!({"waitFor": {"jobId": "job-a"}}),
+            PlanContext::starting_at(at(0, 0)),
+        );
+        let e = evaluate(
+            &p,
+            &listing(vec![task("a", "EXTEND", "DELETED", Some(at(1, 0)))]),
+            at(2, 0),
+        );
+        assert_eq!(e.wait.unwrap().phase, WaitPhase::Failed);
+    }
+
+    #[test]
+    fn a_task_not_found_names_the_window_it_was_looked_for_in() {
+        let p = planned(
+            serde_json::json!({"waitFor": {"jobId": "job-x"},
+                "query": {"startTime": "20261127000000", "endTime": "20261127120000"}}),
+            PlanContext::starting_at(at(0, 0)),
+        );
+        let e = evaluate(&p, &listing(vec![]), at(2, 0));
+        let message = e.wait.unwrap().message;
+        assert!(
+            message.contains("the query window is 20261127000000 to 20261127120000"),
+            "{message}"
+        );
     }
 
     #[test]

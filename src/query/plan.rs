@@ -286,7 +286,10 @@ mod tests {
         );
         assert_eq!(wait.deadline, Some(at(12, 20, 0)));
         assert_eq!(wait.success_statuses, vec!["SUCCESS"]);
-        assert_eq!(wait.failure_statuses, vec!["FAILED", "FAIL", "CANCELLED"]);
+        assert_eq!(
+            wait.failure_statuses,
+            vec!["FAILED", "FAIL", "CANCELLED", "DELETED"]
+        );
     }
 
     #[test]

@@ -168,6 +168,7 @@ proptest! {
             generation: Some(1),
             has_wait: spec.wait_for.is_some(),
             wait_started_at: created,
+            wait_deadline: None,
             now,
         };
         match plan(&spec, &context) {
@@ -178,7 +179,7 @@ proptest! {
                 }
             }
             Ok(plan) => {
-                let listing = TaskListing { task_count, tasks, pages: 1, complete };
+                let listing = TaskListing { task_count, tasks, pages: 1, complete, fetched_at: Some(now) };
                 let evaluation = evaluate(&plan, &listing, now);
                 prop_assert!(evaluation.tasks.len() <= plan.max_tasks);
                 let status = build_status(&status_context, PollOutcome::Fetched(&evaluation));

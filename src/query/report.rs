@@ -14,7 +14,7 @@ use crate::api::conditions::{
 };
 use crate::api::time::{from_chrono, to_chrono};
 use crate::api::{DcsTaskQueryStatus, LastError, WaitForStatus, WaitPhase};
-use crate::dcs::DcsError;
+use crate::dcs::{DcsError, FailureClass};
 
 /// Condition reasons, CamelCase as Kubernetes expects.
 pub mod reason {
@@ -28,6 +28,8 @@ pub mod reason {
     pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
     pub const ENDPOINT_NOT_ALLOWED: &str = "EndpointNotAllowed";
     pub const UPSTREAM_ERROR: &str = "UpstreamError";
+    /// The API refused the request in a way only a person can fix (400, 403, 404, redirect).
+    pub const UPSTREAM_REFUSED: &str = "UpstreamRefused";
     pub const SUSPENDED: &str = "Suspended";
     pub const PROGRESSING: &str = "Progressing";
 }
@@ -68,54 +70,83 @@ pub struct StatusContext<'a> {
     pub generation: Option<i64>,
     pub has_wait: bool,
     pub wait_started_at: DateTime<Utc>,
+    /// When this generation's wait times out (`waitFor.timeout` after `wait_started_at`).
+    pub wait_deadline: Option<DateTime<Utc>>,
     pub now: DateTime<Utc>,
 }
 
+/// How long a settled object (`Ready=True`) keeps `Ready=True` through failing polls after its
+/// last good answer. Throttling or a 5xx burst shorter than this shows only in `lastError`, so
+/// Argo CD and Flux health does not flap; a longer outage turns `Ready=False`/`Reconciling=True`.
+pub const GLITCH_GRACE: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// When the current generation's wait started: kept from the previous status when it describes
-/// the same generation, otherwise now (a new object, or a spec change restarts the wait).
+/// the same generation; for generation 1 (or an object without generations) the object's
+/// creation, so the clock survives restarts and runs even when no poll ever succeeds; for a
+/// later generation, now (the spec change restarts the wait).
 pub fn wait_started_at(
     previous: Option<&DcsTaskQueryStatus>,
     generation: Option<i64>,
+    created_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> DateTime<Utc> {
-    previous
+    let kept = previous
         .filter(|status| status.observed_generation == generation)
         .and_then(|status| status.wait_for.as_ref())
         .and_then(|wait| wait.started_at.as_ref())
-        .map(to_chrono)
-        .unwrap_or(now)
+        .map(to_chrono);
+    match (kept, generation) {
+        (Some(kept), _) => kept,
+        (None, None | Some(1)) => created_at.min(now),
+        (None, Some(_)) => now,
+    }
 }
 
 /// Builds the status for `outcome`, keeping what was known before where this poll adds nothing.
+///
+/// Three rules make waits trustworthy under faults:
+/// - a verdict that resolved for this generation is final: later polls may refresh `tasks` and
+///   `latest` (or record `lastError`), never the verdict or its conditions;
+/// - the wait clock runs whatever the upstream does: when no answer (or no credentials) arrives
+///   before the deadline, the wait is `TimedOut` all the same;
+/// - a settled object rides out a short transient failure ([`GLITCH_GRACE`]) with its last good
+///   data and conditions, while errors only a person can fix stall at once.
 pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> DcsTaskQueryStatus {
     let now = from_chrono(context.now);
     let same_generation = context
         .previous
-        .is_some_and(|p| p.observed_generation == context.generation);
+        .filter(|p| p.observed_generation == context.generation);
+    let resolved_before = same_generation
+        .and_then(|p| p.wait_for.as_ref())
+        .is_some_and(|w| w.phase.is_resolved());
     let mut status = context.previous.cloned().unwrap_or_default();
-    if !same_generation {
+    if same_generation.is_none() {
         // A verdict about an older spec must not be read as an answer about this one.
         status.wait_for = None;
     }
     status.observed_generation = context.generation;
 
-    let desired = match outcome {
+    let mut desired = match outcome {
         PollOutcome::Fetched(evaluation) => {
             status.task_count = evaluation.task_count.and_then(|n| i64::try_from(n).ok());
             status.matched_count = i64::try_from(evaluation.matched_count).ok();
             status.tasks = evaluation.tasks.clone();
             status.latest = evaluation.latest.clone();
-            status.last_sync_time = Some(now.clone());
+            status.last_sync_time = Some(from_chrono(evaluation.fetched_at.unwrap_or(context.now)));
             status.last_error = None;
-            status.wait_for = evaluation.wait.as_ref().map(|verdict| WaitForStatus {
-                phase: verdict.phase,
-                task_id: verdict.task.as_ref().and_then(|t| t.id.clone()),
-                job_id: verdict.task.as_ref().and_then(|t| t.job_id.clone()),
-                status: verdict.task.as_ref().and_then(|t| t.status.clone()),
-                started_at: Some(from_chrono(context.wait_started_at)),
-                message: Some(bounded(&verdict.message, MAX_MESSAGE_BYTES)),
-            });
-            fetched_conditions(evaluation)
+            if resolved_before {
+                None
+            } else {
+                status.wait_for = evaluation.wait.as_ref().map(|verdict| WaitForStatus {
+                    phase: verdict.phase,
+                    task_id: verdict.task.as_ref().and_then(|t| t.id.clone()),
+                    job_id: verdict.task.as_ref().and_then(|t| t.job_id.clone()),
+                    status: verdict.task.as_ref().and_then(|t| t.status.clone()),
+                    started_at: Some(from_chrono(context.wait_started_at)),
+                    message: Some(bounded(&verdict.message, MAX_MESSAGE_BYTES)),
+                });
+                Some(fetched_conditions(evaluation))
+            }
         }
         PollOutcome::FetchFailed(error) => {
             let api = error.api_error();
@@ -130,37 +161,128 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
                 message: bounded(&error.to_string(), MAX_MESSAGE_BYTES),
                 time: now.clone(),
             });
-            if error.is_auth_failure() {
-                Verdict::STALLED.conditions(
+            let message = error.to_string();
+            match error.class() {
+                _ if resolved_before => None,
+                FailureClass::Auth => Some(Verdict::STALLED.conditions(
                     context.has_wait,
                     reason::AUTHENTICATION_FAILED,
-                    &error.to_string(),
-                )
-            } else {
-                Verdict::RETRYING.conditions(
+                    &message,
+                )),
+                FailureClass::NeedsPerson => Some(Verdict::STALLED.conditions(
+                    context.has_wait,
+                    reason::UPSTREAM_REFUSED,
+                    &message,
+                )),
+                FailureClass::Transient if within_glitch_grace(context) => None,
+                FailureClass::Transient => Some(Verdict::RETRYING.conditions(
                     context.has_wait,
                     reason::UPSTREAM_ERROR,
-                    &error.to_string(),
-                )
+                    &message,
+                )),
             }
         }
-        PollOutcome::InvalidSpec(errors) => {
-            Verdict::STALLED.conditions(context.has_wait, reason::INVALID_SPEC, &errors.to_string())
+        PollOutcome::InvalidSpec(errors) => Some(Verdict::STALLED.conditions(
+            context.has_wait,
+            reason::INVALID_SPEC,
+            &errors.to_string(),
+        )),
+        PollOutcome::CredentialsUnavailable(_) | PollOutcome::EndpointNotAllowed(_)
+            if resolved_before =>
+        {
+            None
         }
-        PollOutcome::CredentialsUnavailable(message) => {
-            Verdict::STALLED.conditions(context.has_wait, reason::CREDENTIALS_UNAVAILABLE, message)
-        }
-        PollOutcome::EndpointNotAllowed(message) => {
-            Verdict::STALLED.conditions(context.has_wait, reason::ENDPOINT_NOT_ALLOWED, message)
-        }
-        PollOutcome::Suspended => Verdict::SUSPENDED.conditions(
+        PollOutcome::CredentialsUnavailable(message) => Some(Verdict::STALLED.conditions(
+            context.has_wait,
+            reason::CREDENTIALS_UNAVAILABLE,
+            message,
+        )),
+        PollOutcome::EndpointNotAllowed(message) => Some(Verdict::STALLED.conditions(
+            context.has_wait,
+            reason::ENDPOINT_NOT_ALLOWED,
+            message,
+        )),
+        PollOutcome::Suspended => Some(Verdict::SUSPENDED.conditions(
             context.has_wait,
             reason::SUSPENDED,
             "spec.suspend is true: not polling",
-        ),
+        )),
     };
-    status.conditions = conditions::merge(&status.conditions, &desired, context.generation, &now);
+
+    let without_answer = match outcome {
+        PollOutcome::FetchFailed(error) => Some(error.to_string()),
+        PollOutcome::CredentialsUnavailable(message) | PollOutcome::EndpointNotAllowed(message) => {
+            Some(message.to_string())
+        }
+        PollOutcome::Fetched(_) | PollOutcome::InvalidSpec(_) | PollOutcome::Suspended => None,
+    };
+    if let Some(problem) = without_answer.filter(|_| context.has_wait && !resolved_before)
+        && let Some(timed_out) = run_wait_clock(&mut status, context, &problem)
+    {
+        desired = Some(timed_out);
+    }
+
+    if let Some(desired) = desired {
+        status.conditions =
+            conditions::merge(&status.conditions, &desired, context.generation, &now);
+    }
     status
+}
+
+/// A poll brought no answer: keep the wait's clock in status (so it survives restarts) and, once
+/// the deadline has passed, time the wait out. Returns the conditions of a timeout.
+fn run_wait_clock(
+    status: &mut DcsTaskQueryStatus,
+    context: &StatusContext<'_>,
+    problem: &str,
+) -> Option<Vec<DesiredCondition>> {
+    let wait = status.wait_for.get_or_insert_with(|| WaitForStatus {
+        phase: WaitPhase::Pending,
+        started_at: Some(from_chrono(context.wait_started_at)),
+        message: Some(bounded(
+            &format!("no answer from the task center yet: {problem}"),
+            MAX_MESSAGE_BYTES,
+        )),
+        task_id: None,
+        job_id: None,
+        status: None,
+    });
+    if wait.started_at.is_none() {
+        wait.started_at = Some(from_chrono(context.wait_started_at));
+    }
+    let deadline = context.wait_deadline?;
+    if context.now < deadline {
+        return None;
+    }
+    let waited = (deadline - context.wait_started_at)
+        .to_std()
+        .map(crate::duration::format)
+        .unwrap_or_default();
+    let message = bounded(
+        &format!("timed out after {waited} (spec.waitFor.timeout) without an answer: {problem}"),
+        MAX_MESSAGE_BYTES,
+    );
+    wait.phase = WaitPhase::TimedOut;
+    wait.message = Some(message.clone());
+    Some(Verdict::TASK_FAILED.conditions(true, reason::TIMED_OUT, &message))
+}
+
+/// The object was settled (`Ready=True` for this generation) and its last good answer is
+/// younger than [`GLITCH_GRACE`].
+fn within_glitch_grace(context: &StatusContext<'_>) -> bool {
+    let Some(previous) = context
+        .previous
+        .filter(|p| p.observed_generation == context.generation)
+    else {
+        return false;
+    };
+    let ready = conditions::find(&previous.conditions, READY).is_some_and(|c| c.status == "True");
+    let fresh = previous.last_sync_time.as_ref().is_some_and(|synced| {
+        (context.now - to_chrono(synced))
+            .to_std()
+            .is_ok_and(|age| age < GLITCH_GRACE)
+    });
+    ready && fresh
 }
 
 fn fetched_conditions(evaluation: &Evaluation) -> Vec<DesiredCondition> {
@@ -323,6 +445,7 @@ mod tests {
             generation: Some(generation),
             has_wait: true,
             wait_started_at: at(0),
+            wait_deadline: None,
             now: at(now),
         }
     }
@@ -349,6 +472,7 @@ mod tests {
             omitted_tasks: 0,
             omitted_names: 0,
             incomplete: false,
+            fetched_at: None,
         }
     }
 
@@ -441,6 +565,138 @@ mod tests {
         assert_eq!(recovered.last_error, None);
     }
 
+    fn api_error(http_status: u16) -> DcsError {
+        DcsError::Api {
+            endpoint: "https://e".into(),
+            error: ApiError {
+                http_status,
+                error_code: None,
+                error_msg: Some("refused".into()),
+                request_id: None,
+                retry_after: None,
+            },
+        }
+    }
+
+    fn reason_of(status: &DcsTaskQueryStatus, type_: &str) -> String {
+        conditions::find(&status.conditions, type_)
+            .map(|c| c.reason.clone())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn the_wait_clock_runs_out_while_no_poll_succeeds() {
+        let mut ctx = context(None, 1, 10);
+        ctx.wait_deadline = Some(at(30));
+        let unavailable = build_status(&ctx, PollOutcome::FetchFailed(&api_error(503)));
+        let wait = unavailable.wait_for.as_ref().unwrap();
+        assert_eq!(wait.phase, WaitPhase::Pending);
+        assert_eq!(wait.started_at.as_ref().map(to_chrono), Some(at(0)));
+        assert_eq!(status_of(&unavailable, RECONCILING), "True");
+
+        let mut later = context(Some(&unavailable), 1, 30);
+        later.wait_deadline = Some(at(30));
+        for outcome in [
+            PollOutcome::FetchFailed(&api_error(503)),
+            PollOutcome::CredentialsUnavailable("Secret ns/x not found"),
+        ] {
+            let timed_out = build_status(&later, outcome);
+            let wait = timed_out.wait_for.as_ref().unwrap();
+            assert_eq!(wait.phase, WaitPhase::TimedOut);
+            assert!(
+                wait.message
+                    .as_deref()
+                    .unwrap()
+                    .starts_with("timed out after 30s"),
+                "{wait:?}"
+            );
+            assert_eq!(status_of(&timed_out, FAILED), "True");
+            assert_eq!(status_of(&timed_out, STALLED), "True");
+            assert_eq!(reason_of(&timed_out, STALLED), reason::TIMED_OUT);
+            assert_eq!(status_of(&timed_out, COMPLETE), "False");
+        }
+    }
+
+    #[test]
+    fn a_resolved_wait_never_regresses_on_a_refresh() {
+        let done = build_status(
+            &context(None, 1, 1),
+            PollOutcome::Fetched(&evaluation(WaitPhase::Succeeded)),
+        );
+        let failed_refresh = build_status(
+            &context(Some(&done), 1, 50),
+            PollOutcome::FetchFailed(&api_error(503)),
+        );
+        assert_eq!(failed_refresh.conditions, done.conditions);
+        assert_eq!(failed_refresh.wait_for, done.wait_for);
+        assert_eq!(failed_refresh.last_error.unwrap().http_status, Some(503));
+
+        // The task left the window: the evaluation alone would say TimedOut.
+        let mut gone = evaluation(WaitPhase::TimedOut);
+        gone.task_count = Some(7);
+        let refreshed = build_status(&context(Some(&done), 1, 50), PollOutcome::Fetched(&gone));
+        assert_eq!(refreshed.wait_for, done.wait_for);
+        assert_eq!(refreshed.conditions, done.conditions);
+        assert_eq!(refreshed.task_count, Some(7), "the data is refreshed");
+        assert_eq!(status_of(&refreshed, COMPLETE), "True");
+    }
+
+    #[test]
+    fn errors_a_person_must_fix_stall_and_transient_ones_retry() {
+        for (http, reason_expected, stalled) in [
+            (400, reason::UPSTREAM_REFUSED, "True"),
+            (403, reason::UPSTREAM_REFUSED, "True"),
+            (404, reason::UPSTREAM_REFUSED, "True"),
+            (401, reason::AUTHENTICATION_FAILED, "True"),
+            (429, reason::UPSTREAM_ERROR, "False"),
+            (503, reason::UPSTREAM_ERROR, "False"),
+        ] {
+            let status = build_status(
+                &context(None, 1, 1),
+                PollOutcome::FetchFailed(&api_error(http)),
+            );
+            assert_eq!(status_of(&status, STALLED), stalled, "{http}");
+            assert_eq!(reason_of(&status, READY), reason_expected, "{http}");
+        }
+    }
+
+    #[test]
+    fn a_settled_object_rides_out_a_short_glitch() {
+        let mut settled_ctx = context(None, 1, 0);
+        settled_ctx.has_wait = false;
+        let mut answer = evaluation(WaitPhase::Pending);
+        answer.wait = None;
+        answer.fetched_at = Some(at(0));
+        let settled = build_status(&settled_ctx, PollOutcome::Fetched(&answer));
+        assert_eq!(status_of(&settled, READY), "True");
+
+        let glitch_at = |secs: u32, previous: &DcsTaskQueryStatus| {
+            let mut ctx = context(Some(previous), 1, 0);
+            ctx.has_wait = false;
+            ctx.now = at(0) + chrono::TimeDelta::seconds(i64::from(secs));
+            build_status(&ctx, PollOutcome::FetchFailed(&api_error(503)))
+        };
+        let short = glitch_at(120, &settled);
+        assert_eq!(short.conditions, settled.conditions, "Ready stays True");
+        assert_eq!(short.last_error.as_ref().unwrap().http_status, Some(503));
+        let long = glitch_at(301, &short);
+        assert_eq!(status_of(&long, READY), "False");
+        assert_eq!(status_of(&long, RECONCILING), "True");
+        // A person-needed error does not wait for the grace to run out.
+        let mut ctx = context(Some(&settled), 1, 0);
+        ctx.has_wait = false;
+        let refused = build_status(&ctx, PollOutcome::FetchFailed(&api_error(403)));
+        assert_eq!(status_of(&refused, STALLED), "True");
+    }
+
+    #[test]
+    fn last_sync_time_is_when_the_data_was_fetched() {
+        let mut answer = evaluation(WaitPhase::Pending);
+        answer.fetched_at = Some(at(3));
+        let status = build_status(&context(None, 1, 9), PollOutcome::Fetched(&answer));
+        assert_eq!(status.last_sync_time.as_ref().map(to_chrono), Some(at(3)));
+    }
+
     #[test]
     fn auth_failures_and_bad_specs_stall_with_the_message() {
         let error = DcsError::Api {
@@ -475,8 +731,12 @@ mod tests {
             &context(None, 1, 1),
             PollOutcome::Fetched(&evaluation(WaitPhase::Succeeded)),
         );
-        assert_eq!(wait_started_at(Some(&done), Some(1), at(30)), at(0));
-        assert_eq!(wait_started_at(Some(&done), Some(2), at(30)), at(30));
+        assert_eq!(wait_started_at(Some(&done), Some(1), at(5), at(30)), at(0));
+        assert_eq!(wait_started_at(Some(&done), Some(2), at(5), at(30)), at(30));
+        // Without a persisted start, generation 1 counts from the object's creation.
+        assert_eq!(wait_started_at(None, Some(1), at(5), at(30)), at(5));
+        assert_eq!(wait_started_at(None, None, at(5), at(30)), at(5));
+        assert_eq!(wait_started_at(None, Some(3), at(5), at(30)), at(30));
         let errors = SpecErrors(vec![]);
         let changed = build_status(
             &context(Some(&done), 2, 3),

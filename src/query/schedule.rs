@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use super::plan::QueryPlan;
+use crate::dcs::FailureClass;
 
 /// Upper bound of the error backoff.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -29,7 +32,10 @@ pub enum PollKind {
     /// The API answered. `active`: something awaited or running; `resolved`: the wait is over.
     Answered { active: bool, resolved: bool },
     /// The API failed; `consecutive` failures so far (1 for the first).
-    Failed { consecutive: u32, auth: bool },
+    Failed {
+        consecutive: u32,
+        class: FailureClass,
+    },
     /// The spec is invalid: nothing to do until it changes.
     InvalidSpec,
     /// Credentials or endpoint unusable: retry later, or when the Secret/spec changes.
@@ -56,8 +62,12 @@ pub fn next_poll(kind: PollKind, plan: Option<&QueryPlan>, jitter: f64) -> Optio
         }
         PollKind::Answered { active: true, .. } => active_interval,
         PollKind::Answered { active: false, .. } => interval,
-        PollKind::Failed { consecutive, auth } => {
-            let first = if auth {
+        PollKind::Failed {
+            class: FailureClass::NeedsPerson,
+            ..
+        } => UNUSABLE_RETRY,
+        PollKind::Failed { consecutive, class } => {
+            let first = if class == FailureClass::Auth {
                 AUTH_FAILURE_BACKOFF
             } else {
                 active_interval
@@ -70,6 +80,26 @@ pub fn next_poll(kind: PollKind, plan: Option<&QueryPlan>, jitter: f64) -> Optio
     };
     Some(base.mul_f64(1.0 + JITTER_FRACTION * jitter.clamp(-1.0, 1.0)))
 }
+
+/// `delay`, but no later than just after `deadline`: a wait times out at its deadline plus one
+/// poll at most, whatever the backoff or retry delay would have been.
+pub fn no_later_than_deadline(
+    delay: Option<Duration>,
+    deadline: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let until = deadline
+        .filter(|deadline| *deadline > now)
+        .and_then(|deadline| (deadline - now).to_std().ok())
+        .map(|left| left + DEADLINE_MARGIN);
+    match (delay, until) {
+        (Some(delay), Some(until)) => Some(delay.min(until)),
+        (delay, _) => delay,
+    }
+}
+
+/// Polled this long after a wait's deadline, so the deadline has certainly passed.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 
 #[cfg(test)]
 mod tests {
@@ -137,7 +167,7 @@ mod tests {
                 next_poll(
                     PollKind::Failed {
                         consecutive: n,
-                        auth: false,
+                        class: FailureClass::Transient,
                     },
                     Some(&p),
                     0.0,
@@ -150,7 +180,7 @@ mod tests {
         let auth = next_poll(
             PollKind::Failed {
                 consecutive: 1,
-                auth: true,
+                class: FailureClass::Auth,
             },
             Some(&p),
             0.0,
@@ -159,11 +189,45 @@ mod tests {
         let huge = next_poll(
             PollKind::Failed {
                 consecutive: u32::MAX,
-                auth: true,
+                class: FailureClass::Auth,
             },
             Some(&p),
             0.0,
         );
         assert_eq!(huge, Some(MAX_BACKOFF));
+        let refused = next_poll(
+            PollKind::Failed {
+                consecutive: 1,
+                class: FailureClass::NeedsPerson,
+            },
+            Some(&p),
+            0.0,
+        );
+        assert_eq!(refused, Some(UNUSABLE_RETRY), "polled slowly");
+    }
+
+    #[test]
+    fn no_poll_is_scheduled_past_a_wait_deadline() {
+        let now = chrono::Utc::now();
+        let deadline = now + chrono::TimeDelta::seconds(20);
+        let five_minutes = Some(Duration::from_secs(300));
+        assert_eq!(
+            no_later_than_deadline(five_minutes, Some(deadline), now),
+            Some(Duration::from_secs(20) + DEADLINE_MARGIN)
+        );
+        assert_eq!(
+            no_later_than_deadline(Some(Duration::from_secs(5)), Some(deadline), now),
+            Some(Duration::from_secs(5))
+        );
+        let passed = now - chrono::TimeDelta::seconds(1);
+        assert_eq!(
+            no_later_than_deadline(five_minutes, Some(passed), now),
+            five_minutes
+        );
+        assert_eq!(
+            no_later_than_deadline(five_minutes, None, now),
+            five_minutes
+        );
+        assert_eq!(no_later_than_deadline(None, Some(deadline), now), None);
     }
 }
