@@ -291,6 +291,65 @@ fn a_dropped_connection_is_survived() {
     );
 }
 
+#[test]
+fn throttling_with_retry_after_waits_as_asked() {
+    let sim = SimProcess::start(None, &[]);
+    let files = Manifests::new();
+    let manifest = files.write("retry-after", json!({"region": "cn-north-4"}));
+    sim.inject_fault(json!({"count": 1, "status": 429, "retryAfter": 2, "body": throttle_body()}));
+    let started = Instant::now();
+    let output = query_json(&manifest, &["--endpoint", sim.base_url()]);
+    let took = started.elapsed();
+    assert_exit(&output, 0);
+    // The default backoff would retry after ~0.5 s; the gateway asked for 2 s.
+    assert!(took >= Duration::from_secs(2), "retried after {took:?}");
+    let counts = sim.counts(DEMO_PROJECT_ID);
+    assert_eq!(
+        (counts.requests, counts.faulted, counts.ok),
+        (2, 1, 1),
+        "{counts:?}"
+    );
+}
+
+#[test]
+fn an_answer_slower_than_the_request_timeout_is_retried() {
+    let sim = SimProcess::start(None, &[]);
+    let files = Manifests::new();
+    let manifest = files.write("slow", json!({"region": "cn-north-4"}));
+    sim.inject_fault(json!({"count": 1, "latency": "5s"}));
+    let started = Instant::now();
+    let output = query_json(
+        &manifest,
+        &["--endpoint", sim.base_url(), "--request-timeout", "1s"],
+    );
+    let took = started.elapsed();
+    assert_exit(&output, 0);
+    assert_eq!(status_of(&output)["matchedCount"], 5);
+    // It gave up on the slow answer (the simulator drops a request whose client left, so only
+    // the retry is counted) instead of waiting the 5 s out.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(sim.counts(DEMO_PROJECT_ID).ok, 1);
+}
+
+#[test]
+fn truncated_and_non_json_bodies_are_reported_not_decoded() {
+    let files = Manifests::new();
+    let manifest = files.write("garbled", json!({"region": "cn-north-4"}));
+    for body in [
+        json!("<html>502 Bad Gateway</html>"),
+        json!("{\"task_count\": \"3\", \"tasks\": [{\"id\": \"a\""),
+    ] {
+        let sim = SimProcess::start(None, &[]);
+        sim.inject_fault(json!({"count": 1, "status": 200, "body": body}));
+        let output = query_json(&manifest, &["--endpoint", sim.base_url()]);
+        assert_exit(&output, 1);
+        let status = status_of(&output);
+        let message = status["lastError"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("not the task list"), "{status:#}");
+        assert_ne!(condition(&status, "Stalled")["status"], "True", "transient");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Authentication
 

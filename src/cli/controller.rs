@@ -66,6 +66,7 @@ pub fn config(args: ControllerArgs) -> Result<ControllerConfig, ControllerComman
         rate_limit: args.rate_limit,
         concurrency: args.concurrency,
         max_body_bytes: args.max_body_bytes,
+        request_timeout: args.request_timeout,
         default_credentials,
         leader_election: args.leader_elect.then(|| LeaseSettings {
             name: args.lease_name,

@@ -67,6 +67,10 @@ pub struct ControllerArgs {
     #[arg(long, env = "DCS_MAX_BODY_BYTES", default_value_t = crate::dcs::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
 
+    /// Time limit of one HTTP request to DCS (e.g. `30s`); a slower answer is a timeout, retried.
+    #[arg(long, default_value = "30s", value_parser = parse_duration_flag)]
+    pub request_timeout: std::time::Duration,
+
     /// Use credentials from the environment (HUAWEICLOUD_SDK_AK/SK/SECURITY_TOKEN/PROJECT_ID or
     /// HW_ACCESS_KEY/...) for queries that name no Secret, in the namespaces listed by
     /// --default-credentials-namespaces only.
@@ -143,6 +147,10 @@ pub struct QueryArgs {
     /// cannot exhaust the process's memory.
     #[arg(long, env = "DCS_MAX_BODY_BYTES", default_value_t = crate::dcs::DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
+
+    /// Time limit of one HTTP request to DCS (e.g. `30s`); a slower answer is a timeout, retried.
+    #[arg(long, default_value = "30s", value_parser = parse_duration_flag)]
+    pub request_timeout: std::time::Duration,
 }
 
 /// Arguments of `sim`.
@@ -159,6 +167,15 @@ pub struct SimArgs {
     /// Wire type of `task_count`, overriding the scenario.
     #[arg(long, value_enum)]
     pub task_count_as: Option<TaskCountArg>,
+}
+
+/// A duration flag in the CRD's syntax (`500ms`, `30s`, `2m`), at least 1 ms.
+fn parse_duration_flag(text: &str) -> Result<std::time::Duration, String> {
+    match crate::duration::parse(text) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err("must be more than 0".to_string()),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// The scenario a `--sim[=FILE]` flag names: the default demo for a bare `--sim`.

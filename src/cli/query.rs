@@ -221,6 +221,7 @@ async fn connect(manifest: &DcsTaskQuery, args: &QueryArgs) -> Result<Target, Qu
     )?;
     let http = HttpClient::new(HttpSettings {
         max_body_bytes: args.max_body_bytes,
+        timeout: args.request_timeout,
         ..HttpSettings::default()
     })?;
     Ok(Target {

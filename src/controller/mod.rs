@@ -42,6 +42,8 @@ pub struct ControllerConfig {
     pub concurrency: u16,
     /// Largest DCS response body read (`--max-body-bytes`).
     pub max_body_bytes: usize,
+    /// Time limit of one HTTP request to DCS (`--request-timeout`).
+    pub request_timeout: Duration,
     /// Operator-wide credentials for queries that name no Secret, and who may use them.
     pub default_credentials: Option<credentials::DefaultCredentials>,
     pub leader_election: Option<leader::LeaseSettings>,
@@ -183,6 +185,7 @@ pub async fn run_with_client(
         fetcher: Arc::new(SharedFetcher::new(config.rate_limit)),
         http: HttpClient::new(HttpSettings {
             max_body_bytes: config.max_body_bytes,
+            timeout: config.request_timeout,
             ..HttpSettings::default()
         })?,
         endpoints: config.endpoints.clone(),

@@ -14,8 +14,13 @@ use super::wire;
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum FaultAction {
     /// Answer with this status and body. A JSON string body is sent as raw text, to mimic a
-    /// proxy's non-JSON error page.
-    Answer { status: StatusCode, body: Value },
+    /// proxy's non-JSON error page. `retry_after` (seconds) becomes a `Retry-After` header, as
+    /// a throttling gateway sends.
+    Answer {
+        status: StatusCode,
+        body: Value,
+        retry_after: Option<u32>,
+    },
     /// Break the connection without a complete HTTP response.
     Drop,
     /// Only the latency; then answer normally.
@@ -46,6 +51,9 @@ pub(super) struct FaultRequest {
     drop: bool,
     #[serde(default)]
     project_id: Option<String>,
+    /// Seconds for a `Retry-After` header on the answer (needs `status`).
+    #[serde(default)]
+    retry_after: Option<u32>,
 }
 
 fn one() -> u32 {
@@ -66,6 +74,9 @@ impl FaultRequest {
         };
         let action = match (self.status, self.drop) {
             (Some(_), true) => return Err("give `status` or `drop: true`, not both".into()),
+            (None, _) if self.retry_after.is_some() => {
+                return Err("`retryAfter` needs a `status`".into());
+            }
             (None, true) => {
                 if self.body.is_some() {
                     return Err("`body` makes no sense with `drop: true`".into());
@@ -86,6 +97,7 @@ impl FaultRequest {
                 FaultAction::Answer {
                     status,
                     body: self.body.unwrap_or_else(|| default_body(status)),
+                    retry_after: self.retry_after,
                 }
             }
         };
@@ -186,9 +198,18 @@ mod tests {
         assert_eq!(count, 3);
         assert!(matches!(
             throttle.action,
-            FaultAction::Answer { status: StatusCode::TOO_MANY_REQUESTS, ref body }
+            FaultAction::Answer { status: StatusCode::TOO_MANY_REQUESTS, ref body, retry_after: None }
                 if body["error_code"] == "APIG.0308"
         ));
+        let (asked, _) = fault(json!({"status": 429, "retryAfter": 2})).unwrap();
+        assert!(matches!(
+            asked.action,
+            FaultAction::Answer {
+                retry_after: Some(2),
+                ..
+            }
+        ));
+        assert!(fault(json!({"retryAfter": 2})).is_err());
         let (drop, _) = fault(json!({"drop": true, "latency": "250ms", "projectId": "p"})).unwrap();
         assert_eq!(drop.action, FaultAction::Drop);
         assert_eq!(drop.latency, Duration::from_millis(250));

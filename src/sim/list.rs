@@ -32,9 +32,19 @@ pub(super) async fn list_tasks(
             tokio::time::sleep(fault.latency).await;
         }
         match fault.action {
-            FaultAction::Answer { status, body } => {
+            FaultAction::Answer {
+                status,
+                body,
+                retry_after,
+            } => {
                 lock(&state.stats).record(&project_id, Outcome::Injected, true);
-                return raw_or_json(status, body);
+                let mut response = raw_or_json(status, body);
+                if let Some(seconds) = retry_after {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, seconds.into());
+                }
+                return response;
             }
             FaultAction::Drop => {
                 lock(&state.stats).record(&project_id, Outcome::Injected, true);
