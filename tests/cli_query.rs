@@ -350,6 +350,39 @@ fn truncated_and_non_json_bodies_are_reported_not_decoded() {
     }
 }
 
+#[test]
+fn a_task_count_that_disagrees_with_the_pages_stops_at_max_pages_counting_each_task_once() {
+    let sim = SimProcess::start(None, &[]);
+    let files = Manifests::new();
+    let manifest = files.write(
+        "liar",
+        json!({"region": "cn-north-4", "query": {"maxPages": 3, "limit": 100}}),
+    );
+    // Claims 5,000 tasks, sends the same three (one of them twice) on every page.
+    let task = |id: &str| {
+        json!({"id": id, "name": "EXTEND", "status": "SUCCESS",
+        "created_at": "2026-11-27T08:00:00.000Z"})
+    };
+    sim.inject_fault(json!({"count": 100, "status": 200,
+        "body": {"task_count": "5000", "tasks": [task("a"), task("b"), task("c"), task("a")]}}));
+    let output = query_json(&manifest, &["--endpoint", sim.base_url()]);
+    assert_exit(&output, 0);
+    let status = status_of(&output);
+    assert_eq!(status["matchedCount"], 3, "{status:#}");
+    let message = condition(&status, "Ready")["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("paging stopped at spec.query.maxPages"),
+        "{message}"
+    );
+    assert_eq!(
+        sim.counts(DEMO_PROJECT_ID).requests,
+        3,
+        "maxPages bounds the calls"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Authentication
 

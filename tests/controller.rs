@@ -1073,3 +1073,120 @@ async fn a_refresh_of_a_resolved_wait_keeps_its_verdict_when_the_poll_fails() {
         "no retry loop after a refresh"
     );
 }
+
+#[tokio::test]
+async fn a_refusal_only_a_person_can_fix_stalls_and_is_not_hammered() {
+    let f = Fixture::new("forbidden", SETTLED_SCENARIO, true).await;
+    let (sim, api) = (&f.sim, &f.api);
+    sim.inject_fault(json!({"count": 1000, "status": 403,
+        "body": {"error_code": "DCS.4003", "error_msg": "no permission dcs:task:list"}}));
+    let _controller = f.controller(&[]);
+    f.create("q", json!({"waitFor": {"jobId": "j"}})).await;
+    let stalled = wait_until(api, "q", Duration::from_secs(30), "Stalled", |o| {
+        is(o, "Stalled", "True")
+    })
+    .await;
+    let (_, reason, message, _) = condition(&stalled, "Stalled").unwrap();
+    assert_eq!(reason, "UpstreamRefused");
+    assert!(
+        message.contains("403") && message.contains("dcs:task:list"),
+        "{message}"
+    );
+    assert!(is(&stalled, "Reconciling", "False"));
+    let calls = sim.total_requests();
+    assert_eq!(calls, 1, "a 403 is not retried");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        sim.total_requests(),
+        calls,
+        "polled slowly, not every activeInterval"
+    );
+}
+
+#[tokio::test]
+async fn a_settled_object_stays_ready_through_a_short_5xx_burst() {
+    let f = Fixture::new("glitch", SETTLED_SCENARIO, true).await;
+    let (sim, api) = (&f.sim, &f.api);
+    let _controller = f.controller(&[]);
+    f.create("q", json!({})).await;
+    wait_until(api, "q", Duration::from_secs(30), "Ready", |o| {
+        is(o, "Ready", "True")
+    })
+    .await;
+    // Two listings' worth of failures (each listing tries 5 times).
+    sim.inject_fault(json!({"count": 10, "status": 503}));
+    let glitched = wait_until(api, "q", Duration::from_secs(60), "lastError", |o| {
+        o.status.as_ref().is_some_and(|s| s.last_error.is_some())
+    })
+    .await;
+    assert!(
+        is(&glitched, "Ready", "True"),
+        "Ready=True through the glitch"
+    );
+    assert!(is(&glitched, "Reconciling", "False"));
+    let recovered = wait_until(api, "q", Duration::from_secs(90), "recovered", |o| {
+        o.status.as_ref().is_some_and(|s| s.last_error.is_none())
+    })
+    .await;
+    assert!(is(&recovered, "Ready", "True"));
+}
+
+#[tokio::test]
+async fn a_kill_9_during_a_pending_wait_changes_neither_its_timeout_nor_its_events() {
+    let f = Fixture::new("kill9", SETTLED_SCENARIO, true).await;
+    let (client, ns, sim, api) = (&f.client, &f.ns, &f.sim, &f.api);
+    sim.inject_fault(json!({"count": 10000, "status": 503}));
+    let first = f.controller(&[]);
+    f.create(
+        "clocked",
+        json!({"waitFor": {"jobId": "never", "timeout": "20s"}}),
+    )
+    .await;
+    wait_until(
+        api,
+        "clocked",
+        Duration::from_secs(30),
+        "the persisted clock",
+        |o| {
+            o.status
+                .as_ref()
+                .and_then(|s| s.wait_for.as_ref())
+                .is_some_and(|w| w.started_at.is_some())
+        },
+    )
+    .await;
+    drop(first); // SIGKILL: no shutdown, no lease release, nothing flushed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _second = f.controller(&[]);
+    let timed_out = wait_until(api, "clocked", Duration::from_secs(60), "TimedOut", |o| {
+        is(o, "Failed", "True")
+    })
+    .await;
+    let created = timed_out.metadata.creation_timestamp.as_ref().unwrap().0;
+    let started = timed_out
+        .status
+        .as_ref()
+        .unwrap()
+        .wait_for
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        started.started_at.as_ref().unwrap().0.as_second(),
+        created.as_second(),
+        "the clock started at creation and survived the kill"
+    );
+    let failed_at = timed_out
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap()
+        .last_transition_time
+        .0;
+    let waited = failed_at.as_second() - created.as_second();
+    assert!((20..=35).contains(&waited), "timed out after {waited} s");
+    let events = reasons(&events_for(client, ns, "clocked").await);
+    assert_eq!(events.get("WaitTimedOut"), Some(&1), "{events:?}");
+}

@@ -515,6 +515,30 @@ mod tests {
     }
 
     #[test]
+    fn a_task_that_vanishes_leaves_the_wait_pending_until_its_timeout() {
+        let p = planned(
+            serde_json::json!({"waitFor": {"jobId": "job-a", "timeout": "10m"}}),
+            PlanContext::starting_at(at(0, 0)),
+        );
+        let seen = evaluate(
+            &p,
+            &listing(vec![task("a", "EXTEND", "EXECUTING", Some(at(1, 0)))]),
+            at(2, 0),
+        );
+        assert_eq!(seen.wait.unwrap().phase, WaitPhase::Pending);
+        let gone = evaluate(&p, &listing(vec![]), at(3, 0));
+        let verdict = gone.wait.unwrap();
+        assert_eq!(
+            verdict.phase,
+            WaitPhase::Pending,
+            "neither success nor failure"
+        );
+        assert!(verdict.message.contains("not found"), "{}", verdict.message);
+        let late = evaluate(&p, &listing(vec![]), at(10, 0));
+        assert_eq!(late.wait.unwrap().phase, WaitPhase::TimedOut);
+    }
+
+    #[test]
     fn a_deleted_task_fails_the_wait_by_default() {
         let p = planned(
             serde_json::json!({"waitFor": {"jobId": "job-a"}}),
