@@ -1190,3 +1190,63 @@ async fn a_kill_9_during_a_pending_wait_changes_neither_its_timeout_nor_its_even
     let events = reasons(&events_for(client, ns, "clocked").await);
     assert_eq!(events.get("WaitTimedOut"), Some(&1), "{events:?}");
 }
+
+#[tokio::test]
+async fn a_refused_status_write_is_retried_until_it_lands() {
+    let f = Fixture::new("write-refused", SETTLED_SCENARIO, true).await;
+    let (plane, ns, api) = (f.plane, &f.ns, &f.api);
+    let rules = |with_status: bool| {
+        let status_rule = if with_status {
+            "- apiGroups: [dcs.hwcloud.dev]\n  resources: [dcstaskqueries/status]\n  verbs: [get, patch]\n"
+        } else {
+            ""
+        };
+        format!(
+            r#"apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: operator, namespace: {ns}}}
+rules:
+- apiGroups: [dcs.hwcloud.dev]
+  resources: [dcstaskqueries]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{status_rule}---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: operator, namespace: {ns}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: operator}}
+subjects:
+- {{kind: ServiceAccount, name: operator, namespace: {ns}}}
+"#
+        )
+    };
+    plane.kubectl_with_stdin(&["apply", "-f", "-"], &rules(false));
+    let token = plane.service_account_token(ns, "operator").await;
+    let kubeconfig = plane.write_kubeconfig(&format!("write-refused-{ns}"), &token);
+    let controller = ControllerProcess::start_as(&kubeconfig, ns, &[]);
+    f.create("q", json!({})).await;
+    // Every status write is refused (403) for a while...
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(api.get("q").await.unwrap().status.is_none());
+    // ...then allowed: the backed-off retry lands without any change to the object.
+    plane.kubectl_with_stdin(&["apply", "-f", "-"], &rules(true));
+    wait_until(
+        api,
+        "q",
+        Duration::from_secs(40),
+        "Ready after the write was allowed",
+        |o| is(o, "Ready", "True"),
+    )
+    .await;
+    let logs = controller.stop();
+    assert!(
+        logs.contains("writing status"),
+        "the refused writes were logged"
+    );
+    assert!(!logs.contains("panicked"), "{logs}");
+}
