@@ -345,6 +345,19 @@ mod tests {
     }
 
     #[test]
+    fn wait_targets_read_as_users_wrote_them() {
+        assert_eq!(WaitTarget::JobId("ff80".into()).to_string(), "job ff80");
+        let by_name = WaitTarget::Name {
+            name: "EXTEND".into(),
+            created_after: at(8, 0, 0),
+        };
+        assert_eq!(
+            by_name.to_string(),
+            "the newest EXTEND task created after 2026-11-27T08:00:00Z"
+        );
+    }
+
+    #[test]
     fn invalid_specs_do_not_plan() {
         let s = spec(serde_json::json!({"query": {"limit": 0}}));
         assert!(plan(&s, &PlanContext::starting_at(at(12, 0, 0))).is_err());
