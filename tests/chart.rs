@@ -440,6 +440,7 @@ fn defaults_render_the_cluster_wide_single_replica_install() {
             "controller",
             "--listen=0.0.0.0:8080",
             "--rate-limit=10",
+            "--account-rate-limit=5",
             "--concurrency=16",
         ]
     );
@@ -959,6 +960,7 @@ fn every_value_in_all_values_reaches_the_manifests() {
             "--allow-endpoint=https://dcs.private-cloud.example:8443",
             "--allow-endpoint=https://*.internal.example:*",
             "--rate-limit=25",
+            "--account-rate-limit=7",
             "--concurrency=4",
             "--default-credentials",
             "--default-credentials-namespaces=dcs-apps,dcs-batch",
@@ -1182,6 +1184,7 @@ fn typos_and_bad_values_fail_helm_template() {
         (&["--set", "replicaCount=0"], "replicaCount"),
         (&["--set-string", "replicaCount=two"], "replicaCount"),
         (&["--set", "rateLimit=0"], "rateLimit"),
+        (&["--set", "accountRateLimit=0"], "accountRateLimit"),
         (
             &["--set", "watchNamespace=Not_A_Namespace"],
             "watchNamespace",

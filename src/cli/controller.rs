@@ -64,6 +64,7 @@ pub fn config(args: ControllerArgs) -> Result<ControllerConfig, ControllerComman
         watch_namespace: Some(args.watch_namespace).filter(|ns| !ns.is_empty()),
         endpoints: EndpointPolicy::new(args.allow_endpoints),
         rate_limit: args.rate_limit,
+        account_rate_limit: args.account_rate_limit,
         concurrency: args.concurrency,
         max_body_bytes: args.max_body_bytes,
         request_timeout: args.request_timeout,

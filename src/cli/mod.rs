@@ -54,9 +54,15 @@ pub struct ControllerArgs {
     #[arg(long = "allow-endpoint", value_name = "SCHEME://HOST[:PORT]")]
     pub allow_endpoints: Vec<AllowedEndpoint>,
 
-    /// Upstream DCS calls per second, across all queries.
+    /// Upstream DCS HTTP requests per second, across all queries (every page and every retry
+    /// counts).
     #[arg(long, default_value_t = std::num::NonZeroU32::new(10).expect("non-zero"))]
     pub rate_limit: std::num::NonZeroU32,
+
+    /// Upstream DCS HTTP requests per second per account (access key), so one busy account
+    /// cannot spend the whole --rate-limit.
+    #[arg(long, default_value_t = crate::controller::budget::DEFAULT_ACCOUNT_RATE_LIMIT)]
+    pub account_rate_limit: std::num::NonZeroU32,
 
     /// Reconciles running at once.
     #[arg(long, default_value_t = 16)]

@@ -1,6 +1,7 @@
 //! The operator: kube-runtime glue that keeps every `DcsTaskQuery`'s status true to the DCS
 //! task center. The only module that knows both Kubernetes and DCS.
 
+pub mod budget;
 pub mod credentials;
 pub mod fetcher;
 pub mod leader;
@@ -38,7 +39,10 @@ pub struct ControllerConfig {
     /// Only this namespace; `None` watches all.
     pub watch_namespace: Option<String>,
     pub endpoints: EndpointPolicy,
+    /// HTTP requests per second to DCS, across all accounts (`--rate-limit`).
     pub rate_limit: NonZeroU32,
+    /// HTTP requests per second to DCS, per account (`--account-rate-limit`).
+    pub account_rate_limit: NonZeroU32,
     pub concurrency: u16,
     /// Largest DCS response body read (`--max-body-bytes`).
     pub max_body_bytes: usize,
@@ -95,6 +99,8 @@ pub enum ControllerError {
     Leader(#[from] kube_lease_manager::LeaseManagerError),
     #[error("lost leadership; exiting so that only the new leader writes")]
     LostLeadership,
+    #[error("cannot listen for SIGTERM/SIGINT: {0}")]
+    Signals(std::io::Error),
 }
 
 /// Runs until SIGINT/SIGTERM (or, with leader election, until leadership is lost).
@@ -112,13 +118,23 @@ pub async fn run_with_client(
     let (ready_tx, ready_rx) = watch::channel(false);
     let server = server::serve(config.listen, metrics.clone(), ready_rx).await?;
     info!(addr = %server.local_addr, "health and metrics listening");
+    let mut shutdown = shutdown_on_signals()?;
 
-    let leadership = match &config.leader_election {
+    let mut leadership = match &config.leader_election {
         Some(settings) => {
             // A standby is healthy and ready: reporting it unready would block node drains
             // under a PodDisruptionBudget while doing nothing useful.
             let _ = ready_tx.send(true);
-            let held = leader::acquire(client.clone(), settings).await?;
+            let held = tokio::select! {
+                held = leader::acquire(client.clone(), settings) => held?,
+                _ = requested(&mut shutdown) => {
+                    info!("shutting down before acquiring leadership");
+                    // An attempt cut short may have taken the Lease just now.
+                    let leases = Api::namespaced(client.clone(), &settings.namespace);
+                    leader::release(&leases, settings).await;
+                    return Ok(());
+                }
+            };
             let _ = ready_tx.send(false);
             Some(held)
         }
@@ -154,6 +170,7 @@ pub async fn run_with_client(
         secrets_api,
         watcher::Config::default().labels(&credentials::credentials_selector()),
     )
+    .filter(relist_at_once_when_gone)
     .inspect(move |event| match event {
         Ok(watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
             health.record_ok()
@@ -161,7 +178,7 @@ pub async fn run_with_client(
         Ok(_) => {}
         Err(error) => health.record_error(&error.to_string()),
     })
-    .default_backoff()
+    .backoff(watch_backoff())
     .modify(credentials::keep_only_credential_keys)
     .reflect(secret_writer)
     .touched_objects();
@@ -170,7 +187,8 @@ pub async fn run_with_client(
     // Only spec (generation) and annotation changes wake a reconcile: our own status writes do
     // not, so the controller never triggers itself.
     let query_stream = watcher(queries, watcher::Config::default())
-        .default_backoff()
+        .filter(relist_at_once_when_gone)
+        .backoff(watch_backoff())
         .reflect(query_writer)
         .applied_objects()
         .predicate_filter(
@@ -182,7 +200,12 @@ pub async fn run_with_client(
         client: client.clone(),
         secrets: secret_reader.clone(),
         secret_health: secret_health.clone(),
-        fetcher: Arc::new(SharedFetcher::new(config.rate_limit)),
+        fetcher: Arc::new(SharedFetcher::with_limits(fetcher::FetchLimits {
+            requests_per_second: config.rate_limit,
+            account_requests_per_second: config.account_rate_limit,
+            listing_deadline: fetcher::listing_deadline(config.request_timeout),
+            ..fetcher::FetchLimits::default()
+        })),
         http: HttpClient::new(HttpSettings {
             max_body_bytes: config.max_body_bytes,
             timeout: config.request_timeout,
@@ -208,7 +231,10 @@ pub async fn run_with_client(
         .watches_stream(secret_stream, move |secret: Secret| {
             queries_using_secret(&by_secret, &secret)
         })
-        .shutdown_on_signal();
+        .graceful_shutdown_on({
+            let mut shutdown = shutdown.clone();
+            async move { requested(&mut shutdown).await }
+        });
 
     let housekeeping = tokio::spawn(housekeeping(query_reader.clone(), context.clone()));
     let readiness = tokio::spawn(report_readiness(
@@ -226,28 +252,122 @@ pub async fn run_with_client(
         namespace = config.watch_namespace.as_deref().unwrap_or("(all)"),
         "controller started"
     );
-    let run = controller
+    let mut run = controller
         .run(reconcile::reconcile, reconcile::error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
                 warn!(%error, "reconcile loop error");
             }
-        });
-    let outcome = match leadership {
-        Some(mut lease) => {
+        })
+        .boxed();
+    let stop = tokio::select! {
+        _ = &mut run => Stop::Ended,
+        _ = requested(&mut shutdown) => Stop::Requested,
+        reason = lost(&mut leadership) => Stop::Lost(reason),
+    };
+    let stop = match stop {
+        // Graceful: the controller takes no new work and finishes what is in flight, for a
+        // bounded time and only while this replica may still act.
+        Stop::Requested => {
+            info!("shutting down: finishing reconciles in flight");
             tokio::select! {
-                _ = run => Ok(()),
-                _ = lease.lost() => Err(ControllerError::LostLeadership),
+                _ = &mut run => Stop::Ended,
+                _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+                    warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running at shutdown; abandoning them");
+                    Stop::Ended
+                }
+                reason = lost(&mut leadership) => Stop::Lost(reason),
             }
         }
-        None => {
-            run.await;
-            Ok(())
-        }
+        other => other,
     };
+    // Dropping the run aborts every reconcile still in flight: from here on nothing is fetched
+    // upstream and nothing is written.
+    drop(run);
     housekeeping.abort();
     readiness.abort();
-    outcome
+    match stop {
+        Stop::Ended | Stop::Requested => {
+            if let Some(lease) = leadership {
+                lease.release().await;
+            }
+            info!("stopped");
+            Ok(())
+        }
+        Stop::Lost(reason) => {
+            warn!(%reason, "lost leadership: stopped acting");
+            Err(ControllerError::LostLeadership)
+        }
+    }
+}
+
+/// Why the controller stopped.
+enum Stop {
+    Ended,
+    Requested,
+    Lost(leader::LossReason),
+}
+
+/// How long a shutdown waits for reconciles in flight before dropping them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Watch errors back off from 250 ms, doubling, to at most 5 s (2.5 s plus up to 100 % jitter),
+/// so a watch reconnects within seconds when the apiserver comes back; kube-runtime's default
+/// grows to half a minute and more.
+fn watch_backoff() -> watcher::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_millis(2500))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .into()
+}
+
+/// A 410 Gone (the watch's resourceVersion is too old, e.g. after an apiserver restart) is not
+/// an error to wait out: the watcher has already reset and relists on the next poll, so the
+/// error is logged and dropped before the backoff would delay that relist.
+fn relist_at_once_when_gone<K>(
+    event: &Result<watcher::Event<K>, watcher::Error>,
+) -> std::future::Ready<bool> {
+    let gone = matches!(event, Err(watcher::Error::WatchError(status)) if status.code == 410);
+    if gone {
+        info!("watch expired (410 Gone); relisting");
+    }
+    std::future::ready(!gone)
+}
+
+/// A flag that turns true on the first SIGTERM or SIGINT.
+fn shutdown_on_signals() -> Result<watch::Receiver<bool>, ControllerError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).map_err(ControllerError::Signals)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(ControllerError::Signals)?;
+    let (flag, requested) = watch::channel(false);
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        info!(signal = name, "shutdown requested");
+        let _ = flag.send(true);
+        flag.closed().await;
+    });
+    Ok(requested)
+}
+
+async fn requested(shutdown: &mut watch::Receiver<bool>) {
+    // A dropped sender cannot ask for shutdown any more.
+    if shutdown.wait_for(|requested| *requested).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Resolves when this replica must stop acting; never without leader election.
+async fn lost(leadership: &mut Option<leader::Leadership>) -> leader::LossReason {
+    match leadership {
+        Some(leadership) => leadership.lost().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// `/readyz` is ready once the query cache has synced and the Secret watch works (not needed in

@@ -293,6 +293,7 @@ async fn poll(
         }
         FetchSource::Cached => Metrics::count(&ctx.metrics.shared_fetches, "cached"),
         FetchSource::Joined => Metrics::count(&ctx.metrics.shared_fetches, "joined"),
+        FetchSource::CoolingDown => Metrics::count(&ctx.metrics.shared_fetches, "cooling_down"),
     }
     match result {
         Ok(listing) => {

@@ -1,10 +1,12 @@
 //! The `ListCenterTask` client: signed requests, paging by `task_count`, retries.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tracing::debug;
 
@@ -148,6 +150,39 @@ pub struct TaskListing {
     pub fetched_at: Option<DateTime<Utc>>,
 }
 
+/// The upstream account a request is charged to: the access key of AK/SK credentials (throttling
+/// and the 5-failure lockout are per AK, whatever the secret key), or the IAM token itself.
+///
+/// It is an in-process map key only: `Debug` shows nothing of it, and it is never logged.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct AccountKey(String);
+
+impl fmt::Debug for AccountKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccountKey(<redacted>)")
+    }
+}
+
+/// Asked before every HTTP request a [`DcsClient`] sends: each page and each retry.
+///
+/// This is how a process budgets its requests to DCS (a gateway throttles requests, not the
+/// listings they make up) without this layer knowing any policy: the operator plugs in global and
+/// per-account rate limits, the `query` command nothing.
+pub trait RequestGate: Send + Sync {
+    /// Resolves when one more request charged to `account` may be sent.
+    fn admit<'a>(&'a self, account: &'a AccountKey) -> BoxFuture<'a, ()>;
+}
+
+/// The optional gate of a client, shown by `Debug` only as present or not.
+#[derive(Clone)]
+struct Gate(Arc<dyn RequestGate>);
+
+impl fmt::Debug for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RequestGate")
+    }
+}
+
 /// A client for one endpoint, project and credential.
 #[derive(Clone, Debug)]
 pub struct DcsClient {
@@ -155,6 +190,7 @@ pub struct DcsClient {
     endpoint: Endpoint,
     project_id: String,
     credentials: Credentials,
+    gate: Option<Gate>,
 }
 
 impl DcsClient {
@@ -169,11 +205,30 @@ impl DcsClient {
             endpoint,
             project_id: project_id.into(),
             credentials,
+            gate: None,
         }
+    }
+
+    /// This client, waiting on `gate` before each HTTP request it sends (retries included).
+    pub fn with_gate(mut self, gate: Arc<dyn RequestGate>) -> Self {
+        self.gate = Some(Gate(gate));
+        self
     }
 
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// The account this client's requests are charged to (see [`AccountKey`]). Temporary keys
+    /// count under their AK; a token is its own account.
+    pub fn account(&self) -> AccountKey {
+        match &self.credentials {
+            Credentials::AkSk { access_key, .. } => AccountKey(format!("ak:{access_key}")),
+            // The token's keyed fingerprint, not the token: map keys are not secrets.
+            Credentials::Token(_) => {
+                AccountKey(format!("token:{}", self.credentials.fingerprint()))
+            }
+        }
     }
 
     /// `ListCenterTask` for `request`, paging through the window when asked.
@@ -246,6 +301,11 @@ impl DcsClient {
     }
 
     async fn call(&self, page: &PageRequest) -> Result<ListCenterTaskResponse, DcsError> {
+        // Every attempt (each page, each retry) is one request against the budgets; it is
+        // admitted before it is signed, so a long wait never makes `X-Sdk-Date` stale.
+        if let Some(Gate(gate)) = &self.gate {
+            gate.admit(&self.account()).await;
+        }
         let path = format!("/v2/{}/tasks", self.project_id);
         let query = page.query_pairs();
         let headers = self.auth_headers("GET", &path, &query, Utc::now());
@@ -833,5 +893,102 @@ tasks:
         assert!(error.is_auth_failure(), "{error:?}");
         assert_eq!(error.api_error().unwrap().http_status, 401);
         assert_eq!(error.api_error().unwrap().error_msg, None);
+    }
+
+    /// Counts admissions per account, the way a budget would charge them.
+    #[derive(Default)]
+    struct CountingGate {
+        admitted: std::sync::Mutex<Vec<AccountKey>>,
+    }
+
+    impl RequestGate for CountingGate {
+        fn admit<'a>(&'a self, account: &'a AccountKey) -> BoxFuture<'a, ()> {
+            Box::pin(async move {
+                self.admitted.lock().unwrap().push(account.clone());
+            })
+        }
+    }
+
+    /// The gate sees every HTTP request: five pages plus two retried 503s are seven admissions,
+    /// exactly the requests the simulator counted, all charged to the access key.
+    #[tokio::test]
+    async fn every_request_passes_the_gate_pages_and_retries_alike() {
+        use crate::sim;
+        let running = sim::serve_on_loopback(sim::Scenario::default_demo())
+            .await
+            .unwrap();
+        let settings = HttpSettings {
+            retry: RetryPolicy {
+                max_retries: 3,
+                min_delay: Duration::from_millis(10),
+                max_delay: Duration::from_millis(50),
+            },
+            ..HttpSettings::default()
+        };
+        let http = HttpClient::new(settings).unwrap();
+        let admin = reqwest::Client::new();
+        let queued = admin
+            .post(format!("{}/_sim/faults", running.base_url()))
+            .json(&serde_json::json!({"count": 2, "status": 503}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(queued.status().as_u16(), 201);
+
+        let gate = Arc::new(CountingGate::default());
+        let credentials = sim::demo_credentials().credentials;
+        let client = DcsClient::new(
+            http,
+            running.endpoint(),
+            sim::DEMO_PROJECT_ID,
+            credentials.clone(),
+        )
+        .with_gate(gate.clone());
+        let page = PageRequest {
+            limit: Some(1),
+            ..PageRequest::default()
+        };
+        let listing = client
+            .list_tasks(&page, Paging::All { max_pages: 10 })
+            .await
+            .unwrap();
+        assert_eq!((listing.pages, listing.tasks.len()), (5, 5));
+
+        let stats: serde_json::Value = admin
+            .get(format!("{}/_sim/stats", running.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(stats["total"], 7, "{stats}");
+        let admitted = gate.admitted.lock().unwrap().clone();
+        assert_eq!(admitted.len(), 7);
+        assert!(admitted.iter().all(|account| *account == client.account()));
+
+        // The same AK with another secret (a rotated key) is the same account; the AK itself
+        // never shows in `Debug`.
+        let rotated = DcsClient::new(
+            HttpClient::new(HttpSettings::default()).unwrap(),
+            running.endpoint(),
+            sim::DEMO_PROJECT_ID,
+            Credentials::ak_sk(sim::DEMO_ACCESS_KEY, "another-secret"),
+        );
+        assert_eq!(rotated.account(), client.account());
+        assert!(!format!("{:?}", client.account()).contains(sim::DEMO_ACCESS_KEY));
+        assert!(!format!("{client:?}").contains(sim::DEMO_ACCESS_KEY));
+        let token = |value: &str| {
+            DcsClient::new(
+                HttpClient::new(HttpSettings::default()).unwrap(),
+                running.endpoint(),
+                sim::DEMO_PROJECT_ID,
+                Credentials::Token(crate::dcs::credentials::SecretString::new(value)),
+            )
+            .account()
+        };
+        assert_eq!(token("t1"), token("t1"));
+        assert_ne!(token("t1"), token("t2"));
+        assert_ne!(token("t1"), client.account());
     }
 }

@@ -10,8 +10,8 @@ pub mod sign;
 pub mod time;
 
 pub use client::{
-    DEFAULT_MAX_BODY_BYTES, DcsClient, HttpClient, HttpSettings, MAX_LIMIT, PageRequest, Paging,
-    RetryPolicy, TaskListing,
+    AccountKey, DEFAULT_MAX_BODY_BYTES, DcsClient, HttpClient, HttpSettings, MAX_LIMIT,
+    PageRequest, Paging, RequestGate, RetryPolicy, TaskListing,
 };
 pub use credentials::{CredentialSet, Credentials, CredentialsError, SecretString};
 pub use endpoint::{AllowedEndpoint, Endpoint, EndpointError, EndpointPolicy};

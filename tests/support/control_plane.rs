@@ -146,10 +146,29 @@ pub struct ControlPlane {
 }
 
 /// What must be torn down: the supervising thread (which owns the child processes) and the folder.
+/// Dropping `orders` stops the processes.
 struct Processes {
-    stop: mpsc::Sender<()>,
+    orders: mpsc::Sender<Order>,
     supervisor: JoinHandle<()>,
     dir: tempfile::TempDir,
+}
+
+/// What the supervising thread can be asked to do besides stopping everything. The children die
+/// with the thread that spawned them, so only that thread may (re)start one.
+enum Order {
+    /// Stop the kube-apiserver (SIGTERM, then SIGKILL); etcd keeps running.
+    StopApiserver(mpsc::Sender<Result<(), String>>),
+    /// Start the kube-apiserver again with the same flags, port, certificates and etcd, and wait
+    /// until `/readyz` answers ok.
+    StartApiserver(mpsc::Sender<Result<(), String>>),
+}
+
+/// How to start the kube-apiserver again, as it was started the first time.
+struct Relaunch {
+    program: PathBuf,
+    args: Vec<String>,
+    log: PathBuf,
+    kubeconfig: PathBuf,
 }
 
 /// What a successful boot reports back to [`ControlPlane::start`].
@@ -212,12 +231,12 @@ impl ControlPlane {
             .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
 
         let (booted_tx, booted_rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (order_tx, order_rx) = mpsc::channel::<Order>();
         let supervisor = {
             let (assets, path) = (assets.to_path_buf(), path.clone());
             thread::Builder::new()
                 .name("control-plane".into())
-                .spawn(move || supervise(&assets, &path, booted_tx, stop_rx))
+                .spawn(move || supervise(&assets, &path, booted_tx, order_rx))
                 .map_err(|error| format!("cannot start the control plane thread: {error}"))?
         };
         let booted = match booted_rx.recv() {
@@ -246,7 +265,7 @@ impl ControlPlane {
             project_crds: booted.project_crds,
             startup_time,
             processes: Mutex::new(Some(Processes {
-                stop: stop_tx,
+                orders: order_tx,
                 supervisor,
                 dir,
             })),
@@ -440,6 +459,61 @@ impl ControlPlane {
         log_tail(&self.dir.join("kube-apiserver.log"), LOG_TAIL_LINES)
     }
 
+    /// Writes an admin kubeconfig for another server URL (e.g. a proxy in front of this apiserver)
+    /// and returns its path. TLS still verifies the apiserver's certificate, which names
+    /// 127.0.0.1, so a plain TCP proxy on loopback works.
+    pub fn write_admin_kubeconfig_for(&self, server: &str) -> PathBuf {
+        let number = self.kubeconfig_counter.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("kubeconfig-{number}.yaml"));
+        let tokens = fs::read_to_string(self.dir.join("tokens.csv"))
+            .unwrap_or_else(|error| panic!("reading tokens.csv: {error}"));
+        let token = tokens.split(',').next().unwrap_or_default();
+        write_kubeconfig_file(
+            &path,
+            server,
+            &self.dir.join("certs/apiserver.crt"),
+            "admin",
+            token,
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        path
+    }
+
+    /// Stops the kube-apiserver (SIGTERM, SIGKILL after 10 s) and leaves etcd running, to
+    /// simulate an apiserver restart or outage. Blocks until the process is gone. Use a private
+    /// control plane ([`ControlPlane::start`]) for this, not the shared one.
+    pub fn stop_apiserver(&self) {
+        self.order(Order::StopApiserver)
+            .unwrap_or_else(|error| panic!("stopping the kube-apiserver: {error}"));
+    }
+
+    /// Starts the kube-apiserver stopped by [`ControlPlane::stop_apiserver`] again, on the same
+    /// port with the same flags, certificates and etcd, and blocks until `/readyz` answers ok.
+    pub fn start_apiserver(&self) {
+        self.order(Order::StartApiserver)
+            .unwrap_or_else(|error| panic!("restarting the kube-apiserver: {error}"));
+    }
+
+    fn order(
+        &self,
+        order: impl FnOnce(mpsc::Sender<Result<(), String>>) -> Order,
+    ) -> Result<(), String> {
+        let orders = self
+            .processes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+            .map(|processes| processes.orders.clone())
+            .ok_or("the control plane is stopped")?;
+        let (reply_tx, reply_rx) = mpsc::channel();
+        orders
+            .send(order(reply_tx))
+            .map_err(|_| "the control plane thread is gone")?;
+        reply_rx
+            .recv()
+            .map_err(|_| "the control plane thread did not answer".to_string())?
+    }
+
     /// Stops the processes and removes the folder; idempotent. Dropping does the same.
     pub fn stop(&self) {
         let processes = self
@@ -448,12 +522,12 @@ impl ControlPlane {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
         if let Some(Processes {
-            stop,
+            orders,
             supervisor,
             dir,
         }) = processes
         {
-            drop(stop);
+            drop(orders);
             let _ = supervisor.join();
             if std::env::var_os(KEEP_ENV).is_some() {
                 let kept = dir.keep();
@@ -527,15 +601,31 @@ fn supervise(
     assets: &Path,
     dir: &Path,
     booted: mpsc::Sender<Result<Booted, String>>,
-    stop: mpsc::Receiver<()>,
+    orders: mpsc::Receiver<Order>,
 ) {
     let mut children = Vec::new();
-    let result = boot(assets, dir, &mut children);
-    let running = result.is_ok();
-    let _ = booted.send(result);
-    if running {
-        // Returns when the sender is dropped, i.e. on stop.
-        let _ = stop.recv();
+    let relaunch = match boot(assets, dir, &mut children) {
+        Ok((boot, relaunch)) => {
+            let _ = booted.send(Ok(boot));
+            Some(relaunch)
+        }
+        Err(error) => {
+            let _ = booted.send(Err(error));
+            None
+        }
+    };
+    if let Some(relaunch) = relaunch {
+        // Ends when the sender is dropped, i.e. on stop.
+        for order in orders.iter() {
+            match order {
+                Order::StopApiserver(reply) => {
+                    let _ = reply.send(stop_apiserver(&mut children));
+                }
+                Order::StartApiserver(reply) => {
+                    let _ = reply.send(start_apiserver(&relaunch, &mut children));
+                }
+            }
+        }
     }
     stop_processes(&mut children);
     // The folder itself is a TempDir removed by its owner; etcd's data may live outside it.
@@ -544,7 +634,91 @@ fn supervise(
     }
 }
 
-fn boot(assets: &Path, dir: &Path, children: &mut Vec<Supervised>) -> Result<Booted, String> {
+const APISERVER: &str = "kube-apiserver";
+
+/// Stops the kube-apiserver child the way a node stops it (SIGTERM, SIGKILL after 10 s).
+fn stop_apiserver(children: &mut Vec<Supervised>) -> Result<(), String> {
+    let index = children
+        .iter()
+        .position(|child| child.name == APISERVER)
+        .ok_or("the kube-apiserver is not running")?;
+    let mut apiserver = children.remove(index);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(apiserver.child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while matches!(apiserver.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = apiserver.child.kill();
+    apiserver
+        .child
+        .wait()
+        .map_err(|error| format!("cannot reap the kube-apiserver: {error}"))?;
+    Ok(())
+}
+
+/// Starts the kube-apiserver again from `relaunch` and waits for `/readyz`.
+fn start_apiserver(relaunch: &Relaunch, children: &mut Vec<Supervised>) -> Result<(), String> {
+    if children.iter().any(|child| child.name == APISERVER) {
+        return Err("the kube-apiserver is already running".into());
+    }
+    // Append to the first run's log, so one file tells the whole story.
+    let log = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&relaunch.log)
+        .map_err(|error| format!("cannot open {}: {error}", relaunch.log.display()))?;
+    let log_copy = log
+        .try_clone()
+        .map_err(|error| format!("cannot duplicate {}: {error}", relaunch.log.display()))?;
+    let mut command = Command::new(&relaunch.program);
+    command
+        .args(&relaunch.args)
+        .stdin(Stdio::null())
+        .stdout(log_copy)
+        .stderr(log);
+    super::die_with_spawning_thread(&mut command);
+    let child = command
+        .spawn()
+        .map_err(|error| format!("cannot start the kube-apiserver: {error}"))?;
+    children.push(Supervised {
+        name: APISERVER.into(),
+        child,
+    });
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot build a tokio runtime: {error}"))?;
+    runtime.block_on(async {
+        let client = client_from(config_from_kubeconfig(&relaunch.kubeconfig).await?);
+        let mut last_answer = String::from("no answer yet");
+        loop {
+            if let Some(exited) = exited_process(children) {
+                return Err(format!(
+                    "{exited}\n{}",
+                    log_tail(&relaunch.log, LOG_TAIL_LINES)
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "/readyz not ok after {STARTUP_TIMEOUT:?}; last answer: {last_answer}"
+                ));
+            }
+            match readyz(&client).await {
+                Ok(()) => return Ok(()),
+                Err(answer) => last_answer = answer,
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    })
+}
+
+fn boot(
+    assets: &Path,
+    dir: &Path,
+    children: &mut Vec<Supervised>,
+) -> Result<(Booted, Relaunch), String> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     let token = random_hex(24)?;
     fs::write(
@@ -587,26 +761,28 @@ fn boot(assets: &Path, dir: &Path, children: &mut Vec<Supervised>) -> Result<Boo
 
     let cert_dir = dir.join("certs");
     let key = service_account_key.display();
+    let apiserver_args: Vec<String> = vec![
+        format!("--etcd-servers={etcd_url}"),
+        "--bind-address=127.0.0.1".into(),
+        "--advertise-address=127.0.0.1".into(),
+        format!("--secure-port={apiserver_port}"),
+        format!("--cert-dir={}", cert_dir.display()),
+        format!("--token-auth-file={}", dir.join("tokens.csv").display()),
+        "--authorization-mode=RBAC".into(),
+        format!("--service-account-key-file={key}"),
+        format!("--service-account-signing-key-file={key}"),
+        "--service-account-issuer=https://kubernetes.default.svc".into(),
+        "--service-cluster-ip-range=10.0.0.0/24".into(),
+        // Its token controller lives in the (absent) controller-manager.
+        "--disable-admission-plugins=ServiceAccount".into(),
+        // Don't reconcile the `kubernetes` Endpoints: nothing routes to it here.
+        "--endpoint-reconciler-type=none".into(),
+        "--profiling=false".into(),
+    ];
+    let apiserver_log = dir.join("kube-apiserver.log");
     let apiserver = spawn_supervised(
-        Command::new(assets.join("kube-apiserver")).args([
-            format!("--etcd-servers={etcd_url}"),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
-            format!("--secure-port={apiserver_port}"),
-            format!("--cert-dir={}", cert_dir.display()),
-            format!("--token-auth-file={}", dir.join("tokens.csv").display()),
-            "--authorization-mode=RBAC".into(),
-            format!("--service-account-key-file={key}"),
-            format!("--service-account-signing-key-file={key}"),
-            "--service-account-issuer=https://kubernetes.default.svc".into(),
-            "--service-cluster-ip-range=10.0.0.0/24".into(),
-            // Its token controller lives in the (absent) controller-manager.
-            "--disable-admission-plugins=ServiceAccount".into(),
-            // Don't reconcile the `kubernetes` Endpoints: nothing routes to it here.
-            "--endpoint-reconciler-type=none".into(),
-            "--profiling=false".into(),
-        ]),
-        &dir.join("kube-apiserver.log"),
+        Command::new(assets.join(APISERVER)).args(&apiserver_args),
+        &apiserver_log,
     )?;
     children.push(apiserver);
 
@@ -668,12 +844,21 @@ fn boot(assets: &Path, dir: &Path, children: &mut Vec<Supervised>) -> Result<Boo
         } else {
             Vec::new()
         };
-        Ok(Booted {
-            url,
-            admin_config,
-            kubeconfig,
-            project_crds,
-        })
+        let relaunch = Relaunch {
+            program: assets.join(APISERVER),
+            args: apiserver_args,
+            log: apiserver_log,
+            kubeconfig: kubeconfig.clone(),
+        };
+        Ok((
+            Booted {
+                url,
+                admin_config,
+                kubeconfig,
+                project_crds,
+            },
+            relaunch,
+        ))
     })
 }
 
