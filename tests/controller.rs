@@ -883,7 +883,7 @@ async fn one_hostile_object_cannot_take_the_operator_down_for_the_others() {
         assert!(is(&object, "Ready", "False"), "{name}");
     }
 
-    let flooded = wait_until(api, "flood", Duration::from_secs(60), "synced", |o| {
+    let flooded = wait_until(api, "flood", Duration::from_secs(90), "synced", |o| {
         o.status
             .as_ref()
             .is_some_and(|s| s.last_sync_time.is_some())
@@ -897,7 +897,7 @@ async fn one_hostile_object_cannot_take_the_operator_down_for_the_others() {
     assert_eq!(status.matched_count, Some(9_000));
     assert_eq!(status.latest.len(), 64);
 
-    let refused = wait_until(api, "refused", Duration::from_secs(30), "Stalled", |o| {
+    let refused = wait_until(api, "refused", Duration::from_secs(90), "Stalled", |o| {
         is(o, "Stalled", "True")
     })
     .await;

@@ -224,4 +224,8 @@ pub struct LastError {
     /// What failed and what to do about it.
     pub message: String,
     pub time: Time,
+    /// Which credentials the answer was about (the Secret's resourceVersion): after a refusal,
+    /// a restarted operator leaves the access key alone until the cool-down ends or these change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_revision: Option<String>,
 }

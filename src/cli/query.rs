@@ -242,6 +242,7 @@ fn status_context<'a>(
         has_wait: manifest.spec.wait_for.is_some(),
         wait_started_at: started,
         wait_deadline: None,
+        credentials_revision: None,
         now,
     }
 }

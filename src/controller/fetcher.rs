@@ -46,13 +46,17 @@ use crate::dcs::{
 
 /// How long a credential refused with 401 / `APIG.0301` is not sent again: the gateway's own
 /// lock window (5 failures in 5 minutes lock the access key for 5 minutes).
-pub const AUTH_COOLDOWN: Duration = Duration::from_secs(5 * 60);
+pub use crate::dcs::AUTH_COOLDOWN;
 
 /// Authentication failures of one account at one endpoint within [`AUTH_COOLDOWN`] after which
 /// no credential that has not worked recently is tried for it there. Below the gateway's 5, leaving room for the
 /// account owner's other clients, so that tenants naming someone's access key with wrong secret
 /// keys cannot lock it.
 pub const AUTH_FAILURES_PER_ACCOUNT: usize = 3;
+
+/// How long a listing waits for one of its endpoint's slots before giving its reconcile slot
+/// back (a transient [`DcsError::EndpointBusy`]; the object polls again later).
+pub const ENDPOINT_QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// The shortest deadline of one listing (all pages, retries and waits).
 pub const LISTING_DEADLINE: Duration = Duration::from_secs(60);
@@ -289,8 +293,19 @@ impl SharedFetcher {
             }
         };
         let slots = self.endpoint_slots(&scope.0);
-        // The semaphore is never closed; were it, the listing would simply go unslotted.
-        let _slot = slots.acquire_owned().await.ok();
+        // Wait briefly for a slot, not for the whole deadline: a caller parked here holds one of
+        // the controller's reconcile slots, and a slow endpoint must not take them all. The
+        // semaphore is never closed; were it, the listing would simply go unslotted.
+        let _slot = match tokio::time::timeout(ENDPOINT_QUEUE_WAIT, slots.acquire_owned()).await {
+            Ok(slot) => slot.ok(),
+            Err(_) => {
+                let error = DcsError::EndpointBusy {
+                    endpoint: key.endpoint.clone(),
+                    in_flight: self.limits.listings_per_endpoint,
+                };
+                return (Err(Arc::new(error)), false);
+            }
+        };
         self.upstream_calls.fetch_add(1, Ordering::Relaxed);
         let gate: Arc<dyn RequestGate> = self.budget.clone();
         let result = client
@@ -953,5 +968,38 @@ generate:
         for (result, _) in results {
             assert!(matches!(*result.unwrap_err(), DcsError::Timeout { .. }));
         }
+
+        // With a long deadline, a caller over the cap gives its reconcile slot back after
+        // ENDPOINT_QUEUE_WAIT instead of waiting for the hanging listings to end.
+        let patient = Arc::new(SharedFetcher::with_limits(FetchLimits {
+            listing_deadline: Duration::from_secs(60),
+            listings_per_endpoint: 1,
+            ..roomy()
+        }));
+        let hanging = Credentials::ak_sk("HANGING", "sk");
+        let first = patient.clone();
+        let (first_key, first_client) = (
+            key_with(&endpoint, &hanging, 1000),
+            client_with(endpoint.clone(), hanging),
+        );
+        tokio::spawn(async move { first.fetch(first_key, first_client, Duration::ZERO).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let queued = Credentials::ak_sk("QUEUED", "sk");
+        let started = Instant::now();
+        let (result, _) = tokio::time::timeout(
+            Duration::from_secs(20),
+            patient.fetch(
+                key_with(&endpoint, &queued, 1000),
+                client_with(endpoint.clone(), queued),
+                Duration::ZERO,
+            ),
+        )
+        .await
+        .expect("the queued caller waited for the hanging listing");
+        assert!(matches!(
+            *result.unwrap_err(),
+            DcsError::EndpointBusy { in_flight: 1, .. }
+        ));
+        assert!(started.elapsed() >= ENDPOINT_QUEUE_WAIT);
     }
 }

@@ -21,7 +21,7 @@ use super::{Context, FIELD_MANAGER};
 use crate::api::conditions::{self, STALLED};
 use crate::api::time::to_chrono;
 use crate::api::{DcsTaskQuery, DcsTaskQueryStatus, WaitPhase};
-use crate::dcs::{CredentialSet, DcsClient, Endpoint};
+use crate::dcs::{ApiError, CredentialSet, DcsClient, DcsError, Endpoint, FailureClass};
 use crate::query::schedule::{PollKind, next_poll, no_later_than_deadline};
 use crate::query::{self, CredentialSource, PlanContext, PollOutcome, StatusContext};
 use k8s_openapi::api::core::v1::Secret;
@@ -112,6 +112,7 @@ pub async fn reconcile(
             .and_then(|plan| plan.as_ref().ok())
             .and_then(|plan| plan.wait.as_ref())
             .and_then(|wait| wait.deadline),
+        credentials_revision: None,
         now,
     };
 
@@ -260,6 +261,47 @@ async fn poll(
         }
     };
 
+    // Which credentials these are, persisted with errors: a Secret's resourceVersion.
+    let revision = match &source {
+        CredentialSource::Secret { namespace, name } => ctx
+            .secrets
+            .get(&ObjectRef::new(name).within(namespace))
+            .and_then(|secret| secret.metadata.resource_version.clone()),
+        _ => None,
+    };
+    let status_ctx = &StatusContext {
+        credentials_revision: revision.as_deref(),
+        ..*status_ctx
+    };
+    if let Some(refused) =
+        query::remembered_refusal(status_ctx.previous, revision.as_deref(), status_ctx.now)
+    {
+        // These very credentials were refused less than a cool-down ago (perhaps before a
+        // restart): another call could lock the access key. Keep the refusal as it stands.
+        let error = DcsError::Api {
+            endpoint: endpoint.to_string(),
+            error: ApiError {
+                http_status: refused
+                    .http_status
+                    .and_then(|code| u16::try_from(code).ok())
+                    .unwrap_or(401),
+                error_code: refused.error_code.clone(),
+                error_msg: refused.error_msg.clone(),
+                request_id: None,
+                retry_after: None,
+            },
+        };
+        let mut status = query::build_status(status_ctx, PollOutcome::FetchFailed(&error));
+        status.last_error = Some(refused.clone());
+        Metrics::count(&ctx.metrics.shared_fetches, "cooling_down");
+        return (
+            status,
+            PollKind::Failed {
+                consecutive: 1,
+                class: FailureClass::Auth,
+            },
+        );
+    }
     let request_key = RequestKey {
         endpoint: endpoint.to_string(),
         project_id: project.clone(),

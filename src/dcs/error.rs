@@ -12,6 +12,9 @@ pub const THROTTLED_CODE: &str = "APIG.0308";
 /// Gateway authentication failure (`APIG.0301`, HTTP 401). Five in a row lock the AK for 5 min.
 pub const AUTH_FAILED_CODE: &str = "APIG.0301";
 
+/// How long an access key is left alone after a refused call: the gateway's lock window.
+pub const AUTH_COOLDOWN: Duration = Duration::from_secs(5 * 60);
+
 /// The longest `error_msg` kept from an error answer, in bytes (DCS documents 1024 at most; an
 /// upstream may send megabytes). Longer messages are cut on a character boundary and marked.
 pub const MAX_ERROR_MSG_BYTES: usize = 512;
@@ -99,6 +102,11 @@ pub enum DcsError {
     #[error("could not reach the DCS API at {endpoint}: {detail}")]
     Transport { endpoint: String, detail: String },
 
+    #[error(
+        "the DCS API at {endpoint} is answering slowly: the operator already has {in_flight} listings in flight there, so this one waits for the next poll"
+    )]
+    EndpointBusy { endpoint: String, in_flight: usize },
+
     #[error("the DCS API at {endpoint} sent a response that is not the task list: {detail}")]
     Decode { endpoint: String, detail: String },
 
@@ -119,7 +127,9 @@ impl DcsError {
                     || error.error_code.as_deref() == Some(THROTTLED_CODE)
                     || (500..=599).contains(&error.http_status)
             }
-            DcsError::Timeout { .. } | DcsError::Transport { .. } => true,
+            DcsError::Timeout { .. }
+            | DcsError::Transport { .. }
+            | DcsError::EndpointBusy { .. } => true,
             DcsError::Decode { .. }
             | DcsError::Redirected { .. }
             | DcsError::BodyTooLarge { .. }

@@ -16,8 +16,8 @@ pub use client::{
 pub use credentials::{CredentialSet, Credentials, CredentialsError, SecretString};
 pub use endpoint::{AllowedEndpoint, Endpoint, EndpointError, EndpointPolicy};
 pub use error::{
-    AUTH_FAILED_CODE, ApiError, DcsError, FailureClass, MAX_ERROR_CODE_BYTES, MAX_ERROR_MSG_BYTES,
-    MAX_REQUEST_ID_BYTES, THROTTLED_CODE,
+    AUTH_COOLDOWN, AUTH_FAILED_CODE, ApiError, DcsError, FailureClass, MAX_ERROR_CODE_BYTES,
+    MAX_ERROR_MSG_BYTES, MAX_REQUEST_ID_BYTES, THROTTLED_CODE,
 };
 pub use model::{
     CenterTask, ListCenterTaskResponse, MAX_TASKS_PER_PAGE, TaskDetails, decode_task_page,

@@ -15,5 +15,7 @@ mod properties;
 pub use evaluate::{Evaluation, WaitVerdict, evaluate};
 pub use plan::{PlanContext, QueryPlan, WaitPlan, WaitTarget, plan};
 pub use project::{CredentialSource, ProjectError, choose_project};
-pub use report::{PollOutcome, StatusContext, build_status, initial_status, wait_started_at};
+pub use report::{
+    PollOutcome, StatusContext, build_status, initial_status, remembered_refusal, wait_started_at,
+};
 pub use validate::{FieldError, SpecErrors, validate};

@@ -169,6 +169,7 @@ proptest! {
             has_wait: spec.wait_for.is_some(),
             wait_started_at: created,
             wait_deadline: None,
+            credentials_revision: None,
             now,
         };
         match plan(&spec, &context) {

@@ -14,7 +14,7 @@ use crate::api::conditions::{
 };
 use crate::api::time::{from_chrono, to_chrono};
 use crate::api::{DcsTaskQueryStatus, LastError, WaitForStatus, WaitPhase};
-use crate::dcs::{DcsError, FailureClass};
+use crate::dcs::{AUTH_COOLDOWN, DcsError, FailureClass};
 
 /// Condition reasons, CamelCase as Kubernetes expects.
 pub mod reason {
@@ -72,6 +72,8 @@ pub struct StatusContext<'a> {
     pub wait_started_at: DateTime<Utc>,
     /// When this generation's wait times out (`waitFor.timeout` after `wait_started_at`).
     pub wait_deadline: Option<DateTime<Utc>>,
+    /// Identifies the credentials in use (a Secret's resourceVersion), recorded with errors.
+    pub credentials_revision: Option<&'a str>,
     pub now: DateTime<Utc>,
 }
 
@@ -79,6 +81,22 @@ pub struct StatusContext<'a> {
 /// last good answer. Throttling or a 5xx burst shorter than this shows only in `lastError`, so
 /// Argo CD and Flux health does not flap; a longer outage turns `Ready=False`/`Reconciling=True`.
 pub const GLITCH_GRACE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The refusal to keep honouring instead of calling: the persisted `lastError` says these very
+/// credentials (same `revision`) were refused less than [`AUTH_COOLDOWN`] ago. This carries the
+/// access key's cool-down across operator restarts; an edited Secret (new revision) lifts it.
+pub fn remembered_refusal<'a>(
+    previous: Option<&'a DcsTaskQueryStatus>,
+    revision: Option<&str>,
+    now: DateTime<Utc>,
+) -> Option<&'a LastError> {
+    let last = previous?.last_error.as_ref()?;
+    let refused = last.http_status == Some(401)
+        || last.error_code.as_deref() == Some(crate::dcs::AUTH_FAILED_CODE);
+    let same_credentials = revision.is_some() && last.credentials_revision.as_deref() == revision;
+    let age = (now - to_chrono(&last.time)).to_std().unwrap_or_default();
+    (refused && same_credentials && age < AUTH_COOLDOWN).then_some(last)
+}
 
 /// When the current generation's wait started: kept from the previous status when it describes
 /// the same generation; for generation 1 (or an object without generations) the object's
@@ -160,6 +178,7 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
                     .map(|msg| bounded(msg, MAX_MESSAGE_BYTES)),
                 message: bounded(&error.to_string(), MAX_MESSAGE_BYTES),
                 time: now.clone(),
+                credentials_revision: context.credentials_revision.map(str::to_string),
             });
             let message = error.to_string();
             match error.class() {
@@ -446,6 +465,7 @@ mod tests {
             has_wait: true,
             wait_started_at: at(0),
             wait_deadline: None,
+            credentials_revision: None,
             now: at(now),
         }
     }
@@ -687,6 +707,33 @@ mod tests {
         ctx.has_wait = false;
         let refused = build_status(&ctx, PollOutcome::FetchFailed(&api_error(403)));
         assert_eq!(status_of(&refused, STALLED), "True");
+    }
+
+    #[test]
+    fn a_refusal_is_remembered_for_the_same_credentials_until_the_cool_down_ends() {
+        let mut ctx = context(None, 1, 0);
+        ctx.credentials_revision = Some("41");
+        let refused = build_status(&ctx, PollOutcome::FetchFailed(&api_error(401)));
+        assert_eq!(
+            refused
+                .last_error
+                .as_ref()
+                .unwrap()
+                .credentials_revision
+                .as_deref(),
+            Some("41")
+        );
+        let soon = at(59);
+        assert!(remembered_refusal(Some(&refused), Some("41"), soon).is_some());
+        assert!(
+            remembered_refusal(Some(&refused), Some("42"), soon).is_none(),
+            "edited"
+        );
+        assert!(remembered_refusal(Some(&refused), None, soon).is_none());
+        let later = at(0) + chrono::TimeDelta::minutes(5);
+        assert!(remembered_refusal(Some(&refused), Some("41"), later).is_none());
+        let throttled = build_status(&ctx, PollOutcome::FetchFailed(&api_error(429)));
+        assert!(remembered_refusal(Some(&throttled), Some("41"), soon).is_none());
     }
 
     #[test]
