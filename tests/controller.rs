@@ -1250,3 +1250,66 @@ subjects:
     );
     assert!(!logs.contains("panicked"), "{logs}");
 }
+
+#[tokio::test]
+async fn a_refused_access_key_is_left_alone_across_objects_and_restarts_until_its_secret_changes() {
+    let f = Fixture::new("ak-cooldown", SETTLED_SCENARIO, false).await;
+    let (client, ns, sim, api) = (&f.client, &f.ns, &f.sim, &f.api);
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "dcs-credentials", "labels": {CREDENTIALS_LABEL: "true"}},
+        "stringData": {"accessKey": DEMO_ACCESS_KEY, "secretKey": "wrong-secret", "projectId": DEMO_PROJECT_ID}
+    }))
+    .unwrap();
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let first = f.controller(&[]);
+    // Five objects with different queries, one wrong secret key.
+    for n in 1..=5 {
+        f.create(&format!("q{n}"), json!({"query": {"limit": 100 + n}}))
+            .await;
+    }
+    for n in 1..=5 {
+        wait_until(
+            api,
+            &format!("q{n}"),
+            Duration::from_secs(30),
+            "Stalled",
+            |o| is(o, "Stalled", "True"),
+        )
+        .await;
+    }
+    let refused = sim.counts(DEMO_PROJECT_ID).unauthorized;
+    assert_eq!(refused, 1, "one refused call for five objects");
+    // A restart does not forget the refusal: no new call with the same credentials.
+    first.stop();
+    let _second = f.controller(&[]);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        sim.counts(DEMO_PROJECT_ID).unauthorized,
+        refused,
+        "called again after a restart"
+    );
+    // Fixing the Secret lifts the cool-down at once.
+    secrets
+        .patch(
+            "dcs-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"secretKey": DEMO_SECRET_KEY}})),
+        )
+        .await
+        .unwrap();
+    for n in 1..=5 {
+        wait_until(
+            api,
+            &format!("q{n}"),
+            Duration::from_secs(30),
+            "Ready",
+            |o| is(o, "Ready", "True"),
+        )
+        .await;
+    }
+}
