@@ -659,6 +659,32 @@ mod tests {
         assert_eq!(refreshed.conditions, done.conditions);
         assert_eq!(refreshed.task_count, Some(7), "the data is refreshed");
         assert_eq!(status_of(&refreshed, COMPLETE), "True");
+
+        // Long after, and with errors that would stall an unresolved wait.
+        let mut much_later = context(Some(&done), 1, 0);
+        much_later.now = at(0) + chrono::TimeDelta::hours(2);
+        much_later.wait_deadline = Some(at(30));
+        for error in [api_error(403), api_error(401), api_error(503)] {
+            let after = build_status(&much_later, PollOutcome::FetchFailed(&error));
+            assert_eq!(after.conditions, done.conditions, "{error}");
+            assert_eq!(after.wait_for, done.wait_for, "{error}");
+        }
+        let after = build_status(
+            &much_later,
+            PollOutcome::CredentialsUnavailable("Secret ns/x not found"),
+        );
+        assert_eq!(after.conditions, done.conditions);
+        assert_eq!(after.wait_for, done.wait_for);
+    }
+
+    #[test]
+    fn objects_without_a_wait_get_no_wait_clock() {
+        let mut ctx = context(None, 1, 50);
+        ctx.has_wait = false;
+        ctx.wait_deadline = Some(at(30));
+        let status = build_status(&ctx, PollOutcome::FetchFailed(&api_error(503)));
+        assert_eq!(status.wait_for, None);
+        assert!(conditions::find(&status.conditions, COMPLETE).is_none());
     }
 
     #[test]
