@@ -5,6 +5,7 @@
 //!
 //! Needs helm and yamllint: `export DCS_TOOLS_BIN=$(scripts/tools.sh)`.
 
+mod promql;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -1174,6 +1175,7 @@ fn typos_and_bad_values_fail_helm_template() {
         (&["--set", "replicas=2"], "replicas"),
         (&["--set", "image.tga=latest"], "tga"),
         (&["--set", "serviceMonitor.enable=true"], "enable"),
+        (&["--set", "prometheusRule.enable=true"], "enable"),
         (&["--set", "defaultCredentials.secretName=x"], "secretName"),
         (
             &["--set", "podDisruptionBudget.minAvailable=1"],
@@ -1359,4 +1361,154 @@ fn yamllint_passes_on_chart_values_examples_and_integrations() {
     ];
     args.extend(targets);
     tools::run_ok(&tools::yamllint(), &args);
+}
+
+// ---------------------------------------------------------------------------------------------
+// PrometheusRule
+
+/// The series names the operator's metrics make queryable, every family populated once (a
+/// family without samples is not rendered at all).
+fn operator_series() -> BTreeSet<String> {
+    use dcs_task_operator::controller::metrics::Metrics;
+    let metrics = Metrics::default();
+    for family in [
+        &metrics.upstream_calls,
+        &metrics.shared_fetches,
+        &metrics.reconciles,
+    ] {
+        Metrics::count(family, "ok");
+    }
+    metrics.upstream_latency.observe(0.1);
+    metrics.status_writes.inc();
+    metrics.set_objects(std::iter::empty());
+    promql::exposed_names(&metrics.render())
+}
+
+fn prometheus_rules(manifests: &Manifests) -> Vec<Value> {
+    let rule = manifests.one("PrometheusRule");
+    rule["spec"]["groups"]
+        .as_array()
+        .expect("spec.groups")
+        .iter()
+        .flat_map(|group| group["rules"].as_array().expect("group.rules").clone())
+        .collect()
+}
+
+#[test]
+fn prometheus_rule_renders_only_when_enabled_and_carries_its_labels() {
+    assert!(!render(&[]).has_kind("PrometheusRule"), "off by default");
+    for file in ["minimal-values.yaml", "sim-values.yaml"] {
+        assert!(
+            !render_values_file(file).has_kind("PrometheusRule"),
+            "{file}"
+        );
+    }
+    let manifests = render_values_file("all-values.yaml");
+    let rule = manifests.one("PrometheusRule");
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(rule["metadata"]["name"], "dcs-operator");
+    assert_eq!(rule["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(rule["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(
+        rule["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "Helm"
+    );
+    // The alerts select what the chart's ServiceMonitor scrapes: the metrics Service's job.
+    let service = manifests.one("Service");
+    let job = format!("job=\"{}\"", str_at(service, "/metadata/name"));
+    for rule in prometheus_rules(&manifests) {
+        let expr = rule["expr"].as_str().unwrap();
+        assert!(
+            expr.contains(&job),
+            "{} does not select {job}: {expr}",
+            rule["alert"]
+        );
+        assert!(
+            expr.contains(&format!("namespace=\"{NAMESPACE}\"")),
+            "{}: {expr}",
+            rule["alert"]
+        );
+    }
+}
+
+#[test]
+fn prometheus_rule_alerts_are_well_formed_and_query_only_exposed_metrics() {
+    let manifests = render(&["--set", "prometheusRule.enabled=true"]);
+    let rules = prometheus_rules(&manifests);
+    let exposed = operator_series();
+    assert!(
+        exposed.contains("dcs_task_operator_upstream_calls_total"),
+        "{exposed:?}"
+    );
+    let duration = regex::Regex::new(r"^([0-9]+(ms|s|m|h|d|w|y))+$").unwrap();
+    let mut names = BTreeSet::new();
+    let mut all = String::new();
+    for rule in &rules {
+        let alert = rule["alert"].as_str().expect("every rule is an alert");
+        assert!(names.insert(alert.to_string()), "{alert} twice");
+        assert!(
+            alert.starts_with("DcsTaskOperator")
+                && alert.chars().all(|c| c.is_ascii_alphanumeric()),
+            "{alert}: alert names are CamelCase with the operator's prefix"
+        );
+        let expr = rule["expr"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{alert}: no expr"));
+        assert!(!expr.trim().is_empty(), "{alert}: empty expr");
+        assert!(!expr.contains("{{"), "{alert}: template left in {expr}");
+        let mut depth = Vec::new();
+        for c in expr.chars() {
+            match c {
+                '(' | '{' | '[' => depth.push(c),
+                ')' | '}' | ']' => {
+                    let open = depth.pop();
+                    let expected = match c {
+                        ')' => '(',
+                        '}' => '{',
+                        _ => '[',
+                    };
+                    assert_eq!(open, Some(expected), "{alert}: unbalanced {expr}");
+                }
+                _ => {}
+            }
+        }
+        assert!(depth.is_empty(), "{alert}: unbalanced {expr}");
+        let metrics = promql::metric_names(expr);
+        assert!(!metrics.is_empty(), "{alert}: selects no metric: {expr}");
+        for metric in &metrics {
+            assert!(
+                exposed.contains(metric) || promql::SCRAPE_SERIES.contains(&metric.as_str()),
+                "{alert} queries {metric}, which the operator does not expose ({exposed:?})"
+            );
+        }
+        let for_ = rule["for"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{alert}: no `for`"));
+        assert!(duration.is_match(for_), "{alert}: for {for_:?}");
+        let severity = rule["labels"]["severity"].as_str().unwrap_or_default();
+        assert!(
+            ["warning", "critical"].contains(&severity),
+            "{alert}: severity {severity:?}"
+        );
+        for annotation in ["summary", "description"] {
+            assert!(
+                rule["annotations"][annotation]
+                    .as_str()
+                    .is_some_and(|text| text.trim().len() > 10),
+                "{alert}: annotations.{annotation}"
+            );
+        }
+        all.push_str(expr);
+        all.push('\n');
+    }
+    // What the alerts are for.
+    for needle in [
+        "outcome=\"auth_failed\"",
+        "server_error",
+        "phase=\"TimedOut\"",
+        "== 0",
+        "absent(up",
+    ] {
+        assert!(all.contains(needle), "no alert on {needle}:\n{all}");
+    }
 }

@@ -1313,3 +1313,80 @@ async fn a_refused_access_key_is_left_alone_across_objects_and_restarts_until_it
         .await;
     }
 }
+
+#[tokio::test]
+async fn an_ambiguous_name_wait_says_so_once_and_params_contains_picks_the_right_task() {
+    let scenario = r#"
+tasks:
+  - id: swap-a
+    name: masterStandbySwapJob
+    createdAt: "-2m"
+    status: SUCCESS
+    userName: pipeline
+    params: '{"instance_id":"inst-a"}'
+  - id: swap-b
+    name: masterStandbySwapJob
+    createdAt: "-1m"
+    status: SUCCESS
+    userName: ops
+    params: '{"instance_id":"inst-b"}'
+"#;
+    let f = Fixture::new("ambiguous-wait", scenario, true).await;
+    let _controller = f.controller(&[]);
+    f.create("any", json!({"waitFor": {"name": "masterStandbySwapJob"}}))
+        .await;
+    f.create(
+        "exact",
+        json!({"filter": {"paramsContains": ["inst-a"]},
+               "waitFor": {"name": "masterStandbySwapJob"}}),
+    )
+    .await;
+
+    let any = wait_until(&f.api, "any", Duration::from_secs(30), "Complete", |o| {
+        is(o, "Complete", "True")
+    })
+    .await;
+    let wait = any.status.as_ref().unwrap().wait_for.clone().unwrap();
+    assert_eq!(wait.matched_tasks, Some(2), "{wait:?}");
+    assert_eq!(
+        wait.task_id.as_deref(),
+        Some("swap-b"),
+        "the newest is chosen"
+    );
+    assert!(
+        wait.message.as_deref().unwrap_or("").contains("ambiguous"),
+        "{wait:?}"
+    );
+
+    let exact = wait_until(&f.api, "exact", Duration::from_secs(30), "Complete", |o| {
+        is(o, "Complete", "True")
+    })
+    .await;
+    let wait = exact.status.as_ref().unwrap().wait_for.clone().unwrap();
+    assert_eq!(wait.matched_tasks, Some(1), "{wait:?}");
+    assert_eq!(wait.task_id.as_deref(), Some("swap-a"));
+    assert_eq!(
+        exact.status.as_ref().unwrap().matched_count,
+        Some(1),
+        "the filter also narrows the task list"
+    );
+
+    // Events are published after the status write: give them a moment, then let a few
+    // polls pass to show the warning is not repeated.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let events = reasons(&events_for(&f.client, &f.ns, "any").await);
+        if events.contains_key("AmbiguousWait") || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let any_events = reasons(&events_for(&f.client, &f.ns, "any").await);
+    assert_eq!(any_events.get("AmbiguousWait"), Some(&1), "{any_events:?}");
+    assert_eq!(any_events.get("TaskSucceeded"), Some(&1), "{any_events:?}");
+    let exact_events = reasons(&events_for(&f.client, &f.ns, "exact").await);
+    assert_eq!(exact_events.get("AmbiguousWait"), None, "{exact_events:?}");
+    let described = f.plane.kubectl(&["describe", "dcstq", "any", "-n", &f.ns]);
+    assert!(described.contains("AmbiguousWait"), "{described}");
+}

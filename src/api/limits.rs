@@ -29,6 +29,25 @@ pub const MAX_LOOKBACK: Duration = Duration::from_secs(365 * 24 * 3600);
 /// `waitFor.timeout`: the longest a wait may last (thirty days; DCS jobs take minutes to hours).
 pub const MAX_WAIT_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// `filter.userNames`: most IAM user names one filter may list.
+pub const MAX_FILTER_USER_NAMES: u32 = 64;
+
+/// `filter.paramsContains`: most substrings one filter may list (each must appear in `params`).
+pub const MAX_FILTER_PARAMS_CONTAINS: u32 = 16;
+
+/// Longest single `filter.userNames` / `filter.paramsContains` item, in characters (the
+/// schema's `maxLength` counts characters too). IAM user names are at most 64 characters;
+/// ids inside `params` are far shorter than this.
+pub const MAX_FILTER_VALUE_CHARS: u32 = 256;
+
+/// Earliest `waitFor.createdAfter` accepted: the Unix epoch (the task center holds nothing
+/// older, and an earlier time would only make every task of the name count).
+pub const MIN_CREATED_AFTER_UNIX_SECONDS: i64 = 0;
+
+/// Latest `waitFor.createdAfter` accepted: `9999-01-01T00:00:00Z`, safely inside what both
+/// RFC 3339 (four-digit years) and Kubernetes' time type (which stops in late 9999) can hold.
+pub const MAX_CREATED_AFTER_UNIX_SECONDS: i64 = 253_370_764_800;
+
 /// One duration field and its bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DurationBounds {

@@ -52,6 +52,20 @@ use super::{limits, patterns};
     ),
     printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSyncTime"),
     printcolumn(
+        name = "Job",
+        type_ = "string",
+        description = "Job id of the awaited task (kubectl get -o wide)",
+        json_path = ".status.waitFor.jobId",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Error",
+        type_ = "string",
+        description = "DCS error code of the last failed call (kubectl get -o wide)",
+        json_path = ".status.lastError.errorCode",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -209,16 +223,49 @@ pub struct TaskFilter {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub job_ids: Vec<String>,
+    /// IAM user names (the task's `user_name`, exact and case-sensitive), e.g. the pipeline's
+    /// user. Also applies to `waitFor`: a task by another user cannot satisfy the wait.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = limits::MAX_FILTER_USER_NAMES),
+        inner(length(min = 1, max = limits::MAX_FILTER_VALUE_CHARS))
+    )]
+    pub user_names: Vec<String>,
+    /// Substrings that must ALL appear in the task's `params` text (case-sensitive), e.g. an
+    /// instance id. A task without `params` never matches. Also applies to `waitFor`: a task
+    /// whose `params` lack one of them cannot satisfy the wait.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = limits::MAX_FILTER_PARAMS_CONTAINS),
+        inner(length(min = 1, max = limits::MAX_FILTER_VALUE_CHARS))
+    )]
+    pub params_contains: Vec<String>,
 }
 
 impl TaskFilter {
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty() && self.statuses.is_empty() && self.job_ids.is_empty()
+        self.names.is_empty()
+            && self.statuses.is_empty()
+            && self.job_ids.is_empty()
+            && self.user_names.is_empty()
+            && self.params_contains.is_empty()
+    }
+
+    /// Whether the filter narrows which task a wait may follow (`userNames`,
+    /// `paramsContains`). `names`, `statuses` and `jobIds` only shape the task list: a wait
+    /// must see its task in every status to follow it to the end.
+    pub fn narrows_waits(&self) -> bool {
+        !self.user_names.is_empty() || !self.params_contains.is_empty()
     }
 }
 
 /// The task to wait for: by `jobId` (exact; the async DCS APIs return it) or by `name` (the
-/// newest task of that name created after `createdAfter`).
+/// newest task of that name created after `createdAfter`). Either way only tasks that pass
+/// `spec.filter.userNames` and `spec.filter.paramsContains` count; `spec.filter.names`,
+/// `statuses` and `jobIds` shape the task list only and never hide the awaited task.
+/// When several tasks match a `name` wait, the newest is followed, `status.waitFor.matchedTasks`
+/// says how many matched and an `AmbiguousWait` Warning event recommends `jobId` (or the
+/// `userNames`/`paramsContains` filters).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
@@ -241,13 +288,16 @@ pub struct WaitForSpec {
     #[schemars(length(min = 1, max = 128))]
     pub name: Option<String>,
 
-    /// Only tasks created at or after this time count (for `name`). Default: the object's
+    /// Only tasks created at or after this time count (for `name`; ignored with `jobId`, which
+    /// is exact). RFC 3339, e.g. `2026-11-27T12:00:00Z`, between 1970-01-01T00:00:00Z and
+    /// 9999-01-01T00:00:00Z: set it when a pipeline knows when it triggered the job (take a
+    /// little margin for clock skew). When set, `lookback` is not used. Default: the object's
     /// creation time minus `lookback`, so a job triggered just before apply still counts while
     /// an old success does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_after: Option<Time>,
 
-    /// See `createdAfter`; at most `8760h`.
+    /// See `createdAfter` (unused when `createdAfter` is set); at most `8760h`.
     #[serde(default = "default_lookback")]
     #[schemars(pattern(patterns::DURATION), length(max = limits::MAX_DURATION_CHARS))]
     pub lookback: String,

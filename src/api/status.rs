@@ -200,6 +200,11 @@ pub struct WaitForStatus {
     /// The awaited task's status as the API reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// How many listed tasks matched the wait (name, `createdAfter`, `spec.filter.userNames`
+    /// and `paramsContains`; or the job id). More than one for a `name` wait means the wait is
+    /// ambiguous: the newest (`taskId`) is followed; set `jobId` to be exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_tasks: Option<i64>,
     /// When this generation's wait started; the timeout counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,

@@ -484,6 +484,10 @@ async fn publish_transition_events(
             WaitPhase::Pending => {}
         }
     }
+    if let Some(note) = query::report::ambiguous_wait_note(&query.spec, previous, status) {
+        let reason = query::report::AMBIGUOUS_WAIT_EVENT;
+        events.push((EventType::Warning, reason, Some(note)));
+    }
     let stalled = |s: Option<&DcsTaskQueryStatus>| {
         s.and_then(|s| conditions::find(&s.conditions, STALLED))
             .filter(|c| c.status == "True")

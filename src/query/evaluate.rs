@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::plan::{QueryPlan, WaitPlan, WaitTarget};
-use crate::api::{LatestTask, TaskDetailsStatus, TaskStatus, WaitPhase};
+use crate::api::{LatestTask, TaskDetailsStatus, TaskFilter, TaskStatus, WaitPhase};
 use crate::dcs::{CenterTask, PageRequest, QueryTime, TaskDetails, TaskListing, TaskTime};
 
 /// Statuses after which a task will not change, used to decide whether to poll fast when no
@@ -61,7 +61,17 @@ pub struct Evaluation {
 pub struct WaitVerdict {
     pub phase: WaitPhase,
     pub task: Option<LatestTask>,
+    /// How many listed tasks matched the wait (the newest of them is `task`); more than one
+    /// for a `name` wait makes the wait ambiguous.
+    pub matched: usize,
     pub message: String,
+}
+
+impl WaitVerdict {
+    /// Several tasks matched a `name` wait: the newest was chosen, but maybe not the one meant.
+    pub fn is_ambiguous(&self, target: &WaitTarget) -> bool {
+        matches!(target, WaitTarget::Name { .. }) && self.matched > 1
+    }
 }
 
 /// Judges `listing` against `plan` at `now`.
@@ -99,7 +109,7 @@ pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> 
     let wait = plan
         .wait
         .as_ref()
-        .map(|wait| judge_wait(wait, &plan.page, &ordered, listing, now));
+        .map(|wait| judge_wait(wait, plan, &ordered, listing, now));
     let running = matched.iter().any(|task| is_running(plan, task));
     let awaiting = wait.as_ref().is_some_and(|w| {
         !w.phase.is_resolved()
@@ -146,6 +156,42 @@ fn passes_filter(plan: &QueryPlan, task: &CenterTask) -> bool {
     allowed(&plan.filter.names, &task.name)
         && allowed(&plan.filter.statuses, &task.status)
         && allowed(&plan.filter.job_ids, &task.job_id)
+        && passes_wait_filter(&plan.filter, task)
+}
+
+/// The part of the filter a wait honours: `userNames` (exact) and `paramsContains` (every
+/// substring in the untruncated `params`; a task without `params` fails a non-empty list).
+fn passes_wait_filter(filter: &TaskFilter, task: &CenterTask) -> bool {
+    let user = filter.user_names.is_empty()
+        || task
+            .user_name
+            .as_ref()
+            .is_some_and(|user| filter.user_names.contains(user));
+    let params = filter.params_contains.is_empty()
+        || task.params.as_deref().is_some_and(|params| {
+            filter
+                .params_contains
+                .iter()
+                .all(|needle| params.contains(needle.as_str()))
+        });
+    user && params
+}
+
+/// How the wait filter reads in a message: ` by user a or b whose params contain "x"`.
+fn describe_wait_filter(filter: &TaskFilter) -> String {
+    let mut text = String::new();
+    if !filter.user_names.is_empty() {
+        text.push_str(&format!(" by user {}", filter.user_names.join(" or ")));
+    }
+    if !filter.params_contains.is_empty() {
+        let quoted: Vec<String> = filter
+            .params_contains
+            .iter()
+            .map(|needle| format!("{needle:?}"))
+            .collect();
+        text.push_str(&format!(" whose params contain {}", quoted.join(" and ")));
+    }
+    text
 }
 
 /// Known to be still going: poll at `activeInterval`.
@@ -173,31 +219,39 @@ fn is_terminal(plan: &QueryPlan, task: &CenterTask) -> bool {
 
 fn judge_wait(
     wait: &WaitPlan,
-    page: &PageRequest,
+    plan: &QueryPlan,
     newest_first: &[&CenterTask],
     listing: &TaskListing,
     now: DateTime<Utc>,
 ) -> WaitVerdict {
-    let found = newest_first
+    let page: &PageRequest = &plan.page;
+    let candidates: Vec<&CenterTask> = newest_first
         .iter()
         .copied()
-        .find(|task| match &wait.target {
-            WaitTarget::JobId(job) => task.job_id.as_deref() == Some(job),
-            WaitTarget::Name {
-                name,
-                created_after,
-            } => {
-                task.name.as_deref() == Some(name)
-                    && task
-                        .created_at
-                        .as_ref()
-                        .and_then(|t| t.parsed)
-                        .is_some_and(|created| created >= *created_after)
-            }
-        });
+        .filter(|task| {
+            let target = match &wait.target {
+                WaitTarget::JobId(job) => task.job_id.as_deref() == Some(job),
+                WaitTarget::Name {
+                    name,
+                    created_after,
+                } => {
+                    task.name.as_deref() == Some(name)
+                        && task
+                            .created_at
+                            .as_ref()
+                            .and_then(|t| t.parsed)
+                            .is_some_and(|created| created >= *created_after)
+                }
+            };
+            target && passes_wait_filter(&plan.filter, task)
+        })
+        .collect();
+    let matched = candidates.len();
+    let found = candidates.first().copied();
+    let filtered = describe_wait_filter(&plan.filter);
     let timed_out = wait.deadline.is_some_and(|deadline| now >= deadline);
     let Some(task) = found else {
-        let mut message = format!("{} not found in the task list yet", wait.target);
+        let mut message = format!("{}{filtered} not found in the task list yet", wait.target);
         if !listing.complete {
             message
                 .push_str(" (paging stopped at spec.query.maxPages before the end of the window)");
@@ -218,19 +272,21 @@ fn judge_wait(
             WaitVerdict {
                 phase: WaitPhase::TimedOut,
                 task: None,
+                matched,
                 message: format!("timed out: {message}"),
             }
         } else {
             WaitVerdict {
                 phase: WaitPhase::Pending,
                 task: None,
+                matched,
                 message,
             }
         };
     };
     let status = task.status.as_deref().unwrap_or("");
     let shown = if status.is_empty() { "(none)" } else { status };
-    let id = task.id.as_deref().unwrap_or("?");
+    let id = truncate(task.id.as_deref().unwrap_or("?"), MAX_FIELD_BYTES);
     let (phase, message) = if wait.success_statuses.iter().any(|s| s == status) {
         (
             WaitPhase::Succeeded,
@@ -265,11 +321,18 @@ fn judge_wait(
             ),
         )
     };
-    WaitVerdict {
+    let mut verdict = WaitVerdict {
         phase,
         task: Some(latest_task(task)),
+        matched,
         message,
+    };
+    if verdict.is_ambiguous(&wait.target) {
+        verdict.message.push_str(&format!(
+            "; ambiguous: {matched} tasks matched and the newest was chosen: set spec.waitFor.jobId (or spec.filter.userNames/paramsContains) to pick one"
+        ));
     }
+    verdict
 }
 
 fn latest_task(task: &CenterTask) -> LatestTask {
@@ -734,5 +797,206 @@ mod tests {
         assert_eq!(e.omitted_names, 50_000 - MAX_LATEST_NAMES);
         assert!(e.latest.iter().any(|l| l.name == "name-49999"));
         assert!(!e.latest.iter().any(|l| l.name == "name-0"));
+    }
+
+    fn by(mut t: CenterTask, user: &str, params: Option<&str>) -> CenterTask {
+        t.user_name = Some(user.into());
+        t.params = params.map(String::from);
+        t
+    }
+
+    /// Two swaps of the same name on different instances, by different users.
+    fn two_swaps() -> Vec<CenterTask> {
+        vec![
+            by(
+                task("older", "masterStandbySwapJob", "EXECUTING", Some(at(1, 0))),
+                "pipeline",
+                Some(r#"{"instance_id":"inst-a"}"#),
+            ),
+            by(
+                task("newer", "masterStandbySwapJob", "SUCCESS", Some(at(2, 0))),
+                "ops",
+                Some(r#"{"instance_id":"inst-b"}"#),
+            ),
+        ]
+    }
+
+    #[test]
+    fn user_names_and_params_contains_filter_the_task_list() {
+        let context = PlanContext::starting_at(at(30, 0));
+        let mut tasks = two_swaps();
+        tasks.push(task(
+            "bare",
+            "masterStandbySwapJob",
+            "SUCCESS",
+            Some(at(3, 0)),
+        ));
+        let p = planned(
+            serde_json::json!({"filter": {"userNames": ["ops"]}}),
+            context,
+        );
+        assert_eq!(
+            ids(&evaluate(&p, &listing(tasks.clone()), at(30, 0))),
+            vec!["newer"]
+        );
+        let p = planned(
+            serde_json::json!({"filter": {"paramsContains": ["instance_id", "inst-a"]}}),
+            context,
+        );
+        let e = evaluate(&p, &listing(tasks.clone()), at(30, 0));
+        assert_eq!(
+            ids(&e),
+            vec!["older"],
+            "all substrings must appear; no params never matches"
+        );
+        let p = planned(
+            serde_json::json!({"filter": {"userNames": ["ops"], "paramsContains": ["inst-a"]}}),
+            context,
+        );
+        assert_eq!(evaluate(&p, &listing(tasks), at(30, 0)).matched_count, 0);
+    }
+
+    #[test]
+    fn a_name_wait_matching_several_tasks_says_so_and_follows_the_newest() {
+        let context = PlanContext::starting_at(at(0, 30));
+        let p = planned(
+            serde_json::json!({"waitFor": {"name": "masterStandbySwapJob"}}),
+            context,
+        );
+        let wait = evaluate(&p, &listing(two_swaps()), at(3, 0)).wait.unwrap();
+        assert_eq!(wait.matched, 2);
+        assert!(wait.is_ambiguous(&p.wait.as_ref().unwrap().target));
+        assert_eq!(wait.task.unwrap().id.as_deref(), Some("newer"));
+        assert_eq!(wait.phase, WaitPhase::Succeeded);
+        assert!(
+            wait.message.contains("ambiguous: 2 tasks matched"),
+            "{}",
+            wait.message
+        );
+        assert!(
+            wait.message.contains("spec.waitFor.jobId"),
+            "{}",
+            wait.message
+        );
+
+        // The filter's userNames/paramsContains pick the intended task, even an older one.
+        for filter in [
+            serde_json::json!({"paramsContains": ["inst-a"]}),
+            serde_json::json!({"userNames": ["pipeline"]}),
+        ] {
+            let p = planned(
+                serde_json::json!({"filter": filter, "waitFor": {"name": "masterStandbySwapJob"}}),
+                context,
+            );
+            let e = evaluate(&p, &listing(two_swaps()), at(3, 0));
+            let wait = e.wait.unwrap();
+            assert_eq!(wait.matched, 1, "{filter}");
+            assert!(!wait.message.contains("ambiguous"), "{}", wait.message);
+            assert_eq!(wait.task.unwrap().id.as_deref(), Some("older"));
+            assert_eq!(wait.phase, WaitPhase::Pending);
+            assert!(e.active);
+        }
+    }
+
+    #[test]
+    fn a_wait_the_filter_rejects_is_not_found_and_says_which_filter() {
+        let p = planned(
+            serde_json::json!({"filter": {"userNames": ["robot"], "paramsContains": ["inst-c"]},
+                "waitFor": {"name": "masterStandbySwapJob"}}),
+            PlanContext::starting_at(at(0, 30)),
+        );
+        let wait = evaluate(&p, &listing(two_swaps()), at(3, 0)).wait.unwrap();
+        assert_eq!(wait.phase, WaitPhase::Pending);
+        assert_eq!(wait.matched, 0);
+        assert!(
+            wait.message
+                .contains(r#"by user robot whose params contain "inst-c" not found"#),
+            "{}",
+            wait.message
+        );
+    }
+
+    #[test]
+    fn names_statuses_and_job_ids_filters_never_hide_the_awaited_task() {
+        let p = planned(
+            serde_json::json!({"filter": {"statuses": ["SUCCESS"], "names": ["EXTEND"], "jobIds": ["x"]},
+                "waitFor": {"jobId": "job-older"}}),
+            PlanContext::starting_at(at(0, 30)),
+        );
+        let e = evaluate(&p, &listing(two_swaps()), at(3, 0));
+        assert_eq!(e.matched_count, 0);
+        let wait = e.wait.unwrap();
+        assert_eq!(wait.task.unwrap().id.as_deref(), Some("older"));
+        assert_eq!(wait.phase, WaitPhase::Pending);
+    }
+
+    #[test]
+    fn a_job_id_seen_twice_is_counted_but_not_ambiguous() {
+        let p = planned(
+            serde_json::json!({"waitFor": {"jobId": "J"}}),
+            PlanContext::starting_at(at(0, 0)),
+        );
+        let mut tasks = two_swaps();
+        for t in &mut tasks {
+            t.job_id = Some("J".into());
+        }
+        let wait = evaluate(&p, &listing(tasks), at(3, 0)).wait.unwrap();
+        assert_eq!(wait.matched, 2);
+        assert!(!wait.is_ambiguous(&p.wait.as_ref().unwrap().target));
+        assert!(!wait.message.contains("ambiguous"), "{}", wait.message);
+    }
+
+    #[test]
+    fn an_explicit_created_after_replaces_the_lookback() {
+        // The object is created at 12:30; the pipeline says it triggered the job at 12:01:30.
+        let p = planned(
+            serde_json::json!({"waitFor": {"name": "masterStandbySwapJob",
+                "createdAfter": "2026-11-27T12:01:30Z", "lookback": "1m"}}),
+            PlanContext::starting_at(at(30, 0)),
+        );
+        let wait = evaluate(&p, &listing(two_swaps()), at(30, 5)).wait.unwrap();
+        assert_eq!(wait.matched, 1, "{}", wait.message);
+        assert_eq!(wait.task.unwrap().id.as_deref(), Some("newer"));
+
+        // Extreme times plan and judge without panicking: nothing or everything counts.
+        for (created_after, matched) in [("9999-01-01T00:00:00Z", 0), ("1970-01-01T00:00:00Z", 2)] {
+            let p = planned(
+                serde_json::json!({"waitFor": {"name": "masterStandbySwapJob", "createdAfter": created_after}}),
+                PlanContext::starting_at(at(30, 0)),
+            );
+            let wait = evaluate(&p, &listing(two_swaps()), at(30, 5)).wait.unwrap();
+            assert_eq!(wait.matched, matched, "{created_after}");
+            assert!(
+                wait.message.contains(&created_after[..10]),
+                "{}",
+                wait.message
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_params_and_filters_stay_fast_and_bounded() {
+        let needle = "n".repeat(crate::api::limits::MAX_FILTER_VALUE_CHARS as usize);
+        let filter: Vec<String> =
+            vec![needle; crate::api::limits::MAX_FILTER_PARAMS_CONTAINS as usize];
+        let p = planned(
+            serde_json::json!({"filter": {"paramsContains": filter}, "waitFor": {"name": "X"}}),
+            PlanContext::starting_at(at(0, 0)),
+        );
+        let params = "n".repeat(100_000);
+        let tasks: Vec<CenterTask> = (0..200)
+            .map(|i| {
+                by(
+                    task(&format!("{i:03}"), "X", "SUCCESS", Some(at(1, 0))),
+                    "u",
+                    Some(&params),
+                )
+            })
+            .collect();
+        let e = evaluate(&p, &listing(tasks), at(2, 0));
+        assert_eq!(e.matched_count, 200);
+        let wait = e.wait.unwrap();
+        assert_eq!(wait.matched, 200);
+        assert!(wait.task.unwrap().id.unwrap().len() <= MAX_FIELD_BYTES);
     }
 }

@@ -13,7 +13,7 @@ use crate::api::conditions::{
     self, COMPLETE, ConditionStatus, DesiredCondition, FAILED, READY, RECONCILING, STALLED,
 };
 use crate::api::time::{from_chrono, to_chrono};
-use crate::api::{DcsTaskQueryStatus, LastError, WaitForStatus, WaitPhase};
+use crate::api::{DcsTaskQuerySpec, DcsTaskQueryStatus, LastError, WaitForStatus, WaitPhase};
 use crate::dcs::{AUTH_COOLDOWN, DcsError, FailureClass};
 
 /// Condition reasons, CamelCase as Kubernetes expects.
@@ -160,6 +160,7 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
                     task_id: verdict.task.as_ref().and_then(|t| t.id.clone()),
                     job_id: verdict.task.as_ref().and_then(|t| t.job_id.clone()),
                     status: verdict.task.as_ref().and_then(|t| t.status.clone()),
+                    matched_tasks: i64::try_from(verdict.matched).ok(),
                     started_at: Some(from_chrono(context.wait_started_at)),
                     message: Some(bounded(&verdict.message, MAX_MESSAGE_BYTES)),
                 });
@@ -248,6 +249,47 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
     status
 }
 
+/// Event reason when a `waitFor.name` matched several tasks (searchable in `kubectl describe`).
+pub const AMBIGUOUS_WAIT_EVENT: &str = "AmbiguousWait";
+
+/// The note of the `AmbiguousWait` Warning event, when `status` is the first of its generation
+/// to show a `waitFor.name` matching more than one task; `None` otherwise (a `jobId` wait is
+/// exact, and a generation whose previous status already said so is not told again).
+pub fn ambiguous_wait_note(
+    spec: &DcsTaskQuerySpec,
+    previous: Option<&DcsTaskQueryStatus>,
+    status: &DcsTaskQueryStatus,
+) -> Option<String> {
+    let wait_spec = spec.wait_for.as_ref()?;
+    let name = wait_spec
+        .name
+        .as_deref()
+        .filter(|_| wait_spec.job_id.is_none())?;
+    let wait = status.wait_for.as_ref()?;
+    let matched = wait.matched_tasks.filter(|&n| n > 1)?;
+    let told_before = previous
+        .filter(|p| p.observed_generation == status.observed_generation)
+        .and_then(|p| p.wait_for.as_ref())
+        .and_then(|w| w.matched_tasks)
+        .is_some_and(|n| n > 1);
+    if told_before {
+        return None;
+    }
+    let chosen = wait
+        .task_id
+        .as_deref()
+        .map(|id| format!(" (task {id})"))
+        .unwrap_or_default();
+    Some(bounded(
+        &format!(
+            "{matched} tasks named {name} match spec.waitFor; following the newest{chosen}. \
+             Set spec.waitFor.jobId to the job id the DCS API returned, or narrow the match with \
+             spec.filter.userNames / spec.filter.paramsContains"
+        ),
+        MAX_MESSAGE_BYTES,
+    ))
+}
+
 /// A poll brought no answer: keep the wait's clock in status (so it survives restarts) and, once
 /// the deadline has passed, time the wait out. Returns the conditions of a timeout.
 fn run_wait_clock(
@@ -265,6 +307,7 @@ fn run_wait_clock(
         task_id: None,
         job_id: None,
         status: None,
+        matched_tasks: None,
     });
     if wait.started_at.is_none() {
         wait.started_at = Some(from_chrono(context.wait_started_at));
@@ -486,6 +529,7 @@ mod tests {
                     created_at: None,
                     updated_at: None,
                 }),
+                matched: 1,
                 message: "m".into(),
             }),
             active: !phase.is_resolved(),
@@ -925,5 +969,56 @@ mod tests {
         assert_eq!(status_of(&s, READY), "Unknown");
         assert_eq!(status_of(&s, RECONCILING), "True");
         assert_eq!(status_of(&s, COMPLETE), "Unknown");
+    }
+
+    #[test]
+    fn matched_tasks_is_written_and_ambiguity_is_told_once_per_generation() {
+        let spec: DcsTaskQuerySpec = serde_json::from_value(serde_json::json!({
+            "region": "cn-north-4", "waitFor": {"name": "masterStandbySwapJob"}
+        }))
+        .unwrap();
+        let with_matched = |matched: usize| {
+            let mut e = evaluation(WaitPhase::Pending);
+            e.wait.as_mut().unwrap().matched = matched;
+            e
+        };
+        let one = build_status(&context(None, 1, 1), PollOutcome::Fetched(&with_matched(1)));
+        assert_eq!(one.wait_for.as_ref().unwrap().matched_tasks, Some(1));
+        assert_eq!(ambiguous_wait_note(&spec, None, &one), None);
+
+        let two = build_status(
+            &context(Some(&one), 1, 2),
+            PollOutcome::Fetched(&with_matched(2)),
+        );
+        assert_eq!(two.wait_for.as_ref().unwrap().matched_tasks, Some(2));
+        let note = ambiguous_wait_note(&spec, Some(&one), &two).unwrap();
+        assert!(
+            note.starts_with("2 tasks named masterStandbySwapJob"),
+            "{note}"
+        );
+        assert!(
+            note.contains("(task t1)") && note.contains("spec.waitFor.jobId"),
+            "{note}"
+        );
+
+        // Told already for this generation: not again, even when the count grows...
+        let three = build_status(
+            &context(Some(&two), 1, 3),
+            PollOutcome::Fetched(&with_matched(3)),
+        );
+        assert_eq!(ambiguous_wait_note(&spec, Some(&two), &three), None);
+        // ...but a new generation is told again.
+        let next = build_status(
+            &context(Some(&three), 2, 4),
+            PollOutcome::Fetched(&with_matched(2)),
+        );
+        assert!(ambiguous_wait_note(&spec, Some(&three), &next).is_some());
+
+        // A job id is exact: never ambiguous.
+        let by_job: DcsTaskQuerySpec = serde_json::from_value(serde_json::json!({
+            "region": "cn-north-4", "waitFor": {"jobId": "j1"}
+        }))
+        .unwrap();
+        assert_eq!(ambiguous_wait_note(&by_job, Some(&one), &two), None);
     }
 }

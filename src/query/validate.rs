@@ -114,6 +114,13 @@ impl Checker {
     }
 }
 
+/// A Unix time in RFC 3339 (seconds, `Z`), for messages.
+fn rfc3339(seconds: i64) -> String {
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| seconds.to_string())
+}
+
 fn compiled(pattern: &str) -> Regex {
     Regex::new(pattern).expect("the API patterns are valid regular expressions")
 }
@@ -217,12 +224,46 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
         ("spec.filter.names", &spec.filter.names, 64),
         ("spec.filter.statuses", &spec.filter.statuses, 64),
         ("spec.filter.jobIds", &spec.filter.job_ids, 256),
+        (
+            "spec.filter.userNames",
+            &spec.filter.user_names,
+            limits::MAX_FILTER_USER_NAMES as usize,
+        ),
+        (
+            "spec.filter.paramsContains",
+            &spec.filter.params_contains,
+            limits::MAX_FILTER_PARAMS_CONTAINS as usize,
+        ),
     ] {
         if list.len() > max {
             check.fail(
                 field,
                 format!("must have at most {max} items (got {})", list.len()),
             );
+        }
+    }
+    let max_chars = limits::MAX_FILTER_VALUE_CHARS as usize;
+    for (field, list, max_items) in [
+        (
+            "spec.filter.userNames",
+            &spec.filter.user_names,
+            limits::MAX_FILTER_USER_NAMES,
+        ),
+        (
+            "spec.filter.paramsContains",
+            &spec.filter.params_contains,
+            limits::MAX_FILTER_PARAMS_CONTAINS,
+        ),
+    ] {
+        // An over-long list was refused above: its items beyond the limit are not read.
+        for (index, item) in list.iter().enumerate().take(max_items as usize) {
+            let chars = item.chars().count();
+            if chars == 0 || chars > max_chars {
+                check.fail(
+                    &format!("{field}[{index}]"),
+                    format!("must be 1 to {max_chars} characters (got {chars})"),
+                );
+            }
         }
     }
 
@@ -253,6 +294,22 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
         ] {
             if value.as_deref().is_some_and(str::is_empty) {
                 check.fail(field, "must not be empty");
+            }
+        }
+        if let Some(created_after) = &wait.created_after {
+            let seconds = created_after.0.as_second();
+            if !(limits::MIN_CREATED_AFTER_UNIX_SECONDS..=limits::MAX_CREATED_AFTER_UNIX_SECONDS)
+                .contains(&seconds)
+            {
+                check.fail(
+                    "spec.waitFor.createdAfter",
+                    format!(
+                        "must be between {} and {} (got {})",
+                        rfc3339(limits::MIN_CREATED_AFTER_UNIX_SECONDS),
+                        rfc3339(limits::MAX_CREATED_AFTER_UNIX_SECONDS),
+                        created_after.0
+                    ),
+                );
             }
         }
         lookback = check.duration("spec.waitFor.lookback", &wait.lookback, limits::LOOKBACK);
@@ -488,5 +545,75 @@ mod tests {
         );
         assert!(message.contains("spec.query.limit"), "{message}");
         assert!(message.contains("spec.interval"), "{message}");
+    }
+
+    #[test]
+    fn user_names_and_params_contains_are_bounded_like_the_schema() {
+        use crate::api::limits::{
+            MAX_FILTER_PARAMS_CONTAINS, MAX_FILTER_USER_NAMES, MAX_FILTER_VALUE_CHARS,
+        };
+        let longest = "名".repeat(MAX_FILTER_VALUE_CHARS as usize);
+        let mut s = spec();
+        s.filter.user_names = vec![longest.clone(); MAX_FILTER_USER_NAMES as usize];
+        s.filter.params_contains = vec![longest.clone(); MAX_FILTER_PARAMS_CONTAINS as usize];
+        assert!(validate(&s).is_ok(), "characters, not bytes, are counted");
+
+        let mut s = spec();
+        s.filter.user_names = vec!["u".into(); MAX_FILTER_USER_NAMES as usize + 1];
+        assert_refused(&s, "spec.filter.userNames", "at most 64 items");
+        let mut s = spec();
+        s.filter.params_contains = vec!["p".into(); MAX_FILTER_PARAMS_CONTAINS as usize + 1];
+        assert_refused(&s, "spec.filter.paramsContains", "at most 16 items");
+
+        let mut s = spec();
+        s.filter.user_names = vec!["ok".into(), String::new()];
+        s.filter.params_contains = vec![format!("{longest}x")];
+        assert_refused(
+            &s,
+            "spec.filter.userNames[1]",
+            "1 to 256 characters (got 0)",
+        );
+        assert_refused(&s, "spec.filter.paramsContains[0]", "(got 257)");
+
+        // A huge list is refused without one message per item.
+        let mut s = spec();
+        s.filter.user_names = vec![String::new(); 100_000];
+        assert!(errors(&s).len() <= 1 + MAX_FILTER_USER_NAMES as usize);
+    }
+
+    #[test]
+    fn created_after_is_settable_and_bounded() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        use k8s_openapi::jiff::Timestamp;
+        let with = |time: Time| {
+            let mut s = spec();
+            let mut w = wait(None, Some("masterStandbySwapJob"));
+            w.created_after = Some(time);
+            s.wait_for = Some(w);
+            s
+        };
+        let explicit: DcsTaskQuerySpec = serde_json::from_value(serde_json::json!({
+            "region": "cn-north-4",
+            "waitFor": {"name": "masterStandbySwapJob", "createdAfter": "2026-11-27T12:00:00Z"}
+        }))
+        .unwrap();
+        assert!(validate(&explicit).is_ok());
+        for (seconds, ok) in [
+            (limits::MIN_CREATED_AFTER_UNIX_SECONDS, true),
+            (limits::MAX_CREATED_AFTER_UNIX_SECONDS, true),
+            (limits::MIN_CREATED_AFTER_UNIX_SECONDS - 1, false),
+            (limits::MAX_CREATED_AFTER_UNIX_SECONDS + 1, false),
+        ] {
+            let s = with(Time(Timestamp::new(seconds, 0).unwrap()));
+            assert_eq!(validate(&s).is_ok(), ok, "{seconds}");
+        }
+        for extreme in [Timestamp::MIN, Timestamp::MAX] {
+            let s = with(Time(extreme));
+            assert_refused(
+                &s,
+                "spec.waitFor.createdAfter",
+                "between 1970-01-01T00:00:00Z and 9999-01-01T00:00:00Z",
+            );
+        }
     }
 }
