@@ -479,19 +479,13 @@ fn credentials_come_only_from_the_environment() {
     assert_eq!(sim.counts(DEMO_PROJECT_ID).ok, 1);
     sim.reset_stats();
 
-    // Missing or incomplete credentials, or no project: exit 2 naming what to set, no request.
+    // Missing or incomplete credentials: exit 2 naming what to set, no request. (Without a
+    // project id the project is discovered: see the next test.)
     for (env, expected) in [
         (&[][..], "HUAWEICLOUD_SDK_AK"),
         (
             &[("HUAWEICLOUD_SDK_AK", DEMO_ACCESS_KEY)][..],
             "HUAWEICLOUD_SDK_AK is set but HUAWEICLOUD_SDK_SK is not",
-        ),
-        (
-            &[
-                ("HUAWEICLOUD_SDK_AK", DEMO_ACCESS_KEY),
-                ("HUAWEICLOUD_SDK_SK", DEMO_SECRET_KEY),
-            ][..],
-            "spec.projectId",
         ),
     ] {
         let output = run(env);
@@ -503,6 +497,68 @@ fn credentials_come_only_from_the_environment() {
         );
         assert_eq!(sim.total_requests(), 0, "{}", describe(&output));
     }
+}
+
+#[test]
+fn the_project_id_is_discovered_through_iam_when_none_is_given() {
+    let sim = SimProcess::start(None, &[]);
+    let files = Manifests::new();
+    let env = [
+        ("HUAWEICLOUD_SDK_AK", DEMO_ACCESS_KEY),
+        ("HUAWEICLOUD_SDK_SK", DEMO_SECRET_KEY),
+        ("HUAWEICLOUD_SDK_IAM_ENDPOINT", sim.base_url()),
+    ];
+    let run = |region: &str, allow: &[&str]| {
+        let manifest = files.write(region, json!({"region": region}));
+        let mut args = vec![
+            "query",
+            "-f",
+            path_arg(&manifest),
+            "--endpoint",
+            sim.base_url(),
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(allow);
+        run_cli(&args, &env)
+    };
+    let allow = ["--allow-endpoint", ALLOW_LOOPBACK];
+
+    // The simulator's IAM names the demo project for cn-north-4: one IAM call, then the list.
+    let output = run("cn-north-4", &allow);
+    assert_exit(&output, 0);
+    assert_eq!(status_of(&output)["projectId"], DEMO_PROJECT_ID);
+    assert_eq!(sim.counts(DEMO_PROJECT_ID).ok, 1);
+    assert_eq!(sim.stats()["iam"]["ok"], 1, "{}", sim.stats());
+
+    // A region without a project: exit 1, the exact reason, Stalled, and no task-list call.
+    sim.reset_stats();
+    let output = run("eu-west-101", &allow);
+    assert_exit(&output, 1);
+    let message = stderr(&output);
+    assert!(
+        message.contains("IAM lists no project named \"eu-west-101\"")
+            && message.contains("set spec.projectId"),
+        "{}",
+        describe(&output)
+    );
+    let stalled = condition(&status_of(&output), "Stalled").clone();
+    assert_eq!(stalled["reason"], "ProjectDiscoveryFailed", "{stalled}");
+    assert_eq!(sim.stats()["iam"]["requests"], 1);
+    assert_eq!(sim.total_requests(), 0);
+
+    // A non-default IAM endpoint must pass the allow-list, like a DCS endpoint (the typed
+    // --endpoint allows only its own origin): no request.
+    sim.reset_stats();
+    let output = run("cn-north-4", &["--iam-endpoint", "http://127.0.0.1:1"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("--allow-endpoint"),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(sim.stats()["iam"]["requests"], 0);
+    assert_eq!(sim.total_requests(), 0);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -33,8 +33,23 @@ impl ControllerProcess {
         Self::start_as(&kubeconfig, namespace, extra)
     }
 
+    /// Like [`ControllerProcess::start`], with `env` added to the process's environment.
+    fn start_with_env(namespace: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let kubeconfig = ControlPlane::shared().kubeconfig_path().to_path_buf();
+        Self::start_full(&kubeconfig, namespace, extra, env)
+    }
+
     /// Like [`ControllerProcess::start`], authenticated by `kubeconfig`.
     fn start_as(kubeconfig: &std::path::Path, namespace: &str, extra: &[&str]) -> Self {
+        Self::start_full(kubeconfig, namespace, extra, &[])
+    }
+
+    fn start_full(
+        kubeconfig: &std::path::Path,
+        namespace: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec![
@@ -50,7 +65,9 @@ impl ControllerProcess {
         ];
         args.extend_from_slice(extra);
         let kubeconfig = kubeconfig.to_str().unwrap().to_string();
-        let process = CliProcess::spawn(&args, &[("KUBECONFIG", kubeconfig.as_str())]);
+        let mut all_env = vec![("KUBECONFIG", kubeconfig.as_str())];
+        all_env.extend_from_slice(env);
+        let process = CliProcess::spawn(&args, &all_env);
         Self {
             process: Some(process),
             metrics_url: format!("http://{listen}/metrics"),
@@ -1389,4 +1406,57 @@ tasks:
     assert_eq!(exact_events.get("AmbiguousWait"), None, "{exact_events:?}");
     let described = f.plane.kubectl(&["describe", "dcstq", "any", "-n", &f.ns]);
     assert!(described.contains("AmbiguousWait"), "{described}");
+}
+
+/// A Secret without `projectId`: the controller discovers the project through IAM (the
+/// simulator's, named by `HUAWEICLOUD_SDK_IAM_ENDPOINT` as with the SDKs), shows it in
+/// `status.projectId`, and asks IAM once, not at every poll. A region IAM knows no project for
+/// stalls with the exact reason.
+#[tokio::test]
+async fn a_project_id_is_discovered_once_through_iam_and_shown_in_status() {
+    let f = Fixture::new("discovery", SETTLED_SCENARIO, false).await;
+    let (sim, api) = (&f.sim, &f.api);
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "dcs-credentials", "labels": {CREDENTIALS_LABEL: "true"}},
+        "stringData": {"accessKey": DEMO_ACCESS_KEY, "secretKey": DEMO_SECRET_KEY}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(f.client.clone(), &f.ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let _controller = ControllerProcess::start_with_env(
+        &f.ns,
+        &[],
+        &[("HUAWEICLOUD_SDK_IAM_ENDPOINT", sim.base_url())],
+    );
+    f.create("q", json!({})).await;
+    let ready = wait_until(api, "q", Duration::from_secs(30), "Ready", |o| {
+        is(o, "Ready", "True")
+    })
+    .await;
+    let status = ready.status.as_ref().unwrap();
+    assert_eq!(status.project_id.as_deref(), Some(DEMO_PROJECT_ID));
+    // Two more polls (activeInterval 2 s, interval 10 s): still the one IAM call.
+    let polls_before = sim.counts(DEMO_PROJECT_ID).ok;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while sim.counts(DEMO_PROJECT_ID).ok < polls_before + 2 {
+        assert!(Instant::now() < deadline, "no further polls");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(sim.stats()["iam"]["requests"], 1, "{}", sim.stats());
+
+    f.create("nowhere", json!({"region": "eu-west-101"})).await;
+    let stalled = wait_until(api, "nowhere", Duration::from_secs(30), "Stalled", |o| {
+        is(o, "Stalled", "True")
+    })
+    .await;
+    let (_, reason, message, _) = condition(&stalled, "Stalled").unwrap();
+    assert_eq!(reason, "ProjectDiscoveryFailed");
+    assert!(
+        message.contains("no project named \"eu-west-101\""),
+        "{message}"
+    );
+    assert_eq!(stalled.status.as_ref().unwrap().project_id, None);
 }

@@ -49,6 +49,11 @@ pub struct DcsTaskQueryStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
 
+    /// The project queried: `spec.projectId`, the credentials' `projectId`, or the one
+    /// discovered through IAM (`GET /v3/projects?name={spec.region}`) when neither names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
+
     /// Echo of the `reconcile.fluxcd.io/requestedAt` annotation last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,

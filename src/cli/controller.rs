@@ -4,7 +4,7 @@ use super::ControllerArgs;
 use crate::controller::credentials::{DefaultCredentials, NamespaceScope};
 use crate::controller::leader::LeaseSettings;
 use crate::controller::{self, ControllerConfig, ControllerError};
-use crate::dcs::{CredentialSet, CredentialsError, EndpointPolicy};
+use crate::dcs::{CredentialSet, CredentialsError, EndpointError, EndpointPolicy};
 use crate::sim::SimError;
 
 /// Invalid controller flags or environment.
@@ -20,6 +20,8 @@ pub enum ControllerCommandError {
         "--default-credentials-namespaces and --default-credentials-any-project need --default-credentials"
     )]
     DefaultCredentialsScopeWithout,
+    #[error("--iam-endpoint / HUAWEICLOUD_SDK_IAM_ENDPOINT: {0}")]
+    IamEndpoint(EndpointError),
     #[error("--sim: {0}")]
     Scenario(#[from] SimError),
     #[error(transparent)]
@@ -60,9 +62,14 @@ pub fn config(args: ControllerArgs) -> Result<ControllerConfig, ControllerComman
         .as_deref()
         .map(super::scenario_from_flag)
         .transpose()?;
+    let endpoints = EndpointPolicy::new(args.allow_endpoints);
+    let iam_endpoint = endpoints
+        .resolve_iam(args.iam_endpoint.as_deref())
+        .map_err(ControllerCommandError::IamEndpoint)?;
     Ok(ControllerConfig {
         watch_namespace: Some(args.watch_namespace).filter(|ns| !ns.is_empty()),
-        endpoints: EndpointPolicy::new(args.allow_endpoints),
+        endpoints,
+        iam_endpoint,
         rate_limit: args.rate_limit,
         account_rate_limit: args.account_rate_limit,
         concurrency: args.concurrency,
@@ -95,6 +102,28 @@ mod tests {
             Command::Controller(args) => args,
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_iam_endpoint_defaults_to_the_global_one_and_overrides_must_be_allowed() {
+        let default = config(controller_args(&[])).unwrap();
+        assert_eq!(
+            default.iam_endpoint.as_str(),
+            "https://iam.myhuaweicloud.com"
+        );
+        let refused = config(controller_args(&["--iam-endpoint=http://127.0.0.1:9"])).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("--allow-endpoint http://127.0.0.1:9"),
+            "{refused}"
+        );
+        let allowed = config(controller_args(&[
+            "--iam-endpoint=http://127.0.0.1:9",
+            "--allow-endpoint=http://127.0.0.1:*",
+        ]))
+        .unwrap();
+        assert_eq!(allowed.iam_endpoint.as_str(), "http://127.0.0.1:9");
     }
 
     #[test]

@@ -54,6 +54,13 @@ pub struct ControllerArgs {
     #[arg(long = "allow-endpoint", value_name = "SCHEME://HOST[:PORT]")]
     pub allow_endpoints: Vec<AllowedEndpoint>,
 
+    /// IAM endpoint for project-id discovery (`GET /v3/projects?name={region}`), used when
+    /// neither spec.projectId nor the credentials name a project. Default
+    /// https://iam.myhuaweicloud.com; any other host than https://iam[.<region>].myhuaweicloud.com
+    /// must be allowed with --allow-endpoint, like a DCS endpoint.
+    #[arg(long, env = "HUAWEICLOUD_SDK_IAM_ENDPOINT", value_name = "URL")]
+    pub iam_endpoint: Option<String>,
+
     /// Upstream DCS HTTP requests per second, across all queries (every page and every retry
     /// counts).
     #[arg(long, default_value_t = std::num::NonZeroU32::new(10).expect("non-zero"))]
@@ -136,6 +143,13 @@ pub struct QueryArgs {
     /// you typed it).
     #[arg(long)]
     pub endpoint: Option<String>,
+
+    /// IAM endpoint for project-id discovery (`GET /v3/projects?name={region}`), used when
+    /// neither spec.projectId nor the credentials name a project. Default
+    /// https://iam.myhuaweicloud.com; any other host than https://iam[.<region>].myhuaweicloud.com
+    /// must be allowed with --allow-endpoint, like a DCS endpoint.
+    #[arg(long, env = "HUAWEICLOUD_SDK_IAM_ENDPOINT", value_name = "URL")]
+    pub iam_endpoint: Option<String>,
 
     /// Extra allowed endpoints for spec.endpoint, e.g. `http://127.0.0.1:*` (repeatable).
     #[arg(long = "allow-endpoint", value_name = "SCHEME://HOST[:PORT]")]

@@ -11,7 +11,8 @@ use super::{QueryArgs, input, output};
 use crate::api::{DcsTaskQuery, DcsTaskQueryStatus, WaitPhase};
 use crate::dcs::FailureClass;
 use crate::dcs::{
-    AllowedEndpoint, CredentialSet, DcsClient, EndpointPolicy, HttpClient, HttpSettings,
+    AllowedEndpoint, CredentialSet, DcsClient, EndpointPolicy, HttpClient, HttpSettings, IamClient,
+    ProjectDiscoveryError,
 };
 use crate::query::schedule::{PollKind, next_poll, no_later_than_deadline};
 use crate::query::{self, CredentialSource, PlanContext, PollOutcome, StatusContext};
@@ -35,11 +36,15 @@ pub enum QueryCommandError {
     Project(#[from] crate::query::ProjectError),
     #[error(transparent)]
     Dcs(#[from] crate::dcs::DcsError),
+    #[error(transparent)]
+    Discovery(#[from] ProjectDiscoveryError),
 }
 
 /// Where requests go and as whom, decided once per run.
 struct Target {
     client: DcsClient,
+    /// The project queried (given or discovered), shown as `status.projectId`.
+    project: String,
     /// Keeps the in-process simulator alive for the run.
     _simulator: Option<sim::RunningSimulator>,
 }
@@ -76,6 +81,18 @@ pub async fn run(args: QueryArgs) -> Result<ExitCode, QueryCommandError> {
             print(&with_status(&manifest, status), &args, true);
             eprintln!("error: {message}");
             return Ok(ExitCode::from(EXIT_INVALID_INPUT));
+        }
+        Err(QueryCommandError::Discovery(error)) => {
+            let message = error.to_string();
+            let outcome = match error.upstream() {
+                Some(upstream) => PollOutcome::FetchFailed(upstream),
+                None => PollOutcome::ProjectDiscoveryFailed(&message),
+            };
+            let status =
+                query::build_status(&status_context(&manifest, None, started, started), outcome);
+            print(&with_status(&manifest, status), &args, true);
+            eprintln!("error: {}", crate::text::strip_terminal_controls(&message));
+            return Ok(ExitCode::from(EXIT_FAILED));
         }
         Err(error) => return Err(error),
     };
@@ -136,6 +153,8 @@ async fn poll_loop(
                 )
             }
         };
+        let mut status = status;
+        status.project_id = Some(target.project.clone());
         let changed = shown
             .as_ref()
             .is_none_or(|old| without_sync_time(old) != without_sync_time(&status));
@@ -180,7 +199,7 @@ fn exit_code(status: Option<&DcsTaskQueryStatus>, kind: PollKind) -> u8 {
 /// Builds the client: simulator or real endpoint, credentials from the environment.
 async fn connect(manifest: &DcsTaskQuery, args: &QueryArgs) -> Result<Target, QueryCommandError> {
     let spec = &manifest.spec;
-    let (simulator, set, endpoint, source) = match &args.sim {
+    let (simulator, set, endpoint, iam_endpoint, source) = match &args.sim {
         Some(scenario) => {
             let running = sim::serve_on_loopback(super::scenario_from_flag(scenario)?).await?;
             info!(url = %running.base_url(), "started the built-in simulator");
@@ -188,7 +207,8 @@ async fn connect(manifest: &DcsTaskQuery, args: &QueryArgs) -> Result<Target, Qu
             (
                 Some(running),
                 sim::demo_credentials(),
-                endpoint,
+                endpoint.clone(),
+                Ok(endpoint),
                 CredentialSource::Simulator,
             )
         }
@@ -210,11 +230,19 @@ async fn connect(manifest: &DcsTaskQuery, args: &QueryArgs) -> Result<Target, Qu
             for warning in policy.warnings() {
                 warn!(%warning, "endpoint allow-list");
             }
-            (None, set, endpoint, CredentialSource::Environment)
+            // Checked only when discovery needs it: a given project never touches IAM.
+            let iam_endpoint = policy.resolve_iam(args.iam_endpoint.as_deref());
+            (
+                None,
+                set,
+                endpoint,
+                iam_endpoint,
+                CredentialSource::Environment,
+            )
         }
     };
     let credentials = set.credentials;
-    let project = query::choose_project(
+    let chosen = query::choose_project(
         spec.project_id.as_deref(),
         set.project_id.as_deref(),
         &source,
@@ -224,8 +252,19 @@ async fn connect(manifest: &DcsTaskQuery, args: &QueryArgs) -> Result<Target, Qu
         timeout: args.request_timeout,
         ..HttpSettings::default()
     })?;
+    let project = match chosen {
+        Some(project) => project,
+        None => {
+            let iam_endpoint = iam_endpoint.map_err(crate::dcs::DcsError::from)?;
+            let iam = IamClient::new(http.clone(), iam_endpoint, credentials.clone());
+            let project = iam.discover_project(&spec.region).await?;
+            info!(region = %spec.region, %project, iam = %iam.endpoint(), "discovered the project id through IAM");
+            project
+        }
+    };
     Ok(Target {
-        client: DcsClient::new(http, endpoint, project, credentials),
+        client: DcsClient::new(http, endpoint, project.clone(), credentials),
+        project,
         _simulator: simulator,
     })
 }

@@ -193,6 +193,12 @@ impl SharedFetcher {
         self.budget.admitted()
     }
 
+    /// The request budgets as a gate, for other upstream calls of the process (IAM project
+    /// discovery) to wait on, so that they count against the same per-account limits.
+    pub fn gate(&self) -> Arc<dyn RequestGate> {
+        self.budget.clone()
+    }
+
     /// The listing for `key`: a result younger than `max_age`, the call in flight, the
     /// remembered refusal of a credential whose account is cooling down, or a new call made with
     /// `client`. Errors are shared too, so a hundred objects with refused credentials cause one

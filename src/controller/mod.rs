@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod fetcher;
 pub mod leader;
 pub mod metrics;
+pub mod projects;
 pub mod reconcile;
 pub mod server;
 
@@ -39,6 +40,9 @@ pub struct ControllerConfig {
     /// Only this namespace; `None` watches all.
     pub watch_namespace: Option<String>,
     pub endpoints: EndpointPolicy,
+    /// Where project ids are discovered (`--iam-endpoint`, `HUAWEICLOUD_SDK_IAM_ENDPOINT`),
+    /// already checked against `endpoints`.
+    pub iam_endpoint: Endpoint,
     /// HTTP requests per second to DCS, across all accounts (`--rate-limit`).
     pub rate_limit: NonZeroU32,
     /// HTTP requests per second to DCS, per account (`--account-rate-limit`).
@@ -74,6 +78,10 @@ pub struct Context {
     pub fetcher: Arc<SharedFetcher>,
     pub http: HttpClient,
     pub endpoints: EndpointPolicy,
+    /// Where project ids are discovered (the simulator in `--sim` mode).
+    pub iam_endpoint: Endpoint,
+    /// Discovered project ids, per credential, region and IAM endpoint.
+    pub projects: projects::ProjectCache,
     pub default_credentials: Option<credentials::DefaultCredentials>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
@@ -212,6 +220,10 @@ pub async fn run_with_client(
             ..HttpSettings::default()
         })?,
         endpoints: config.endpoints.clone(),
+        iam_endpoint: simulator
+            .as_ref()
+            .map_or_else(|| config.iam_endpoint.clone(), |sim| sim.endpoint.clone()),
+        projects: projects::ProjectCache::default(),
         default_credentials: config.default_credentials.clone(),
         recorder: Recorder::new(
             client.clone(),

@@ -17,11 +17,15 @@ use tracing::{debug, info, warn};
 use super::credentials::{self, SecretCredentialsError};
 use super::fetcher::{FetchSource, RequestKey};
 use super::metrics::{self, Metrics};
+use super::projects::DiscoveryKey;
 use super::{Context, FIELD_MANAGER};
 use crate::api::conditions::{self, STALLED};
 use crate::api::time::to_chrono;
 use crate::api::{DcsTaskQuery, DcsTaskQueryStatus, WaitPhase};
-use crate::dcs::{ApiError, CredentialSet, DcsClient, DcsError, Endpoint, FailureClass};
+use crate::dcs::{
+    ApiError, CredentialSet, DcsClient, DcsError, Endpoint, FailureClass, IamClient,
+    ProjectDiscoveryError,
+};
 use crate::query::schedule::{PollKind, next_poll, no_later_than_deadline};
 use crate::query::{self, CredentialSource, PlanContext, PollOutcome, StatusContext};
 use k8s_openapi::api::core::v1::Secret;
@@ -251,7 +255,13 @@ async fn poll(
         set.project_id.as_deref(),
         &source,
     ) {
-        Ok(project) => project,
+        Ok(Some(project)) => project,
+        Ok(None) => match discover_project(ctx, &query.spec.region, &set).await {
+            Ok(project) => project,
+            Err(error) => {
+                return discovery_failed(ctx, key, status_ctx, &error);
+            }
+        },
         Err(error) => {
             let message = error.to_string();
             return (
@@ -293,6 +303,7 @@ async fn poll(
         };
         let mut status = query::build_status(status_ctx, PollOutcome::FetchFailed(&error));
         status.last_error = Some(refused.clone());
+        status.project_id = Some(project);
         Metrics::count(&ctx.metrics.shared_fetches, "cooling_down");
         return (
             status,
@@ -319,7 +330,7 @@ async fn poll(
             .unwrap_or(plan.active_interval);
         last.mul_f64(0.9)
     };
-    let client = DcsClient::new(ctx.http.clone(), endpoint, project, set.credentials);
+    let client = DcsClient::new(ctx.http.clone(), endpoint, project.clone(), set.credentials);
     let started = Instant::now();
     let (result, source) = ctx.fetcher.fetch(request_key, client, max_age).await;
     match source {
@@ -337,7 +348,7 @@ async fn poll(
         FetchSource::Joined => Metrics::count(&ctx.metrics.shared_fetches, "joined"),
         FetchSource::CoolingDown => Metrics::count(&ctx.metrics.shared_fetches, "cooling_down"),
     }
-    match result {
+    let (mut status, kind) = match result {
         Ok(listing) => {
             let evaluation = query::evaluate(plan, &listing, status_ctx.now);
             let kind = PollKind::Answered {
@@ -368,7 +379,78 @@ async fn poll(
                 },
             )
         }
+    };
+    status.project_id = Some(project);
+    (status, kind)
+}
+
+/// The project IAM names for `region`, remembered per credential, region and IAM endpoint
+/// (see [`super::projects`]), so polls do not repeat the call.
+async fn discover_project(
+    ctx: &Context,
+    region: &str,
+    set: &CredentialSet,
+) -> Result<String, Arc<ProjectDiscoveryError>> {
+    let key = DiscoveryKey {
+        credential: set.credentials.fingerprint(),
+        region: region.to_string(),
+        iam_endpoint: ctx.iam_endpoint.to_string(),
+    };
+    let client = IamClient::new(
+        ctx.http.clone(),
+        ctx.iam_endpoint.clone(),
+        set.credentials.clone(),
+    )
+    .with_gate(ctx.fetcher.gate());
+    let (discovery, called) = ctx.projects.discover(key, client).await;
+    if called {
+        match &discovery {
+            Ok(project) => {
+                info!(region, project, iam = %ctx.iam_endpoint, "discovered the project id through IAM")
+            }
+            Err(error) => {
+                warn!(region, iam = %ctx.iam_endpoint, %error, "project discovery failed")
+            }
+        }
     }
+    discovery
+}
+
+/// The status of a poll whose project could not be discovered: a transient IAM failure is
+/// retried like a failed fetch; anything else (no project, several, refused credentials) needs
+/// a person and stalls with the exact reason.
+fn discovery_failed(
+    ctx: &Context,
+    key: &ObjectRef<DcsTaskQuery>,
+    status_ctx: &StatusContext<'_>,
+    error: &ProjectDiscoveryError,
+) -> (DcsTaskQueryStatus, PollKind) {
+    let (mut status, kind) = match error.upstream() {
+        Some(upstream) if upstream.class() == FailureClass::Transient => {
+            let consecutive = {
+                let mut memory = ctx.memory.lock().expect("memory lock poisoned");
+                let entry = memory.entry(key.clone()).or_default();
+                entry.failures += 1;
+                entry.failures
+            };
+            (
+                query::build_status(status_ctx, PollOutcome::FetchFailed(upstream)),
+                PollKind::Failed {
+                    consecutive,
+                    class: FailureClass::Transient,
+                },
+            )
+        }
+        _ => {
+            let message = error.to_string();
+            (
+                query::build_status(status_ctx, PollOutcome::ProjectDiscoveryFailed(&message)),
+                PollKind::Unusable,
+            )
+        }
+    };
+    status.project_id = None;
+    (status, kind)
 }
 
 /// How long a reconcile waits for the Secret cache's first list before saying so in status.

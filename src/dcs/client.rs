@@ -175,7 +175,7 @@ pub trait RequestGate: Send + Sync {
 
 /// The optional gate of a client, shown by `Debug` only as present or not.
 #[derive(Clone)]
-struct Gate(Arc<dyn RequestGate>);
+pub(super) struct Gate(pub(super) Arc<dyn RequestGate>);
 
 impl fmt::Debug for Gate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -222,13 +222,7 @@ impl DcsClient {
     /// The account this client's requests are charged to (see [`AccountKey`]). Temporary keys
     /// count under their AK; a token is its own account.
     pub fn account(&self) -> AccountKey {
-        match &self.credentials {
-            Credentials::AkSk { access_key, .. } => AccountKey(format!("ak:{access_key}")),
-            // The token's keyed fingerprint, not the token: map keys are not secrets.
-            Credentials::Token(_) => {
-                AccountKey(format!("token:{}", self.credentials.fingerprint()))
-            }
-        }
+        account_of(&self.credentials)
     }
 
     /// `ListCenterTask` for `request`, paging through the window when asked.
@@ -278,13 +272,76 @@ impl DcsClient {
 
     /// One `GET /v2/{project_id}/tasks`, retried on throttling and transient failures.
     pub async fn list_page(&self, page: &PageRequest) -> Result<ListCenterTaskResponse, DcsError> {
+        let path = format!("/v2/{}/tasks", self.project_id);
+        let query = page.query_pairs();
+        let body = self.signed_get().get(&path, &query).await?;
+        decode_task_page(&body).map_err(|error| DcsError::Decode {
+            endpoint: self.endpoint.to_string(),
+            detail: error.to_string(),
+        })
+    }
+
+    fn signed_get(&self) -> SignedGet<'_> {
+        SignedGet {
+            http: &self.http,
+            endpoint: &self.endpoint,
+            credentials: &self.credentials,
+            gate: self.gate.as_ref(),
+            project_id: Some(&self.project_id),
+            operation: "DCS ListCenterTask",
+        }
+    }
+
+    /// The authentication headers for one request, signed at `now`.
+    #[cfg(test)]
+    fn auth_headers(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(String, String)],
+        now: DateTime<Utc>,
+    ) -> HeaderMap {
+        self.signed_get().auth_headers(method, path, query, now)
+    }
+}
+
+/// The account `credentials` are charged to (see [`AccountKey`]).
+pub(super) fn account_of(credentials: &Credentials) -> AccountKey {
+    match credentials {
+        Credentials::AkSk { access_key, .. } => AccountKey(format!("ak:{access_key}")),
+        // The token's keyed fingerprint, not the token: map keys are not secrets.
+        Credentials::Token(_) => AccountKey(format!("token:{}", credentials.fingerprint())),
+    }
+}
+
+/// One signed `GET` against an allowed endpoint, as every client of this module sends it:
+/// admitted by the gate, signed at send time, never redirected, body capped, retried on
+/// throttling and transient failures. DCS and IAM calls differ only in what they decode.
+pub(super) struct SignedGet<'a> {
+    pub(super) http: &'a HttpClient,
+    pub(super) endpoint: &'a Endpoint,
+    pub(super) credentials: &'a Credentials,
+    pub(super) gate: Option<&'a Gate>,
+    /// Sent and signed as `X-Project-Id` (DCS calls); IAM calls carry none.
+    pub(super) project_id: Option<&'a str>,
+    /// For logs: which API operation this is.
+    pub(super) operation: &'static str,
+}
+
+impl SignedGet<'_> {
+    /// The successful body of `GET {endpoint}{path}?{query}`, after retries.
+    pub(super) async fn get(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<Vec<u8>, DcsError> {
         let retry = self.http.settings.retry;
         let backoff = ExponentialBuilder::default()
             .with_jitter()
             .with_min_delay(retry.min_delay)
             .with_max_delay(retry.max_delay)
             .with_max_times(retry.max_retries);
-        (|| self.call(page))
+        (|| self.attempt(path, query))
             .retry(backoff)
             .when(DcsError::is_retryable)
             .adjust(|error, delay| {
@@ -295,28 +352,27 @@ impl DcsClient {
                 }
             })
             .notify(|error, delay| {
-                debug!(endpoint = %self.endpoint, ?delay, %error, "retrying DCS call");
+                debug!(endpoint = %self.endpoint, operation = self.operation, ?delay, %error, "retrying call");
             })
             .await
     }
 
-    async fn call(&self, page: &PageRequest) -> Result<ListCenterTaskResponse, DcsError> {
+    async fn attempt(&self, path: &str, query: &[(String, String)]) -> Result<Vec<u8>, DcsError> {
         // Every attempt (each page, each retry) is one request against the budgets; it is
         // admitted before it is signed, so a long wait never makes `X-Sdk-Date` stale.
-        if let Some(Gate(gate)) = &self.gate {
-            gate.admit(&self.account()).await;
+        if let Some(Gate(gate)) = self.gate {
+            gate.admit(&account_of(self.credentials)).await;
         }
-        let path = format!("/v2/{}/tasks", self.project_id);
-        let query = page.query_pairs();
-        let headers = self.auth_headers("GET", &path, &query, Utc::now());
+        let headers = self.auth_headers("GET", path, query, Utc::now());
         let mut url = self.endpoint.url().clone();
-        url.set_path(&path);
+        url.set_path(path);
         let endpoint = self.endpoint.to_string();
+        let operation = self.operation;
         let mut response = self
             .http
             .inner
             .get(url)
-            .query(&query)
+            .query(query)
             .headers(headers)
             .send()
             .await
@@ -330,7 +386,7 @@ impl DcsClient {
         if status.is_redirection() {
             let location_host = header_text(response.headers(), "location")
                 .and_then(|location| location_host(self.endpoint.url(), &location));
-            debug!(%endpoint, status = status.as_u16(), ?location_host, "DCS answered a redirect; not followed");
+            debug!(%endpoint, operation, status = status.as_u16(), ?location_host, "answered a redirect; not followed");
             return Err(DcsError::Redirected {
                 endpoint,
                 status: status.as_u16(),
@@ -343,7 +399,7 @@ impl DcsClient {
             // The status alone classifies the error (401 is never retried, 429 is), so an error
             // body that is too large or breaks off still yields the API error, without details.
             let body = body.unwrap_or_default();
-            debug!(%endpoint, status = status.as_u16(), bytes = body.len(), "DCS ListCenterTask");
+            debug!(%endpoint, operation, status = status.as_u16(), bytes = body.len(), "call failed");
             let parsed = ErrorBody::from_json(&body).unwrap_or_default();
             return Err(DcsError::Api {
                 endpoint,
@@ -356,16 +412,14 @@ impl DcsClient {
                 },
             });
         }
-        let body = match body {
-            Ok(body) => body,
-            Err(BodyError::TooLarge) => return Err(DcsError::BodyTooLarge { endpoint, limit }),
-            Err(BodyError::Transport(error)) => return Err(self.transport_error(error)),
-        };
-        debug!(%endpoint, status = status.as_u16(), bytes = body.len(), "DCS ListCenterTask");
-        decode_task_page(&body).map_err(|error| DcsError::Decode {
-            endpoint,
-            detail: error.to_string(),
-        })
+        match body {
+            Ok(body) => {
+                debug!(%endpoint, operation, status = status.as_u16(), bytes = body.len(), "call answered");
+                Ok(body)
+            }
+            Err(BodyError::TooLarge) => Err(DcsError::BodyTooLarge { endpoint, limit }),
+            Err(BodyError::Transport(error)) => Err(self.transport_error(error)),
+        }
     }
 
     fn transport_error(&self, error: reqwest::Error) -> DcsError {
@@ -395,7 +449,7 @@ impl DcsClient {
     }
 
     /// The authentication headers for one request, signed at `now`.
-    fn auth_headers(
+    pub(super) fn auth_headers(
         &self,
         method: &str,
         path: &str,
@@ -405,10 +459,12 @@ impl DcsClient {
         let mut signed: Vec<(String, String)> = vec![
             ("content-type".into(), "application/json".into()),
             ("host".into(), self.endpoint.authority()),
-            ("x-project-id".into(), self.project_id.clone()),
         ];
+        if let Some(project_id) = self.project_id {
+            signed.push(("x-project-id".into(), project_id.to_string()));
+        }
         let mut headers = HeaderMap::new();
-        match &self.credentials {
+        match self.credentials {
             Credentials::AkSk {
                 access_key,
                 secret_key,

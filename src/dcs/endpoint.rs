@@ -19,6 +19,9 @@ pub fn regional_endpoint(region: &str) -> String {
     format!("https://dcs.{region}.{CLOUD_DOMAIN}")
 }
 
+/// The IAM endpoint the SDKs use when none is configured: `https://iam.myhuaweicloud.com`.
+pub const DEFAULT_IAM_ENDPOINT: &str = "https://iam.myhuaweicloud.com";
+
 /// A validated base URL (scheme, host, port) for the DCS API.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Endpoint(Url);
@@ -55,7 +58,7 @@ pub enum EndpointError {
     #[error("endpoint `{input}` is not a URL of the form https://host[:port]")]
     Malformed { input: String },
     #[error(
-        "endpoint `{input}` is not allowed: the operator accepts https://dcs.<region>.{CLOUD_DOMAIN} hosts; start it with --allow-endpoint {suggestion} to permit this one"
+        "endpoint `{input}` is not allowed: the operator accepts https://dcs.<region>.{CLOUD_DOMAIN} hosts (and https://iam[.<region>].{CLOUD_DOMAIN} for IAM); start it with --allow-endpoint {suggestion} to permit this one"
     )]
     NotAllowed { input: String, suggestion: String },
     #[error(
@@ -206,6 +209,18 @@ impl EndpointPolicy {
         let input = endpoint
             .map(str::to_string)
             .unwrap_or_else(|| regional_endpoint(region));
+        self.check(input, is_huawei_dcs_host)
+    }
+
+    /// The IAM endpoint project ids are discovered at: [`DEFAULT_IAM_ENDPOINT`], or the
+    /// override (`HUAWEICLOUD_SDK_IAM_ENDPOINT`, `--iam-endpoint`) when it is Huawei Cloud's own
+    /// `https://iam[.<region>].myhuaweicloud.com` or the policy allows it, like a DCS endpoint.
+    pub fn resolve_iam(&self, endpoint: Option<&str>) -> Result<Endpoint, EndpointError> {
+        let input = endpoint.unwrap_or(DEFAULT_IAM_ENDPOINT).to_string();
+        self.check(input, is_huawei_iam_host)
+    }
+
+    fn check(&self, input: String, built_in: fn(&Url) -> bool) -> Result<Endpoint, EndpointError> {
         let malformed = || EndpointError::Malformed {
             input: input.clone(),
         };
@@ -219,7 +234,7 @@ impl EndpointPolicy {
         if !origin_only || !matches!(url.scheme(), "http" | "https") {
             return Err(malformed());
         }
-        if is_huawei_dcs_host(&url) || self.extra.iter().any(|entry| entry.permits(&url)) {
+        if built_in(&url) || self.extra.iter().any(|entry| entry.permits(&url)) {
             Ok(Endpoint(url))
         } else {
             Err(EndpointError::NotAllowed {
@@ -232,21 +247,32 @@ impl EndpointPolicy {
 
 /// `https://dcs.<region>.myhuaweicloud.com` on the default port.
 fn is_huawei_dcs_host(url: &Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let Some(region) = host
-        .strip_prefix("dcs.")
-        .and_then(|rest| rest.strip_suffix(&format!(".{CLOUD_DOMAIN}")))
-    else {
-        return false;
-    };
-    url.scheme() == "https"
-        && url.port().is_none()
-        && !region.is_empty()
+    service_region(url, "dcs").is_some_and(|region| !region.is_empty())
+}
+
+/// `https://iam.myhuaweicloud.com` or `https://iam.<region>.myhuaweicloud.com` on the default
+/// port.
+fn is_huawei_iam_host(url: &Url) -> bool {
+    service_region(url, "iam").is_some()
+}
+
+/// For `https://{service}[.{region}].myhuaweicloud.com` on the default port, the region part
+/// (empty when there is none); `None` for any other URL.
+fn service_region<'u>(url: &'u Url, service: &str) -> Option<&'u str> {
+    if url.scheme() != "https" || url.port().is_some() {
+        return None;
+    }
+    let rest = url.host_str()?.strip_prefix(service)?;
+    let rest = rest.strip_suffix(CLOUD_DOMAIN)?.strip_suffix('.')?;
+    if rest.is_empty() {
+        return Some(rest);
+    }
+    let region = rest.strip_prefix('.')?;
+    let valid = !region.is_empty()
         && region
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    valid.then_some(region)
 }
 
 #[cfg(test)]
@@ -346,6 +372,53 @@ mod tests {
                 .is_ok()
         );
         assert!(policy.resolve("r", Some("https://dcs.internal")).is_err());
+    }
+
+    #[test]
+    fn iam_defaults_to_the_global_endpoint_and_overrides_pass_the_allow_list() {
+        let policy = EndpointPolicy::default();
+        assert_eq!(
+            policy.resolve_iam(None).unwrap().as_str(),
+            "https://iam.myhuaweicloud.com"
+        );
+        for own in [
+            "https://iam.myhuaweicloud.com",
+            "https://iam.cn-north-4.myhuaweicloud.com/",
+        ] {
+            assert!(policy.resolve_iam(Some(own)).is_ok(), "{own}");
+        }
+        for refused in [
+            "http://iam.myhuaweicloud.com",
+            "https://iam.myhuaweicloud.com:8443",
+            "https://iam.myhuaweicloud.com.evil.example",
+            "https://dcs.cn-north-4.myhuaweicloud.com",
+            "http://127.0.0.1:8080",
+        ] {
+            assert!(
+                matches!(
+                    policy.resolve_iam(Some(refused)),
+                    Err(EndpointError::NotAllowed { .. })
+                ),
+                "{refused}"
+            );
+        }
+        // An IAM host is no DCS endpoint either.
+        assert!(
+            policy
+                .resolve("r", Some("https://iam.myhuaweicloud.com"))
+                .is_err()
+        );
+        assert!(
+            policy
+                .resolve("r", Some("https://dcs.myhuaweicloud.com"))
+                .is_err()
+        );
+        let private = EndpointPolicy::new(vec!["http://127.0.0.1:*".parse().unwrap()]);
+        assert!(private.resolve_iam(Some("http://127.0.0.1:9")).is_ok());
+        assert!(matches!(
+            private.resolve_iam(Some("http://127.0.0.1:9/v3")),
+            Err(EndpointError::Malformed { .. })
+        ));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The Huawei Cloud side: wire model, request signing, credentials, endpoints and the
-//! `ListCenterTask` client. Usable as a plain client library; it never imports `kube`.
+//! `ListCenterTask` client, and project-id discovery through IAM. Usable as a plain client library; it never imports `kube`.
 
 mod client;
 pub mod credentials;
 pub mod endpoint;
 mod error;
+pub mod iam;
 pub mod model;
 pub mod sign;
 pub mod time;
@@ -19,6 +20,7 @@ pub use error::{
     AUTH_COOLDOWN, AUTH_FAILED_CODE, ApiError, DcsError, FailureClass, MAX_ERROR_CODE_BYTES,
     MAX_ERROR_MSG_BYTES, MAX_REQUEST_ID_BYTES, THROTTLED_CODE,
 };
+pub use iam::{IamClient, ProjectDiscoveryError};
 pub use model::{
     CenterTask, ListCenterTaskResponse, MAX_TASKS_PER_PAGE, TaskDetails, decode_task_page,
 };

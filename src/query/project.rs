@@ -88,11 +88,14 @@ static PROJECT_ID: LazyLock<Regex> = LazyLock::new(|| {
 /// The project to query: `spec.projectId` when set (validated by the spec rules), else the one
 /// that came with the credentials, held to the same pattern. With operator defaults,
 /// `spec.projectId` must equal their project unless `any_project` is on.
+///
+/// `Ok(None)` when no source names one: the caller then discovers it through IAM from the
+/// region, as the SDKs do (and reports [`ProjectError::Missing`] only when it cannot).
 pub fn choose_project(
     spec_project: Option<&str>,
     credentials_project: Option<&str>,
     source: &CredentialSource,
-) -> Result<String, ProjectError> {
+) -> Result<Option<String>, ProjectError> {
     if let Some(project) = credentials_project
         && !PROJECT_ID.is_match(project)
     {
@@ -110,12 +113,7 @@ pub fn choose_project(
             configured: credentials_project.map(str::to_string),
         });
     }
-    spec_project
-        .or(credentials_project)
-        .map(str::to_string)
-        .ok_or_else(|| ProjectError::Missing {
-            origin: source.clone(),
-        })
+    Ok(spec_project.or(credentials_project).map(str::to_string))
 }
 
 #[cfg(test)]
@@ -133,12 +131,15 @@ mod tests {
     fn spec_wins_over_the_credentials_project() {
         assert_eq!(
             choose_project(Some("p1"), Some("p2"), &secret()),
-            Ok("p1".into())
+            Ok(Some("p1".into()))
         );
-        assert_eq!(choose_project(None, Some("p2"), &secret()), Ok("p2".into()));
+        assert_eq!(
+            choose_project(None, Some("p2"), &secret()),
+            Ok(Some("p2".into()))
+        );
         assert_eq!(
             choose_project(None, Some("p2"), &CredentialSource::Environment),
-            Ok("p2".into())
+            Ok(Some("p2".into()))
         );
     }
 
@@ -174,11 +175,11 @@ mod tests {
         let open = CredentialSource::OperatorDefaults { any_project: true };
         assert_eq!(
             choose_project(None, Some("home"), &strict),
-            Ok("home".into())
+            Ok(Some("home".into()))
         );
         assert_eq!(
             choose_project(Some("home"), Some("home"), &strict),
-            Ok("home".into())
+            Ok(Some("home".into()))
         );
         let refused = choose_project(Some("victim"), Some("home"), &strict).unwrap_err();
         assert!(
@@ -190,19 +191,24 @@ mod tests {
         assert!(choose_project(Some("victim"), None, &strict).is_err());
         assert_eq!(
             choose_project(Some("other"), Some("home"), &open),
-            Ok("other".into())
+            Ok(Some("other".into()))
         );
         assert_eq!(
             choose_project(Some("other"), None, &open),
-            Ok("other".into())
+            Ok(Some("other".into()))
         );
     }
 
     #[test]
-    fn a_missing_project_says_where_to_set_it() {
-        let message = choose_project(None, None, &secret())
-            .unwrap_err()
-            .to_string();
+    fn no_source_means_discovery_and_a_missing_project_says_where_to_set_it() {
+        assert_eq!(choose_project(None, None, &secret()), Ok(None));
+        assert_eq!(
+            choose_project(None, None, &CredentialSource::Environment),
+            Ok(None)
+        );
+        let strict = CredentialSource::OperatorDefaults { any_project: false };
+        assert_eq!(choose_project(None, None, &strict), Ok(None));
+        let message = ProjectError::Missing { origin: secret() }.to_string();
         assert_eq!(
             message,
             "spec.projectId is not set and Secret team-a/dcs key `projectId` carries none: set spec.projectId or the `projectId` key of Secret team-a/dcs"

@@ -27,6 +27,8 @@ pub mod reason {
     pub const CREDENTIALS_UNAVAILABLE: &str = "CredentialsUnavailable";
     pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
     pub const ENDPOINT_NOT_ALLOWED: &str = "EndpointNotAllowed";
+    /// No project id was given and IAM named none, or several, for the region.
+    pub const PROJECT_DISCOVERY_FAILED: &str = "ProjectDiscoveryFailed";
     pub const UPSTREAM_ERROR: &str = "UpstreamError";
     /// The API refused the request in a way only a person can fix (400, 403, 404, redirect).
     pub const UPSTREAM_REFUSED: &str = "UpstreamRefused";
@@ -59,6 +61,8 @@ pub enum PollOutcome<'a> {
     CredentialsUnavailable(&'a str),
     /// The endpoint is not on the operator's allow-list; no call was made.
     EndpointNotAllowed(&'a str),
+    /// No project id was given and IAM could not name exactly one for the region.
+    ProjectDiscoveryFailed(&'a str),
     /// `spec.suspend` is set; nothing was polled.
     Suspended,
 }
@@ -207,7 +211,9 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
             reason::INVALID_SPEC,
             &errors.to_string(),
         )),
-        PollOutcome::CredentialsUnavailable(_) | PollOutcome::EndpointNotAllowed(_)
+        PollOutcome::CredentialsUnavailable(_)
+        | PollOutcome::EndpointNotAllowed(_)
+        | PollOutcome::ProjectDiscoveryFailed(_)
             if resolved_before =>
         {
             None
@@ -222,6 +228,11 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
             reason::ENDPOINT_NOT_ALLOWED,
             message,
         )),
+        PollOutcome::ProjectDiscoveryFailed(message) => Some(Verdict::STALLED.conditions(
+            context.has_wait,
+            reason::PROJECT_DISCOVERY_FAILED,
+            message,
+        )),
         PollOutcome::Suspended => Some(Verdict::SUSPENDED.conditions(
             context.has_wait,
             reason::SUSPENDED,
@@ -231,9 +242,9 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
 
     let without_answer = match outcome {
         PollOutcome::FetchFailed(error) => Some(error.to_string()),
-        PollOutcome::CredentialsUnavailable(message) | PollOutcome::EndpointNotAllowed(message) => {
-            Some(message.to_string())
-        }
+        PollOutcome::CredentialsUnavailable(message)
+        | PollOutcome::EndpointNotAllowed(message)
+        | PollOutcome::ProjectDiscoveryFailed(message) => Some(message.to_string()),
         PollOutcome::Fetched(_) | PollOutcome::InvalidSpec(_) | PollOutcome::Suspended => None,
     };
     if let Some(problem) = without_answer.filter(|_| context.has_wait && !resolved_before)

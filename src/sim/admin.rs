@@ -16,7 +16,7 @@
 //! | `DELETE /_sim/faults` | | drops all queued faults; 200 `{"cleared": n}` |
 //! | `PUT /_sim/config` | `{"taskCount": "number"}` | switches the `task_count` wire type; 200 the new config |
 //! | `GET /_sim/config` | | 200 `{"taskCount": "string"}` |
-//! | `GET /_sim/stats` | | 200 `{"projects": {"<id>": {"requests", "ok", "clientErrors", "unauthorized", "faulted"}}, "total"}` |
+//! | `GET /_sim/stats` | | 200 `{"projects": {"<id>": {"requests", "ok", "clientErrors", "unauthorized", "faulted"}}, "total", "iam": {"requests", "ok", "clientErrors", "unauthorized"}}` |
 //! | `POST /_sim/stats/reset` | | zeroes the counters; 200 the zeroed stats |
 //!
 //! Faults: every field is optional. `count` defaults to 1. `latency` (duration syntax) is waited

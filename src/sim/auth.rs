@@ -40,7 +40,8 @@ pub(super) struct IncomingRequest<'a> {
     pub headers: &'a HeaderMap,
     pub query: &'a [(String, String)],
     pub body: &'a [u8],
-    pub project_id: &'a str,
+    /// The project of a task-center request; `None` for IAM calls, which name none.
+    pub project_id: Option<&'a str>,
 }
 
 /// Why a request was refused; the text is shown to the client.
@@ -184,12 +185,12 @@ impl AuthPolicy {
                 Some(_) => {}
             }
         }
-        if let Some(projects) = &credential.projects
-            && !projects.iter().any(|project| project == request.project_id)
+        if let (Some(projects), Some(requested)) = (&credential.projects, request.project_id)
+            && !projects.iter().any(|project| project == requested)
         {
             return Err(Refusal::Forbidden(format!(
-                "access key {} may not use project {}",
-                claimed.access_key, request.project_id
+                "access key {} may not use project {requested}",
+                claimed.access_key
             )));
         }
         Ok(())
@@ -198,13 +199,15 @@ impl AuthPolicy {
 
 /// `X-Project-Id`, when sent, must name the project in the path.
 fn check_project_header(request: &IncomingRequest<'_>) -> Result<(), Refusal> {
+    let Some(project_id) = request.project_id else {
+        return Ok(());
+    };
     match request.headers.get(PROJECT_ID_HEADER) {
         None => Ok(()),
-        Some(value) if value.as_bytes() == request.project_id.as_bytes() => Ok(()),
+        Some(value) if value.as_bytes() == project_id.as_bytes() => Ok(()),
         Some(value) => Err(Refusal::Forbidden(format!(
-            "the X-Project-Id header ({}) does not match the project in the path ({})",
+            "the X-Project-Id header ({}) does not match the project in the path ({project_id})",
             String::from_utf8_lossy(value.as_bytes()),
-            request.project_id
         ))),
     }
 }
@@ -314,7 +317,7 @@ mod tests {
                 headers,
                 query: &query,
                 body: b"",
-                project_id: project,
+                project_id: Some(project),
             },
             now,
         )
@@ -476,7 +479,7 @@ mod tests {
                 headers: &headers,
                 query: &query,
                 body: b"",
-                project_id: PROJECT,
+                project_id: Some(PROJECT),
             },
             now,
         );

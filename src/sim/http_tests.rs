@@ -475,11 +475,13 @@ async fn stats_count_every_request_by_outcome() {
                 DEMO_PROJECT_ID: {"requests": 4, "ok": 1, "clientErrors": 1, "unauthorized": 1, "faulted": 1},
                 "other-project": {"requests": 1, "ok": 1, "clientErrors": 0, "unauthorized": 0, "faulted": 0}
             },
-            "total": 5
+            "total": 5,
+            "iam": {"requests": 0, "ok": 0, "clientErrors": 0, "unauthorized": 0}
         })
     );
     let (_, reset) = admin(&sim, reqwest::Method::POST, "/_sim/stats/reset", None).await;
-    assert_eq!(reset, json!({"projects": {}, "total": 0}));
+    assert_eq!(reset["projects"], json!({}));
+    assert_eq!(reset["total"], 0);
 }
 
 #[tokio::test]
@@ -582,4 +584,108 @@ async fn out_of_range_admin_requests_get_400_and_the_simulator_keeps_serving() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["task_count"], "25");
     sim.shutdown().await;
+}
+
+/// A signed `GET /v3/projects?name=...` with the given secret key, as IAM is called.
+async fn projects_as(sim: &RunningSimulator, name: &str, secret_key: &str) -> (u16, Value) {
+    let path = "/v3/projects";
+    let date = Utc::now().format(SDK_DATE_FORMAT).to_string();
+    let headers = vec![
+        ("host".to_string(), sim.local_addr().to_string()),
+        ("x-sdk-date".to_string(), date.clone()),
+    ];
+    let pairs = vec![("name".to_string(), name.to_string())];
+    let authorization = sign::sign(
+        &SignableRequest {
+            method: "GET",
+            path,
+            query: &pairs,
+            headers: &headers,
+            body: b"",
+        },
+        DEMO_ACCESS_KEY,
+        secret_key,
+    );
+    let response = http()
+        .get(format!("{}{path}", sim.base_url()))
+        .query(&pairs)
+        .header("X-Sdk-Date", date)
+        .header("Authorization", authorization.header_value())
+        .send()
+        .await
+        .expect("request succeeds");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+#[tokio::test]
+async fn iam_lists_the_demo_project_by_region_only_to_signed_requests() {
+    let sim = serve_on_loopback(Scenario::default_demo()).await.unwrap();
+    let (status, body) = projects_as(&sim, DEMO_REGION, DEMO_SECRET_KEY).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["projects"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["projects"][0]["id"], DEMO_PROJECT_ID);
+    assert_eq!(body["projects"][0]["name"], DEMO_REGION);
+
+    let (status, body) = projects_as(&sim, "ap-southeast-1", DEMO_SECRET_KEY).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["projects"], json!([]));
+
+    let (status, body) = projects_as(&sim, DEMO_REGION, "wrong-secret").await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error_code"], "APIG.0301");
+    assert!(
+        body["error_msg"]
+            .as_str()
+            .unwrap()
+            .contains("signature mismatch"),
+        "{body}"
+    );
+    let unsigned = http()
+        .get(format!("{}/v3/projects?name={DEMO_REGION}", sim.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status().as_u16(), 401);
+
+    let stats: Value = http()
+        .get(format!("{}/_sim/stats", sim.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stats["iam"],
+        json!({"requests": 4, "ok": 2, "clientErrors": 0, "unauthorized": 2})
+    );
+    assert_eq!(stats["total"], 0, "IAM calls are not task-list calls");
+}
+
+/// The operator's own IAM client against the simulator: the demo credentials discover the
+/// demo project; an unknown region and a wrong secret are typed errors.
+#[tokio::test]
+async fn the_iam_client_discovers_the_demo_project() {
+    use crate::dcs::{Credentials, HttpClient, HttpSettings, IamClient, ProjectDiscoveryError};
+    let sim = serve_on_loopback(Scenario::default_demo()).await.unwrap();
+    let http = HttpClient::new(HttpSettings::default()).unwrap();
+    let client = IamClient::new(http.clone(), sim.endpoint(), demo_credentials().credentials);
+    assert_eq!(
+        client.discover_project(DEMO_REGION).await.unwrap(),
+        DEMO_PROJECT_ID
+    );
+    assert!(matches!(
+        client.discover_project("eu-west-101").await,
+        Err(ProjectDiscoveryError::NoProject { region }) if region == "eu-west-101"
+    ));
+    let wrong = IamClient::new(
+        http,
+        sim.endpoint(),
+        Credentials::ak_sk(DEMO_ACCESS_KEY, "wrong-secret"),
+    );
+    let error = wrong.discover_project(DEMO_REGION).await.unwrap_err();
+    let upstream = error.upstream().expect("an upstream error");
+    assert_eq!(upstream.api_error().map(|api| api.http_status), Some(401));
+    assert!(error.to_string().contains("set spec.projectId"), "{error}");
 }

@@ -79,7 +79,7 @@ async fn answer(state: &SimState, project_id: &str, request: Request) -> (Outcom
         headers: &parts.headers,
         query: &query,
         body: &body,
-        project_id,
+        project_id: Some(project_id),
     };
     match state.auth.check(&incoming, chrono::Utc::now()) {
         Ok(()) => {}

@@ -8,6 +8,8 @@
 //!   surface before a real account is involved;
 //! - tasks whose status follows a timeline on a virtual clock, so "wait for the switchover"
 //!   flows can be demonstrated and tested in seconds;
+//! - IAM's `GET /v3/projects?name={region}` (see the `iam` module), so project-id discovery is
+//!   exercised with the same signature checks;
 //! - injected faults and request counters through the loopback-only admin API under `/_sim/`
 //!   (documented in the `admin` module), so retries, back-off and call sharing are measurable.
 //!
@@ -26,6 +28,7 @@ mod admin;
 mod auth;
 mod error;
 mod faults;
+mod iam;
 mod limits;
 mod list;
 mod params;
@@ -64,6 +67,9 @@ pub const DEMO_ACCESS_KEY: &str = "SIMDEMOACCESSKEY0001";
 pub const DEMO_SECRET_KEY: &str = "sim-demo-secret-key-not-a-real-secret";
 /// Project of scenario tasks that name none.
 pub const DEMO_PROJECT_ID: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+/// The region [`DEMO_PROJECT_ID`] is named after: IAM's `GET /v3/projects?name=cn-north-4`
+/// finds it; any other region lists no project.
+pub const DEMO_REGION: &str = "cn-north-4";
 
 /// How long in-flight requests (an injected latency, say) may delay a shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -267,6 +273,7 @@ fn lock_len(state: &SimState) -> usize {
 fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/v2/{project_id}/tasks", get(list::list_tasks))
+        .route("/v3/projects", get(iam::list_projects))
         .merge(admin::routes())
         .fallback(not_found)
         .layer(axum::middleware::map_response(add_request_id))

@@ -30,11 +30,22 @@ pub(super) struct ProjectStats {
     pub faulted: u64,
 }
 
-/// All counters, rendered by `GET /_sim/stats`.
+/// Counters of IAM's project list (`GET /v3/projects`), apart from the task-list counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct IamStats {
+    pub requests: u64,
+    pub ok: u64,
+    pub client_errors: u64,
+    pub unauthorized: u64,
+}
+
+/// All counters, rendered by `GET /_sim/stats`. `total` counts task-list requests only.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub(super) struct Stats {
     projects: BTreeMap<String, ProjectStats>,
     total: u64,
+    iam: IamStats,
 }
 
 impl Stats {
@@ -51,6 +62,17 @@ impl Stats {
         }
         if faulted || outcome == Outcome::Injected {
             project.faulted += 1;
+        }
+    }
+
+    /// Counts one IAM project-list request.
+    pub fn record_iam(&mut self, outcome: Outcome) {
+        self.iam.requests += 1;
+        match outcome {
+            Outcome::Ok => self.iam.ok += 1,
+            Outcome::ClientError => self.iam.client_errors += 1,
+            Outcome::Unauthorized => self.iam.unauthorized += 1,
+            Outcome::Injected => {}
         }
     }
 
@@ -72,6 +94,8 @@ mod tests {
         stats.record("p", Outcome::Injected, false);
         stats.record("p", Outcome::ClientError, false);
         stats.record("q", Outcome::Unauthorized, false);
+        stats.record_iam(Outcome::Ok);
+        stats.record_iam(Outcome::Unauthorized);
         assert_eq!(
             serde_json::to_value(&stats).unwrap(),
             json!({
@@ -79,13 +103,18 @@ mod tests {
                     "p": {"requests": 4, "ok": 2, "clientErrors": 1, "unauthorized": 0, "faulted": 2},
                     "q": {"requests": 1, "ok": 0, "clientErrors": 0, "unauthorized": 1, "faulted": 0}
                 },
-                "total": 5
+                "total": 5,
+                "iam": {"requests": 2, "ok": 1, "clientErrors": 0, "unauthorized": 1}
             })
         );
         stats.reset();
         assert_eq!(
             serde_json::to_value(&stats).unwrap(),
-            json!({"projects": {}, "total": 0})
+            json!({
+                "projects": {},
+                "total": 0,
+                "iam": {"requests": 0, "ok": 0, "clientErrors": 0, "unauthorized": 0}
+            })
         );
     }
 }
