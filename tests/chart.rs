@@ -960,6 +960,7 @@ fn every_value_in_all_values_reaches_the_manifests() {
             "--watch-namespace=dcs-apps",
             "--allow-endpoint=https://dcs.private-cloud.example:8443",
             "--allow-endpoint=https://*.internal.example:*",
+            "--iam-endpoint=https://iam.internal.example",
             "--rate-limit=25",
             "--account-rate-limit=7",
             "--concurrency=4",
@@ -1187,6 +1188,7 @@ fn typos_and_bad_values_fail_helm_template() {
         (&["--set-string", "replicaCount=two"], "replicaCount"),
         (&["--set", "rateLimit=0"], "rateLimit"),
         (&["--set", "accountRateLimit=0"], "accountRateLimit"),
+        (&["--set", "iamEndpoint=iam.example"], "iamEndpoint"),
         (
             &["--set", "watchNamespace=Not_A_Namespace"],
             "watchNamespace",
