@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -19,111 +18,8 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use support::control_plane::ControlPlane;
-use support::sim_process::{CliProcess, SimProcess};
-
-/// A controller process watching one namespace.
-struct ControllerProcess {
-    process: Option<CliProcess>,
-    metrics_url: String,
-}
-
-impl ControllerProcess {
-    fn start(namespace: &str, extra: &[&str]) -> Self {
-        let kubeconfig = ControlPlane::shared().kubeconfig_path().to_path_buf();
-        Self::start_as(&kubeconfig, namespace, extra)
-    }
-
-    /// Like [`ControllerProcess::start`], with `env` added to the process's environment.
-    fn start_with_env(namespace: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
-        let kubeconfig = ControlPlane::shared().kubeconfig_path().to_path_buf();
-        Self::start_full(&kubeconfig, namespace, extra, env)
-    }
-
-    /// Like [`ControllerProcess::start`], authenticated by `kubeconfig`.
-    fn start_as(kubeconfig: &std::path::Path, namespace: &str, extra: &[&str]) -> Self {
-        Self::start_full(kubeconfig, namespace, extra, &[])
-    }
-
-    fn start_full(
-        kubeconfig: &std::path::Path,
-        namespace: &str,
-        extra: &[&str],
-        env: &[(&str, &str)],
-    ) -> Self {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut args = vec![
-            "controller",
-            "--watch-namespace",
-            namespace,
-            "--allow-endpoint",
-            "http://127.0.0.1:*",
-            "--listen",
-            &listen,
-            "--log-level",
-            "info,dcs_task_operator=debug",
-        ];
-        args.extend_from_slice(extra);
-        let kubeconfig = kubeconfig.to_str().unwrap().to_string();
-        let mut all_env = vec![("KUBECONFIG", kubeconfig.as_str())];
-        all_env.extend_from_slice(env);
-        let process = CliProcess::spawn(&args, &all_env);
-        Self {
-            process: Some(process),
-            metrics_url: format!("http://{listen}/metrics"),
-        }
-    }
-
-    /// The HTTP status of `/readyz` (0 when the server does not answer).
-    async fn readyz(&self) -> u16 {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let url = self.metrics_url.replace("/metrics", "/readyz");
-        reqwest::get(&url)
-            .await
-            .map_or(0, |response| response.status().as_u16())
-    }
-
-    /// Stops the process and returns what it printed.
-    fn stop(mut self) -> String {
-        self.stop_in_place()
-    }
-
-    fn stop_in_place(&mut self) -> String {
-        match self.process.take() {
-            Some(process) => {
-                let output = process.terminate(Duration::from_secs(5));
-                format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            }
-            None => String::new(),
-        }
-    }
-
-    /// A counter or gauge from `/metrics`, 0 when absent.
-    async fn metric(&self, line_prefix: &str) -> f64 {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let Ok(response) = reqwest::get(&self.metrics_url).await else {
-            return -1.0;
-        };
-        let text = response.text().await.unwrap_or_default();
-        text.lines()
-            .find(|line| line.starts_with(line_prefix))
-            .and_then(|line| line.rsplit(' ').next())
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(0.0)
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::operator::{OperatorProcess as ControllerProcess, wait_until};
+use support::sim_process::SimProcess;
 
 /// The demo credentials as the Secret `dcs-credentials`, labelled for the operator.
 async fn demo_secret(client: &Client, namespace: &str) {
@@ -170,29 +66,6 @@ fn query(name: &str, sim: &SimProcess, extra_spec: Value) -> DcsTaskQuery {
         "metadata": {"name": name}, "spec": spec
     }))
     .unwrap()
-}
-
-/// Polls `name` until `check` holds; fails with the last status after `timeout`.
-async fn wait_until(
-    api: &Api<DcsTaskQuery>,
-    name: &str,
-    timeout: Duration,
-    what: &str,
-    check: impl Fn(&DcsTaskQuery) -> bool,
-) -> DcsTaskQuery {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let object = api.get(name).await.unwrap();
-        if check(&object) {
-            return object;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}: timed out waiting for {what}; status: {}",
-            serde_json::to_string_pretty(&object.status).unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn condition(object: &DcsTaskQuery, type_: &str) -> Option<(String, String, String, Option<i64>)> {
@@ -938,10 +811,7 @@ async fn one_hostile_object_cannot_take_the_operator_down_for_the_others() {
     };
     assert!(stalled_event.note.unwrap().len() <= 1024);
 
-    assert!(
-        controller.process.as_mut().unwrap().is_running(),
-        "the operator exited"
-    );
+    assert!(controller.is_running(), "the operator exited");
     let logs = controller.stop();
     assert!(!logs.contains("panicked"), "{logs}");
 }

@@ -10,7 +10,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,7 +24,8 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use support::control_plane::ControlPlane;
-use support::sim_process::{CliProcess, SimProcess};
+use support::operator::{OperatorProcess, printed};
+use support::sim_process::SimProcess;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -45,29 +46,11 @@ tasks:
 "#;
 
 /// A controller process watching one namespace.
-struct Operator {
-    process: CliProcess,
-    listen: String,
-}
+struct Operator(OperatorProcess);
 
 impl Operator {
     fn start(kubeconfig: &Path, namespace: &str, extra: &[&str]) -> Self {
-        let listen = format!("127.0.0.1:{}", free_port());
-        let mut args = vec![
-            "controller",
-            "--watch-namespace",
-            namespace,
-            "--allow-endpoint",
-            "http://127.0.0.1:*",
-            "--listen",
-            &listen,
-            "--log-level",
-            "info,dcs_task_operator=debug",
-        ];
-        args.extend_from_slice(extra);
-        let kubeconfig = kubeconfig.to_str().expect("UTF-8 path").to_string();
-        let process = CliProcess::spawn(&args, &[("KUBECONFIG", kubeconfig.as_str())]);
-        Self { process, listen }
+        Self(OperatorProcess::start_as(kubeconfig, namespace, extra))
     }
 
     /// With `--leader-elect`, the Lease in `namespace`, as `identity`.
@@ -87,40 +70,17 @@ impl Operator {
 
     /// A counter from `/metrics`; -1 when the server does not answer, 0 when absent.
     async fn metric(&self, prefix: &str) -> f64 {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let Ok(response) = reqwest::get(format!("http://{}/metrics", self.listen)).await else {
-            return -1.0;
-        };
-        let text = response.text().await.unwrap_or_default();
-        text.lines()
-            .find(|line| line.starts_with(prefix))
-            .and_then(|line| line.rsplit(' ').next())
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(0.0)
+        self.0.metric(prefix).await
     }
 
     /// SIGTERM, SIGKILL after 10 s; what it printed and whether it exited on its own, cleanly.
     fn terminate(self) -> (bool, String) {
-        let output = self.process.terminate(Duration::from_secs(10));
-        (output.status.success(), printed(&output))
+        let output = self.0.terminate(Duration::from_secs(10));
+        (
+            output.status.success(),
+            format!("{}\n{}", output.status, printed(&output)),
+        )
     }
-}
-
-fn printed(output: &std::process::Output) -> String {
-    format!(
-        "{}\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One test's world: a namespace with the demo credentials and a simulator.
@@ -396,7 +356,7 @@ async fn sigterm_hands_the_lease_to_the_standby_within_seconds() {
         .await;
     // A healthy leader keeps acting past `duration - grace` (10 s): its renewals count.
     tokio::time::sleep(Duration::from_secs(12).saturating_sub(leading_since.elapsed())).await;
-    assert!(a.process.is_running(), "the healthy leader exited");
+    assert!(a.0.is_running(), "the healthy leader exited");
     let lease = world.lease().await.expect("the Lease exists");
     assert_eq!(lease.holder.as_deref(), Some("replica-a"));
     let renewed_ago = SystemTime::now()
@@ -480,7 +440,7 @@ async fn a_partitioned_leader_stops_acting_before_its_lease_can_pass() {
             cut_at.elapsed() < Duration::from_secs(40),
             "40 s after the cut: leader stopped: {a_stopped:?}, standby took over: {b_took_over:?}"
         );
-        if a_stopped.is_none() && !a.process.is_running() {
+        if a_stopped.is_none() && !a.0.is_running() {
             a_stopped = Some((Instant::now(), SystemTime::now()));
         }
         if let Some(lease) = world.lease().await {
@@ -496,7 +456,7 @@ async fn a_partitioned_leader_stops_acting_before_its_lease_can_pass() {
     let b_took_over = b_took_over.unwrap();
     let last_renewal = last_renewal_by_a.expect("the Lease named replica-a before the cut");
     let expiry = last_renewal + LEASE_DURATION;
-    let output = a.process.finish(Duration::from_secs(3600));
+    let output = a.0.finish(Duration::from_secs(3600));
     let logs_a = printed(&output);
     eprintln!(
         "figures: after the cut the leader stopped at {:.2} s ({:.2} s after its last renewal, {:.2} s before the Lease expired); the standby held the Lease at {:.2} s",
@@ -598,7 +558,7 @@ async fn after_a_kube_apiserver_restart_new_objects_get_status_within_seconds() 
         "first status after the restart took {first_status:?}"
     );
     assert!(condition_is(&done, "Ready", "True"));
-    assert!(operator.process.is_running(), "the operator exited");
+    assert!(operator.0.is_running(), "the operator exited");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let events = world.events("awaited").await;
     assert_eq!(

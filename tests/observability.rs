@@ -9,7 +9,6 @@ mod promql;
 mod support;
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use dcs_task_operator::api::DcsTaskQuery;
@@ -17,7 +16,8 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::{Value, json};
 use support::control_plane::ControlPlane;
-use support::sim_process::{CliProcess, package_root};
+use support::operator::{OperatorProcess, wait_until};
+use support::sim_process::package_root;
 
 const DASHBOARD: &str = "integrations/grafana/dcs-task-operator.json";
 
@@ -25,63 +25,21 @@ const DASHBOARD: &str = "integrations/grafana/dcs-task-operator.json";
 const DEMO_JOB_ID: &str = "ff80808190a1b2c30190a1b2c3d40000";
 
 /// A `controller --sim` process watching one namespace, with its `/metrics` address.
-struct Controller {
-    process: Option<CliProcess>,
-    base_url: String,
-}
+struct Controller(OperatorProcess);
 
 impl Controller {
     fn start(namespace: &str) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        let kubeconfig = ControlPlane::shared()
-            .kubeconfig_path()
-            .to_str()
-            .unwrap()
-            .to_string();
-        let process = CliProcess::spawn(
-            &[
-                "controller",
-                "--watch-namespace",
-                namespace,
-                "--sim",
-                "--listen",
-                &listen,
-            ],
-            &[("KUBECONFIG", kubeconfig.as_str())],
-        );
-        Self {
-            process: Some(process),
-            base_url: format!("http://{listen}"),
-        }
+        Self(OperatorProcess::start(namespace, &["--sim"]))
     }
 
     /// The `/metrics` text, empty while the server does not answer.
     async fn metrics(&self) -> String {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        match reqwest::get(format!("{}/metrics", self.base_url)).await {
-            Ok(response) if response.status().is_success() => {
-                response.text().await.unwrap_or_default()
-            }
-            _ => String::new(),
-        }
+        self.0.metrics_text().await.unwrap_or_default()
     }
 
     /// Stops the process and returns what it printed, for failure messages.
-    fn stop(mut self) -> String {
-        let Some(process) = self.process.take() else {
-            return String::new();
-        };
-        let output = process.terminate(Duration::from_secs(5));
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
+    fn stop(self) -> String {
+        self.0.stop()
     }
 }
 
@@ -94,28 +52,6 @@ fn waiting_query(name: &str) -> DcsTaskQuery {
                  "waitFor": {"jobId": DEMO_JOB_ID}}
     }))
     .unwrap()
-}
-
-/// Polls `name` until `check` holds; fails with the last status after `timeout`.
-async fn wait_until(
-    api: &Api<DcsTaskQuery>,
-    name: &str,
-    timeout: Duration,
-    check: impl Fn(&DcsTaskQuery) -> bool,
-) -> DcsTaskQuery {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let object = api.get(name).await.unwrap();
-        if check(&object) {
-            return object;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}: condition not reached within {timeout:?}; status: {}",
-            serde_json::to_string_pretty(&object.status).unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn dashboard() -> Value {
@@ -243,11 +179,17 @@ async fn every_metric_the_dashboard_queries_is_exposed_by_a_running_controller()
     }
     for object in &objects {
         let name = object.metadata.name.as_deref().unwrap();
-        wait_until(&api, name, Duration::from_secs(60), |o| {
-            o.status
-                .as_ref()
-                .is_some_and(|s| s.last_sync_time.is_some())
-        })
+        wait_until(
+            &api,
+            name,
+            Duration::from_secs(60),
+            "a synced status",
+            |o| {
+                o.status
+                    .as_ref()
+                    .is_some_and(|s| s.last_sync_time.is_some())
+            },
+        )
         .await;
     }
 
@@ -325,13 +267,19 @@ async fn kubectl_get_wide_shows_the_awaited_job_id_and_the_error_code_column() {
     api.create(&PostParams::default(), &waiting_query("wide"))
         .await
         .unwrap();
-    wait_until(&api, "wide", Duration::from_secs(60), |o| {
-        o.status
-            .as_ref()
-            .and_then(|s| s.wait_for.as_ref())
-            .and_then(|w| w.job_id.as_deref())
-            == Some(DEMO_JOB_ID)
-    })
+    wait_until(
+        &api,
+        "wide",
+        Duration::from_secs(60),
+        "a synced status",
+        |o| {
+            o.status
+                .as_ref()
+                .and_then(|s| s.wait_for.as_ref())
+                .and_then(|w| w.job_id.as_deref())
+                == Some(DEMO_JOB_ID)
+        },
+    )
     .await;
     let log = controller.stop();
 

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests; include with `mod support;` from a test file.
 
 pub mod control_plane;
+pub mod operator;
 pub mod sim_process;
 pub mod tools;
 
