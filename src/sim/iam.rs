@@ -5,19 +5,16 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
 
-use super::auth::{IncomingRequest, Refusal};
+use super::gateway::{self, Rejected};
 use super::list::json as json_response;
 use super::state::{SimState, lock};
 use super::stats::Outcome;
 use super::{DEMO_PROJECT_ID, DEMO_REGION, wire};
-
-/// Largest request body read (GETs have none; this only bounds misuse).
-const MAX_BODY: usize = 1 << 20;
 
 /// The domain (account) id the demo project belongs to.
 const DEMO_DOMAIN_ID: &str = "d0d1d2d3d4d5d6d7d8d9dadbdcdddedf";
@@ -33,46 +30,12 @@ pub(super) async fn list_projects(
 }
 
 async fn answer(state: &SimState, request: Request) -> (Outcome, Response) {
-    let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return bad_request("The request body could not be read.");
+    let query = match gateway::admit(state, request, None).await {
+        Ok(query) => query,
+        Err(Rejected::UnreadableBody) => return bad_request("The request body could not be read."),
+        Err(Rejected::BadQuery) => return bad_request("The query string is not valid."),
+        Err(Rejected::Refused(outcome, response)) => return (outcome, response),
     };
-    let query: Vec<(String, String)> = match Query::try_from_uri(&parts.uri) {
-        Ok(Query(query)) => query,
-        Err(_) => return bad_request("The query string is not valid."),
-    };
-    let incoming = IncomingRequest {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        authority: parts.uri.authority().map(|authority| authority.as_str()),
-        headers: &parts.headers,
-        query: &query,
-        body: &body,
-        project_id: None,
-    };
-    match state.auth.check(&incoming, chrono::Utc::now()) {
-        Ok(()) => {}
-        Err(Refusal::Unauthorized(reason)) => {
-            let body = wire::error_body(
-                "APIG.0301",
-                &format!("Incorrect IAM authentication information: {reason}"),
-            );
-            return (
-                Outcome::Unauthorized,
-                json_response(StatusCode::UNAUTHORIZED, body),
-            );
-        }
-        Err(Refusal::Forbidden(reason)) => {
-            let body = wire::error_body(
-                "APIG.0302",
-                &format!("The IAM user is not authorized to access the API: {reason}"),
-            );
-            return (
-                Outcome::ClientError,
-                json_response(StatusCode::FORBIDDEN, body),
-            );
-        }
-    }
     let name = query
         .iter()
         .rev()

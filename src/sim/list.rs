@@ -5,20 +5,17 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::auth::{IncomingRequest, Refusal};
 use super::faults::FaultAction;
+use super::gateway::{self, Rejected};
 use super::params::{self, InvalidParam};
 use super::state::{SimState, lock};
 use super::stats::Outcome;
 use super::wire;
-
-/// Largest request body read (GETs have none; this only bounds misuse).
-const MAX_BODY: usize = 1 << 20;
 
 pub(super) async fn list_tasks(
     State(state): State<Arc<SimState>>,
@@ -60,44 +57,18 @@ pub(super) async fn list_tasks(
 }
 
 async fn answer(state: &SimState, project_id: &str, request: Request) -> (Outcome, Response) {
-    let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return client_error(
-            StatusCode::BAD_REQUEST,
-            "111400063",
-            "The request body could not be read.",
-        );
-    };
-    let query: Vec<(String, String)> = match Query::try_from_uri(&parts.uri) {
-        Ok(Query(query)) => query,
-        Err(_) => return invalid_param("query"),
-    };
-    let incoming = IncomingRequest {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        authority: parts.uri.authority().map(|authority| authority.as_str()),
-        headers: &parts.headers,
-        query: &query,
-        body: &body,
-        project_id: Some(project_id),
-    };
-    match state.auth.check(&incoming, chrono::Utc::now()) {
-        Ok(()) => {}
-        Err(Refusal::Unauthorized(reason)) => {
-            let body = wire::error_body(
-                "APIG.0301",
-                &format!("Incorrect IAM authentication information: {reason}"),
-            );
-            return (Outcome::Unauthorized, json(StatusCode::UNAUTHORIZED, body));
-        }
-        Err(Refusal::Forbidden(reason)) => {
+    let query = match gateway::admit(state, request, Some(project_id)).await {
+        Ok(query) => query,
+        Err(Rejected::UnreadableBody) => {
             return client_error(
-                StatusCode::FORBIDDEN,
-                "APIG.0302",
-                &format!("The IAM user is not authorized to access the API: {reason}"),
+                StatusCode::BAD_REQUEST,
+                "111400063",
+                "The request body could not be read.",
             );
         }
-    }
+        Err(Rejected::BadQuery) => return invalid_param("query"),
+        Err(Rejected::Refused(outcome, response)) => return (outcome, response),
+    };
     let params = match params::parse(&query) {
         Ok(params) => params,
         Err(InvalidParam(name)) => return invalid_param(name),

@@ -28,6 +28,7 @@ mod admin;
 mod auth;
 mod error;
 mod faults;
+mod gateway;
 mod iam;
 mod limits;
 mod list;
