@@ -780,6 +780,12 @@ mod tests {
         let short = glitch_at(120, &settled);
         assert_eq!(short.conditions, settled.conditions, "Ready stays True");
         assert_eq!(short.last_error.as_ref().unwrap().http_status, Some(503));
+        let at_the_limit = glitch_at(300, &short);
+        assert_eq!(
+            status_of(&at_the_limit, READY),
+            "False",
+            "the grace is 5 min, not more"
+        );
         let long = glitch_at(301, &short);
         assert_eq!(status_of(&long, READY), "False");
         assert_eq!(status_of(&long, RECONCILING), "True");

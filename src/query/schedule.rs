@@ -219,6 +219,11 @@ mod tests {
             no_later_than_deadline(Some(Duration::from_secs(5)), Some(deadline), now),
             Some(Duration::from_secs(5))
         );
+        assert_eq!(
+            no_later_than_deadline(five_minutes, Some(now), now),
+            five_minutes,
+            "a deadline reached now is judged by this poll, not rescheduled"
+        );
         let passed = now - chrono::TimeDelta::seconds(1);
         assert_eq!(
             no_later_than_deadline(five_minutes, Some(passed), now),
