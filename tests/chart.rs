@@ -958,6 +958,7 @@ fn every_value_in_all_values_reaches_the_manifests() {
             "controller",
             "--listen=0.0.0.0:9090",
             "--watch-namespace=dcs-apps",
+            "--selector=dcs.hwcloud.dev/shard=a",
             "--allow-endpoint=https://dcs.private-cloud.example:8443",
             "--allow-endpoint=https://*.internal.example:*",
             "--iam-endpoint=https://iam.internal.example",

@@ -1330,3 +1330,37 @@ async fn a_project_id_is_discovered_once_through_iam_and_shown_in_status() {
     );
     assert_eq!(stalled.status.as_ref().unwrap().project_id, None);
 }
+
+#[tokio::test]
+async fn releases_with_label_selectors_shard_the_objects_between_them() {
+    let f = Fixture::new("shards", SETTLED_SCENARIO, true).await;
+    let (ns, sim, api) = (&f.ns, &f.sim, &f.api);
+    let mut shard_a = f.controller(&["--selector", "dcs.hwcloud.dev/shard=a"]);
+    let _shard_b = f.controller(&["--selector", "dcs.hwcloud.dev/shard=b"]);
+    for (name, shard) in [("in-a", "a"), ("in-b", "b"), ("in-none", "c")] {
+        let mut object = query(name, sim, json!({}));
+        object.metadata.labels =
+            Some([("dcs.hwcloud.dev/shard".to_string(), shard.to_string())].into());
+        api.create(&PostParams::default(), &object).await.unwrap();
+    }
+    for name in ["in-a", "in-b"] {
+        wait_until(api, name, Duration::from_secs(30), "Ready", |o| {
+            is(o, "Ready", "True")
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        api.get("in-none").await.unwrap().status.is_none(),
+        "no shard owns it"
+    );
+    assert!(shard_a.is_running());
+    let logs = shard_a.stop_in_place();
+    assert!(!logs.contains("in-b"), "shard a touched shard b's object");
+
+    let refused = ControllerProcess::start(ns, &["--selector", "not a selector!"])
+        .finish(Duration::from_secs(60));
+    assert!(!refused.status.success());
+    let printed = support::operator::printed(&refused);
+    assert!(printed.contains("--selector"), "{printed}");
+}

@@ -68,6 +68,7 @@ pub fn config(args: ControllerArgs) -> Result<ControllerConfig, ControllerComman
         .map_err(ControllerCommandError::IamEndpoint)?;
     Ok(ControllerConfig {
         watch_namespace: Some(args.watch_namespace).filter(|ns| !ns.is_empty()),
+        selector: args.selector.filter(|selector| !selector.trim().is_empty()),
         endpoints,
         iam_endpoint,
         rate_limit: args.rate_limit,

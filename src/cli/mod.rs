@@ -49,6 +49,12 @@ pub struct ControllerArgs {
     #[arg(long, env = "WATCH_NAMESPACE", default_value = "")]
     pub watch_namespace: String,
 
+    /// Reconcile only DcsTaskQuery objects matching this label selector (e.g.
+    /// `dcs.hwcloud.dev/shard=a`), so several releases can share the objects out between them.
+    /// Equal queries in different shards do not share upstream calls.
+    #[arg(long, value_name = "LABEL_SELECTOR")]
+    pub selector: Option<String>,
+
     /// Extra endpoints a DcsTaskQuery may name in spec.endpoint, e.g. `https://*.corp.example`
     /// (repeatable). By default only https://dcs.<region>.myhuaweicloud.com hosts are allowed.
     #[arg(long = "allow-endpoint", value_name = "SCHEME://HOST[:PORT]")]

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use kube::api::ListParams;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -39,6 +40,9 @@ pub const FIELD_MANAGER: &str = "dcs-task-operator";
 pub struct ControllerConfig {
     /// Only this namespace; `None` watches all.
     pub watch_namespace: Option<String>,
+    /// Only `DcsTaskQuery` objects matching this label selector (`--selector`), so several
+    /// releases can shard the objects between them.
+    pub selector: Option<String>,
     pub endpoints: EndpointPolicy,
     /// Where project ids are discovered (`--iam-endpoint`, `HUAWEICLOUD_SDK_IAM_ENDPOINT`),
     /// already checked against `endpoints`.
@@ -105,6 +109,12 @@ pub enum ControllerError {
     },
     #[error("leader election: {0}")]
     Leader(#[from] kube_lease_manager::LeaseManagerError),
+    #[error("--selector {selector:?} was refused by the apiserver: {source}")]
+    Selector {
+        selector: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("lost leadership; exiting so that only the new leader writes")]
     LostLeadership,
     #[error("cannot listen for SIGTERM/SIGINT: {0}")]
@@ -194,7 +204,21 @@ pub async fn run_with_client(
     let (query_reader, query_writer) = reflector::store();
     // Only spec (generation) and annotation changes wake a reconcile: our own status writes do
     // not, so the controller never triggers itself.
-    let query_stream = watcher(queries, watcher::Config::default())
+    if let Some(selector) = &config.selector {
+        // A selector the apiserver refuses would leave the watch failing forever: say so now.
+        queries
+            .list_metadata(&ListParams::default().labels(selector).limit(1))
+            .await
+            .map_err(|source| ControllerError::Selector {
+                selector: selector.clone(),
+                source,
+            })?;
+    }
+    let query_config = match &config.selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
+    let query_stream = watcher(queries, query_config)
         .filter(relist_at_once_when_gone)
         .backoff(watch_backoff())
         .reflect(query_writer)
@@ -262,6 +286,7 @@ pub async fn run_with_client(
 
     info!(
         namespace = config.watch_namespace.as_deref().unwrap_or("(all)"),
+        selector = config.selector.as_deref().unwrap_or("(all objects)"),
         "controller started"
     );
     let mut run = controller
