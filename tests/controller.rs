@@ -18,7 +18,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use support::control_plane::ControlPlane;
-use support::operator::{OperatorProcess as ControllerProcess, wait_until};
+use support::operator::{OperatorProcess as ControllerProcess, query_object, wait_until};
 use support::sim_process::SimProcess;
 
 /// The demo credentials as the Secret `dcs-credentials`, labelled for the operator.
@@ -51,21 +51,7 @@ async fn credentials_secret(
 }
 
 fn query(name: &str, sim: &SimProcess, extra_spec: Value) -> DcsTaskQuery {
-    let mut spec = json!({
-        "region": "cn-north-4",
-        "endpoint": sim.base_url(),
-        "credentialsSecretRef": {"name": "dcs-credentials"},
-        "activeInterval": "2s",
-        "interval": "10s",
-    });
-    spec.as_object_mut()
-        .unwrap()
-        .extend(extra_spec.as_object().unwrap().clone());
-    serde_json::from_value(json!({
-        "apiVersion": "dcs.hwcloud.dev/v1alpha1", "kind": "DcsTaskQuery",
-        "metadata": {"name": name}, "spec": spec
-    }))
-    .unwrap()
+    query_object(name, sim.base_url(), extra_spec)
 }
 
 fn condition(object: &DcsTaskQuery, type_: &str) -> Option<(String, String, String, Option<i64>)> {
@@ -83,6 +69,19 @@ fn condition(object: &DcsTaskQuery, type_: &str) -> Option<(String, String, Stri
                 c.observed_generation,
             )
         })
+}
+
+/// Seconds from the object's creation to its `Failed` condition's last transition.
+fn seconds_until_failed(object: &DcsTaskQuery) -> i64 {
+    let created = object.metadata.creation_timestamp.as_ref().unwrap().0;
+    let failed_at = object
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Failed"))
+        .expect("a Failed condition")
+        .last_transition_time
+        .0;
+    failed_at.as_second() - created.as_second()
 }
 
 fn is(object: &DcsTaskQuery, type_: &str, status: &str) -> bool {
@@ -891,18 +890,7 @@ async fn a_wait_times_out_while_every_poll_fails() {
     assert_eq!(reason, "TimedOut");
     assert!(message.contains("503"), "{message}");
     // The clock started at creation and ran out within the timeout plus one retry.
-    let created = timed_out.metadata.creation_timestamp.as_ref().unwrap().0;
-    let failed_at = timed_out
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Failed")
-        .unwrap()
-        .last_transition_time
-        .0;
-    let waited = failed_at.as_second() - created.as_second();
+    let waited = seconds_until_failed(&timed_out);
     eprintln!("measured: timed out {waited} s after creation");
     assert!((10..=20).contains(&waited), "timed out after {waited} s");
     let before = sim.total_requests();
@@ -1063,17 +1051,7 @@ async fn a_kill_9_during_a_pending_wait_changes_neither_its_timeout_nor_its_even
         created.as_second(),
         "the clock started at creation and survived the kill"
     );
-    let failed_at = timed_out
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Failed")
-        .unwrap()
-        .last_transition_time
-        .0;
-    let waited = failed_at.as_second() - created.as_second();
+    let waited = seconds_until_failed(&timed_out);
     eprintln!("measured: timed out {waited} s after creation");
     assert!((20..=35).contains(&waited), "timed out after {waited} s");
     let events = reasons(&events_for(client, ns, "clocked").await);

@@ -16,13 +16,13 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::sim_process::{BINARY, describe, package_root, run_cli};
+use support::sim_process::{binary_command, describe, package_root, run_cli};
 
 /// The prefix of a "try it" command inside an example's comment; `--release` and then `--`
 /// may follow before the binary's arguments.
@@ -209,22 +209,9 @@ fn every_example_without_a_wait_prints_a_ready_answer_offline() {
 /// Runs the binary with `args` until a stdout line contains `needle`, then kills it and returns
 /// that line; fails the test after [`FIRST_ANSWER_TIMEOUT`] or when the command exits first.
 fn first_line_containing(args: &[String], needle: &str) -> String {
-    let mut command = Command::new(BINARY);
-    command
-        .args(args)
-        .current_dir(package_root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for (name, _) in std::env::vars() {
-        if ["HUAWEICLOUD_SDK_", "HW_", "DCS_LOG_"]
-            .iter()
-            .any(|prefix| name.starts_with(prefix))
-        {
-            command.env_remove(name);
-        }
-    }
-    support::die_with_spawning_thread(&mut command);
+    let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut command = binary_command(&arg_refs, &[]);
+    command.stderr(Stdio::null());
     let mut child = command.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let (lines, received) = mpsc::channel();

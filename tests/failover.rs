@@ -24,7 +24,7 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use support::control_plane::ControlPlane;
-use support::operator::{OperatorProcess, printed};
+use support::operator::{OperatorProcess, printed, query_object};
 use support::sim_process::SimProcess;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -121,21 +121,7 @@ impl World {
     }
 
     fn query(&self, name: &str, extra_spec: Value) -> DcsTaskQuery {
-        let mut spec = json!({
-            "region": "cn-north-4",
-            "endpoint": self.sim.base_url(),
-            "credentialsSecretRef": {"name": "dcs-credentials"},
-            "activeInterval": "2s",
-            "interval": "10s",
-        });
-        spec.as_object_mut()
-            .unwrap()
-            .extend(extra_spec.as_object().unwrap().clone());
-        serde_json::from_value(json!({
-            "apiVersion": "dcs.hwcloud.dev/v1alpha1", "kind": "DcsTaskQuery",
-            "metadata": {"name": name}, "spec": spec
-        }))
-        .unwrap()
+        query_object(name, self.sim.base_url(), extra_spec)
     }
 
     async fn create(&self, name: &str, extra_spec: Value) {

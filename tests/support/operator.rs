@@ -154,6 +154,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A `DcsTaskQuery` named `name` against the simulator at `endpoint` with the demo Secret
+/// `dcs-credentials`, polling fast (2 s / 10 s), with `extra_spec` merged over that.
+pub fn query_object(name: &str, endpoint: &str, extra_spec: serde_json::Value) -> DcsTaskQuery {
+    let mut spec = serde_json::json!({
+        "region": "cn-north-4",
+        "endpoint": endpoint,
+        "credentialsSecretRef": {"name": "dcs-credentials"},
+        "activeInterval": "2s",
+        "interval": "10s",
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
+        spec.extend(extra.clone());
+    }
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "dcs.hwcloud.dev/v1alpha1", "kind": "DcsTaskQuery",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .expect("a valid DcsTaskQuery")
+}
+
 /// Polls `name` until `check` holds; fails with the last status after `timeout`.
 pub async fn wait_until(
     api: &Api<DcsTaskQuery>,

@@ -79,7 +79,7 @@ pub fn demo_env() -> [(&'static str, &'static str); 3] {
 
 /// A `Command` for the binary: package root as working directory, scrubbed environment plus
 /// `env`, no stdin, killed by the kernel when the spawning thread ends.
-fn binary_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+pub fn binary_command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(BINARY);
     command
         .args(args)
