@@ -74,6 +74,7 @@ pub fn config(args: ControllerArgs) -> Result<ControllerConfig, ControllerComman
         rate_limit: args.rate_limit,
         account_rate_limit: args.account_rate_limit,
         concurrency: args.concurrency,
+        upstream_sharing: args.upstream_sharing,
         max_body_bytes: args.max_body_bytes,
         request_timeout: args.request_timeout,
         default_credentials,

@@ -81,6 +81,11 @@ pub struct ControllerArgs {
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
 
+    /// How objects with equal queries share upstream calls: `shared` (one feed per distinct
+    /// query, the default) or `per-object` (every object polls alone; for benchmarks only).
+    #[arg(long, value_enum, default_value_t = crate::controller::UpstreamSharing::Shared, hide = true)]
+    pub upstream_sharing: crate::controller::UpstreamSharing,
+
     /// Largest DCS response body read, in bytes; a larger answer is an error, so one upstream
     /// cannot exhaust the process's memory.
     #[arg(long, env = "DCS_MAX_BODY_BYTES", default_value_t = crate::dcs::DEFAULT_MAX_BODY_BYTES)]

@@ -82,6 +82,8 @@ pub struct RequestKey {
     pub credential: String,
     pub page: PageRequest,
     pub paging: Paging,
+    /// The one object this key belongs to, in `--upstream-sharing=per-object` mode.
+    pub owner: Option<String>,
 }
 
 /// A finished call, shared by everyone who asked.
@@ -490,6 +492,7 @@ mod tests {
                 ..PageRequest::default()
             },
             paging: Paging::All { max_pages: 10 },
+            owner: None,
         }
     }
 
@@ -570,6 +573,7 @@ mod tests {
                 ..PageRequest::default()
             },
             paging: Paging::All { max_pages: 10 },
+            owner: None,
         }
     }
 

@@ -52,6 +52,8 @@ pub struct ControllerConfig {
     /// HTTP requests per second to DCS, per account (`--account-rate-limit`).
     pub account_rate_limit: NonZeroU32,
     pub concurrency: u16,
+    /// Whether equal queries share upstream calls (`--upstream-sharing`).
+    pub upstream_sharing: UpstreamSharing,
     /// Largest DCS response body read (`--max-body-bytes`).
     pub max_body_bytes: usize,
     /// Time limit of one HTTP request to DCS (`--request-timeout`).
@@ -64,6 +66,15 @@ pub struct ControllerConfig {
     pub simulator: Option<sim::Scenario>,
     /// Events' reporting instance (the pod name).
     pub identity: String,
+}
+
+/// Whether objects with equal queries share upstream calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UpstreamSharing {
+    /// One upstream feed per distinct query (the operator's design).
+    Shared,
+    /// Every object polls alone: the naive baseline the benchmark compares against.
+    PerObject,
 }
 
 /// The in-process simulator every query is pointed at in `--sim` mode.
@@ -90,6 +101,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub memory: reconcile::Memory,
+    pub upstream_sharing: UpstreamSharing,
     pub simulator: Option<SimulatorTarget>,
 }
 
@@ -258,6 +270,7 @@ pub async fn run_with_client(
         ),
         metrics: metrics.clone(),
         memory: Default::default(),
+        upstream_sharing: config.upstream_sharing,
         simulator,
     });
 

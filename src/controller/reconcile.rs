@@ -319,6 +319,8 @@ async fn poll(
         credential: set.credentials.fingerprint(),
         page: plan.page.clone(),
         paging: plan.paging,
+        owner: (ctx.upstream_sharing == super::UpstreamSharing::PerObject)
+            .then(|| query.uid().unwrap_or_else(|| key.to_string())),
     };
     let max_age = if refresh_requested {
         Duration::ZERO
