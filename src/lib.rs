@@ -12,3 +12,4 @@ pub mod duration;
 pub mod query;
 pub mod sim;
 pub mod text;
+pub mod upstream;

@@ -1372,15 +1372,13 @@ fn yamllint_passes_on_chart_values_examples_and_integrations() {
 /// The series names the operator's metrics make queryable, every family populated once (a
 /// family without samples is not rendered at all).
 fn operator_series() -> BTreeSet<String> {
-    use dcs_task_operator::controller::metrics::Metrics;
+    use dcs_task_operator::controller::metrics::{
+        Metrics, ReconcileResult, SharedOutcome, UpstreamOutcome,
+    };
     let metrics = Metrics::default();
-    for family in [
-        &metrics.upstream_calls,
-        &metrics.shared_fetches,
-        &metrics.reconciles,
-    ] {
-        Metrics::count(family, "ok");
-    }
+    metrics.count_upstream(UpstreamOutcome::Ok);
+    metrics.count_shared(SharedOutcome::Fed);
+    metrics.count_reconcile(ReconcileResult::Ok);
     metrics.upstream_latency.observe(0.1);
     metrics.status_writes.inc();
     metrics.set_objects(std::iter::empty());

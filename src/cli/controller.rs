@@ -3,9 +3,10 @@
 use super::ControllerArgs;
 use crate::controller::credentials::{DefaultCredentials, NamespaceScope};
 use crate::controller::leader::LeaseSettings;
-use crate::controller::{self, ControllerConfig, ControllerError};
+use crate::controller::{self, ControllerConfig, ControllerError, TargetOverride};
 use crate::dcs::{CredentialSet, CredentialsError, EndpointError, EndpointPolicy};
-use crate::sim::SimError;
+use crate::sim::{self, SimError};
+use tracing::info;
 
 /// Invalid controller flags or environment.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +30,27 @@ pub enum ControllerCommandError {
 }
 
 pub async fn run(args: ControllerArgs) -> Result<(), ControllerCommandError> {
-    controller::run(config(args)?).await?;
+    let scenario = args
+        .sim
+        .as_deref()
+        .map(super::scenario_from_flag)
+        .transpose()?;
+    let mut config = config(args)?;
+    // `--sim`: the simulator runs in this process for as long as the controller does, and
+    // every query is sent to it with its demo credentials.
+    let _simulator = match scenario {
+        Some(scenario) => {
+            let running = sim::serve_on_loopback(scenario).await?;
+            info!(url = %running.base_url(), "simulator mode: every query goes to the built-in simulator");
+            config.target_override = Some(TargetOverride {
+                endpoint: running.endpoint(),
+                credentials: sim::demo_credentials(),
+            });
+            Some(running)
+        }
+        None => None,
+    };
+    controller::run(config).await?;
     Ok(())
 }
 
@@ -57,11 +78,6 @@ pub fn config(args: ControllerArgs) -> Result<ControllerConfig, ControllerComman
             None
         }
     };
-    let simulator = args
-        .sim
-        .as_deref()
-        .map(super::scenario_from_flag)
-        .transpose()?;
     let endpoints = EndpointPolicy::new(args.allow_endpoints);
     let iam_endpoint = endpoints
         .resolve_iam(args.iam_endpoint.as_deref())
@@ -86,7 +102,7 @@ pub fn config(args: ControllerArgs) -> Result<ControllerConfig, ControllerComman
             grace_seconds: 5,
         }),
         listen: args.listen,
-        simulator,
+        target_override: None,
         identity,
     })
 }

@@ -74,7 +74,7 @@ pub struct ControllerArgs {
 
     /// Upstream DCS HTTP requests per second per account (access key), so one busy account
     /// cannot spend the whole --rate-limit.
-    #[arg(long, default_value_t = crate::controller::budget::DEFAULT_ACCOUNT_RATE_LIMIT)]
+    #[arg(long, default_value_t = crate::upstream::budget::DEFAULT_ACCOUNT_RATE_LIMIT)]
     pub account_rate_limit: std::num::NonZeroU32,
 
     /// Reconciles running at once.

@@ -3,6 +3,8 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
@@ -14,9 +16,12 @@ use crate::dcs::{
     AllowedEndpoint, CredentialSet, DcsClient, EndpointPolicy, HttpClient, HttpSettings, IamClient,
     ProjectDiscoveryError,
 };
-use crate::query::schedule::{PollKind, next_poll, no_later_than_deadline};
-use crate::query::{self, CredentialSource, PlanContext, PollOutcome, StatusContext};
+use crate::query::{
+    self, CredentialSource, DecisionInput, PlanContext, PollOutcome, ProjectShown, StatusContext,
+};
 use crate::sim;
+use crate::upstream::feed::{FeedKey, FeedTarget, Feeds, Interest};
+use crate::upstream::fetcher::{self, FetchLimits, SharedFetcher};
 
 /// Exit codes, documented in `--help`.
 pub const EXIT_OK: u8 = 0;
@@ -43,6 +48,8 @@ pub enum QueryCommandError {
 /// Where requests go and as whom, decided once per run.
 struct Target {
     client: DcsClient,
+    /// Fingerprint of the credentials, for the feed key.
+    credential: String,
     /// The project queried (given or discovered), shown as `status.projectId`.
     project: String,
     /// Keeps the in-process simulator alive for the run.
@@ -97,100 +104,143 @@ pub async fn run(args: QueryArgs) -> Result<ExitCode, QueryCommandError> {
         Err(error) => return Err(error),
     };
     Ok(ExitCode::from(
-        poll_loop(&manifest, &args, &target, started).await,
+        poll_loop(&manifest, &args, target, started).await,
     ))
 }
 
-/// Polls until done (one-shot), or until the wait resolves (`--watch`).
+/// Reads the query's upstream feed (the same feed and decision code as the controller) until
+/// done: after the first answer (one-shot), or when the wait resolves (`--watch`).
 async fn poll_loop(
     manifest: &DcsTaskQuery,
     args: &QueryArgs,
-    target: &Target,
+    target: Target,
     started: DateTime<Utc>,
 ) -> u8 {
+    let planned = |now| {
+        query::plan(
+            &manifest.spec,
+            &PlanContext {
+                now,
+                created_at: started,
+                wait_started_at: started,
+            },
+        )
+    };
+    // Validated before the loop; planning again only re-reads the clock.
+    let Ok(first_plan) = planned(started) else {
+        return EXIT_INVALID_INPUT;
+    };
+    let fetcher = Arc::new(SharedFetcher::with_limits(FetchLimits {
+        listing_deadline: fetcher::listing_deadline(args.request_timeout),
+        ..FetchLimits::default()
+    }));
+    let feeds = Feeds::new(fetcher, |()| {}, None);
+    let key = FeedKey {
+        endpoint: target.client.endpoint().to_string(),
+        project_id: target.project.clone(),
+        credential: target.credential.clone(),
+        request: first_plan.list_request(),
+        owner: None,
+    };
+    let interest = Interest {
+        active: first_plan.wait.is_some(),
+        plan: Arc::new(first_plan),
+    };
+    let feed = FeedTarget {
+        key,
+        client: target.client,
+    };
+    let mut answers = feeds.subscribe((), feed, interest);
     let mut shown: Option<DcsTaskQueryStatus> = None;
-    let mut failures = 0u32;
+    let mut recheck: Option<Duration> = None;
     loop {
-        let now = Utc::now();
-        let context = PlanContext {
-            now,
-            created_at: started,
-            wait_started_at: started,
-        };
-        let Ok(plan) = query::plan(&manifest.spec, &context) else {
-            // Validated before the loop; planning again only re-reads the clock.
-            return EXIT_INVALID_INPUT;
-        };
-        let mut status_ctx = status_context(manifest, shown.as_ref(), started, now);
-        status_ctx.wait_deadline = plan.wait.as_ref().and_then(|wait| wait.deadline);
-        let (status, kind) = match target.client.list_tasks(&plan.page, plan.paging).await {
-            Ok(listing) => {
-                failures = 0;
-                let evaluation = query::evaluate(&plan, &listing, now);
-                let resolved = evaluation
-                    .wait
-                    .as_ref()
-                    .is_some_and(|w| w.phase.is_resolved());
-                let kind = PollKind::Answered {
-                    active: evaluation.active,
-                    resolved,
-                };
-                (
-                    query::build_status(&status_ctx, PollOutcome::Fetched(&evaluation)),
-                    kind,
-                )
-            }
-            Err(error) => {
-                failures += 1;
-                warn!(%error, attempt = failures, "task-center poll failed");
-                let kind = PollKind::Failed {
-                    consecutive: failures,
-                    class: error.class(),
-                };
-                (
-                    query::build_status(&status_ctx, PollOutcome::FetchFailed(&error)),
-                    kind,
-                )
+        // The next answer, or the moment a decision is due without one (a wait deadline).
+        let sleep = async {
+            match recheck {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => std::future::pending().await,
             }
         };
-        let mut status = status;
-        status.project_id = Some(target.project.clone());
-        let changed = shown
-            .as_ref()
-            .is_none_or(|old| without_sync_time(old) != without_sync_time(&status));
-        // Errors only a person can fix end a watch: polling again would not help.
-        let needs_person =
-            matches!(kind, PollKind::Failed { class, .. } if class != FailureClass::Transient);
-        let resolved = status
-            .wait_for
-            .as_ref()
-            .is_some_and(|w| w.phase.is_resolved());
-        let delay = no_later_than_deadline(
-            next_poll(kind, Some(&plan), rand::random_range(-1.0..=1.0)),
-            status_ctx.wait_deadline,
-            now,
-        );
-        let finished = !args.watch || delay.is_none() || needs_person || resolved;
-        if changed || finished {
-            let object = with_status(manifest, status.clone());
-            print(&object, args, finished);
-        }
-        shown = Some(status);
-        let Some(delay) = delay.filter(|_| !finished) else {
-            return exit_code(shown.as_ref(), kind);
+        let next_answer = async {
+            if shown.is_none() {
+                answers
+                    .wait_for(|answer| answer.is_some())
+                    .await
+                    .map(|_| ())
+            } else {
+                answers.changed().await
+            }
         };
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
+            changed = next_answer => {
+                if changed.is_err() {
+                    return EXIT_FAILED;
+                }
+            }
+            _ = sleep => {}
             _ = tokio::signal::ctrl_c() => return EXIT_FAILED,
         }
+        let Some(answer) = answers.borrow_and_update().clone() else {
+            continue;
+        };
+        let now = Utc::now();
+        let Ok(plan) = planned(now) else {
+            return EXIT_INVALID_INPUT;
+        };
+        let evaluation = answer
+            .result
+            .as_ref()
+            .ok()
+            .map(|listing| query::evaluate(&plan, listing, now));
+        let outcome = match (&evaluation, &answer.result) {
+            (Some(evaluation), _) => PollOutcome::Fetched(evaluation),
+            (None, Err(error)) => {
+                warn!(%error, "task-center poll failed");
+                PollOutcome::FetchFailed(error)
+            }
+            (None, Ok(_)) => continue,
+        };
+        let mut context = status_context(manifest, shown.as_ref(), started, now);
+        context.wait_deadline = plan.wait.as_ref().and_then(|wait| wait.deadline);
+        let decision = query::decide(DecisionInput {
+            context,
+            previous_digest: shown.as_ref().map(query::content_digest),
+            outcome,
+            spec: &manifest.spec,
+            requested_at: None,
+            retry_after: None,
+            project: ProjectShown::Queried(&target.project),
+        });
+        for notice in &decision.events {
+            info!(reason = %notice.reason, note = notice.note.as_deref().unwrap_or(""), "event");
+        }
+        // Errors only a person can fix end a watch: polling again would not help.
+        let failure = answer.result.as_ref().err().map(|error| error.class());
+        let needs_person = failure.is_some_and(|class| class != FailureClass::Transient);
+        let finished = !args.watch || decision.resolved || needs_person;
+        if decision.write || finished {
+            print(
+                &with_status(manifest, decision.status.clone()),
+                args,
+                finished,
+            );
+        }
+        if finished {
+            return exit_code(&decision.status, failure.is_some());
+        }
+        if let Some(evaluation) = &evaluation {
+            feeds.set_active(&(), evaluation.active);
+        }
+        recheck = decision.recheck;
+        shown = Some(decision.status);
     }
 }
 
-fn exit_code(status: Option<&DcsTaskQueryStatus>, kind: PollKind) -> u8 {
-    if matches!(kind, PollKind::Failed { .. }) {
+fn exit_code(status: &DcsTaskQueryStatus, failed: bool) -> u8 {
+    if failed {
         return EXIT_FAILED;
     }
-    match status.and_then(|s| s.wait_for.as_ref()).map(|w| w.phase) {
+    match status.wait_for.as_ref().map(|w| w.phase) {
         Some(WaitPhase::Failed | WaitPhase::TimedOut) => EXIT_FAILED,
         _ => EXIT_OK,
     }
@@ -209,7 +259,7 @@ async fn connect(manifest: &DcsTaskQuery, args: &QueryArgs) -> Result<Target, Qu
                 sim::demo_credentials(),
                 endpoint.clone(),
                 Ok(endpoint),
-                CredentialSource::Simulator,
+                CredentialSource::Override,
             )
         }
         None => {
@@ -263,6 +313,7 @@ async fn connect(manifest: &DcsTaskQuery, args: &QueryArgs) -> Result<Target, Qu
         }
     };
     Ok(Target {
+        credential: credentials.fingerprint(),
         client: DcsClient::new(http, endpoint, project.clone(), credentials),
         project,
         _simulator: simulator,
@@ -290,13 +341,6 @@ fn with_status(manifest: &DcsTaskQuery, status: DcsTaskQueryStatus) -> DcsTaskQu
     let mut object = manifest.clone();
     object.status = Some(status);
     object
-}
-
-fn without_sync_time(status: &DcsTaskQueryStatus) -> DcsTaskQueryStatus {
-    DcsTaskQueryStatus {
-        last_sync_time: None,
-        ..status.clone()
-    }
 }
 
 /// Table mode prints one summary line per change while watching and the full table at the

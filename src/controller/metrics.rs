@@ -1,6 +1,11 @@
 //! Prometheus metrics, registered on an explicit registry (no globals).
 
-use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+use std::fmt::Write;
+use std::time::Duration;
+
+use prometheus_client::encoding::{
+    EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, text::encode,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -8,29 +13,95 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::api::{DcsTaskQuery, WaitPhase};
+use crate::dcs::DcsError;
+use crate::upstream::{FeedObserver, FetchResult, FetchSource};
+
+/// A label value written as its `as_str()`, so dashboards and alerts see stable snake_case
+/// names whatever the Rust variant is called.
+macro_rules! label_values {
+    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+                encoder.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+label_values!(UpstreamOutcome {
+    Ok => "ok",
+    Throttled => "throttled",
+    AuthFailed => "auth_failed",
+    ClientError => "client_error",
+    ServerError => "server_error",
+    Transport => "transport",
+});
+
+label_values!(SharedOutcome {
+    Fed => "fed",
+    Joined => "joined",
+    CoolingDown => "cooling_down",
+});
+
+label_values!(ReconcileResult {
+    Ok => "ok",
+    Error => "error",
+});
+
+label_values!(PhaseLabel {
+    None => "none",
+    Unknown => "Unknown",
+    Pending => "Pending",
+    Succeeded => "Succeeded",
+    Failed => "Failed",
+    TimedOut => "TimedOut",
+});
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
-    pub outcome: String,
+pub struct UpstreamLabels {
+    pub outcome: UpstreamOutcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SharedLabels {
+    pub outcome: SharedOutcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub outcome: ReconcileResult,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
-    pub phase: String,
+    pub phase: PhaseLabel,
 }
 
 /// The operator's metrics.
 pub struct Metrics {
     registry: Registry,
-    /// Upstream DCS calls by outcome: `ok`, `throttled`, `auth_failed`, `client_error`,
-    /// `server_error`, `transport`.
-    pub upstream_calls: Family<OutcomeLabels, Counter>,
+    /// Upstream DCS calls by outcome.
+    pub upstream_calls: Family<UpstreamLabels, Counter>,
     /// Latency of upstream calls (all pages of one query), seconds.
     pub upstream_latency: Histogram,
-    /// Polls answered from the shared fetcher without an upstream call, by `cached`/`joined`.
-    pub shared_fetches: Family<OutcomeLabels, Counter>,
-    /// Reconciles by result: `ok`, `error`.
-    pub reconciles: Family<OutcomeLabels, Counter>,
+    /// Answers served without an upstream call of their own: an object's evaluation of its
+    /// feed's answer (`fed`), a poll that joined one in flight, or a refusal remembered.
+    pub shared_fetches: Family<SharedLabels, Counter>,
+    /// Reconciles by result.
+    pub reconciles: Family<ReconcileLabels, Counter>,
+    /// Upstream feeds polling (one per distinct query).
+    pub feeds: Gauge,
+    /// Objects subscribed to a feed.
+    pub feed_subscribers: Gauge,
     /// Status writes (only when the status changed).
     pub status_writes: Counter,
     /// Objects by wait phase (`none` for objects without waitFor).
@@ -40,7 +111,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("dcs_task_operator");
-        let upstream_calls = Family::<OutcomeLabels, Counter>::default();
+        let upstream_calls = Family::<UpstreamLabels, Counter>::default();
         registry.register(
             "upstream_calls",
             "Upstream DCS task-center calls by outcome",
@@ -52,13 +123,25 @@ impl Default for Metrics {
             "Latency of upstream DCS task-center queries",
             upstream_latency.clone(),
         );
-        let shared_fetches = Family::<OutcomeLabels, Counter>::default();
+        let shared_fetches = Family::<SharedLabels, Counter>::default();
         registry.register(
             "shared_fetches",
-            "Polls served by a shared in-flight or cached upstream result",
+            "Answers served without an upstream call of their own (fed by a shared feed, joined, or a remembered refusal)",
             shared_fetches.clone(),
         );
-        let reconciles = Family::<OutcomeLabels, Counter>::default();
+        let feeds = Gauge::default();
+        registry.register(
+            "upstream_feeds",
+            "Upstream feeds polling, one per distinct query",
+            feeds.clone(),
+        );
+        let feed_subscribers = Gauge::default();
+        registry.register(
+            "feed_subscribers",
+            "DcsTaskQuery objects subscribed to an upstream feed",
+            feed_subscribers.clone(),
+        );
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
         registry.register("reconciles", "Reconciles by result", reconciles.clone());
         let status_writes = Counter::default();
         registry.register(
@@ -78,6 +161,8 @@ impl Default for Metrics {
             upstream_latency,
             shared_fetches,
             reconciles,
+            feeds,
+            feed_subscribers,
             status_writes,
             objects,
         }
@@ -85,25 +170,34 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts one event under `outcome` in `family`.
-    pub fn count(family: &Family<OutcomeLabels, Counter>, outcome: &str) {
-        family
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.to_string(),
-            })
+    pub fn count_upstream(&self, outcome: UpstreamOutcome) {
+        self.upstream_calls
+            .get_or_create(&UpstreamLabels { outcome })
+            .inc();
+    }
+
+    pub fn count_shared(&self, outcome: SharedOutcome) {
+        self.shared_fetches
+            .get_or_create(&SharedLabels { outcome })
+            .inc();
+    }
+
+    pub fn count_reconcile(&self, outcome: ReconcileResult) {
+        self.reconciles
+            .get_or_create(&ReconcileLabels { outcome })
             .inc();
     }
 
     /// Recomputes the objects-by-phase gauge from the cache.
     pub fn set_objects<'a>(&self, objects: impl Iterator<Item = &'a DcsTaskQuery>) {
-        let mut counts = std::collections::BTreeMap::<&str, i64>::new();
+        let mut counts = std::collections::HashMap::<PhaseLabel, i64>::new();
         for phase in [
-            "none",
-            "Unknown",
-            "Pending",
-            "Succeeded",
-            "Failed",
-            "TimedOut",
+            PhaseLabel::None,
+            PhaseLabel::Unknown,
+            PhaseLabel::Pending,
+            PhaseLabel::Succeeded,
+            PhaseLabel::Failed,
+            PhaseLabel::TimedOut,
         ] {
             counts.insert(phase, 0);
         }
@@ -112,17 +206,15 @@ impl Metrics {
                 &object.spec.wait_for,
                 object.status.as_ref().and_then(|s| s.wait_for.as_ref()),
             ) {
-                (None, _) => "none",
-                (Some(_), None) => "Unknown",
-                (Some(_), Some(wait)) => wait.phase.as_str(),
+                (None, _) => PhaseLabel::None,
+                (Some(_), None) => PhaseLabel::Unknown,
+                (Some(_), Some(wait)) => PhaseLabel::from(wait.phase),
             };
             *counts.entry(phase).or_default() += 1;
         }
         for (phase, count) in counts {
             self.objects
-                .get_or_create(&PhaseLabels {
-                    phase: phase.to_string(),
-                })
+                .get_or_create(&PhaseLabels { phase })
                 .set(count);
         }
     }
@@ -135,22 +227,50 @@ impl Metrics {
     }
 }
 
-/// The metrics label for an upstream error.
-pub fn error_outcome(error: &crate::dcs::DcsError) -> &'static str {
-    if error.is_auth_failure() {
-        return "auth_failed";
-    }
-    match error.api_error().map(|api| api.http_status) {
-        Some(429) => "throttled",
-        Some(400..=499) => "client_error",
-        Some(_) => "server_error",
-        None => "transport",
+impl From<WaitPhase> for PhaseLabel {
+    fn from(phase: WaitPhase) -> Self {
+        match phase {
+            WaitPhase::Pending => PhaseLabel::Pending,
+            WaitPhase::Succeeded => PhaseLabel::Succeeded,
+            WaitPhase::Failed => PhaseLabel::Failed,
+            WaitPhase::TimedOut => PhaseLabel::TimedOut,
+        }
     }
 }
 
-/// Label for a wait phase.
-pub fn phase_label(phase: Option<WaitPhase>) -> &'static str {
-    phase.map_or("none", WaitPhase::as_str)
+impl UpstreamOutcome {
+    /// The outcome of a listing.
+    pub fn of(result: &FetchResult) -> Self {
+        match result {
+            Ok(_) => UpstreamOutcome::Ok,
+            Err(error) => UpstreamOutcome::of_error(error),
+        }
+    }
+
+    fn of_error(error: &DcsError) -> Self {
+        if error.is_auth_failure() {
+            return UpstreamOutcome::AuthFailed;
+        }
+        match error.api_error().map(|api| api.http_status) {
+            Some(429) => UpstreamOutcome::Throttled,
+            Some(400..=499) => UpstreamOutcome::ClientError,
+            Some(_) => UpstreamOutcome::ServerError,
+            None => UpstreamOutcome::Transport,
+        }
+    }
+}
+
+impl FeedObserver for Metrics {
+    fn polled(&self, source: FetchSource, took: Duration, result: &FetchResult) {
+        match source {
+            FetchSource::Upstream => {
+                self.upstream_latency.observe(took.as_secs_f64());
+                self.count_upstream(UpstreamOutcome::of(result));
+            }
+            FetchSource::Joined => self.count_shared(SharedOutcome::Joined),
+            FetchSource::CoolingDown => self.count_shared(SharedOutcome::CoolingDown),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -160,7 +280,7 @@ mod tests {
     #[test]
     fn renders_registered_metrics() {
         let metrics = Metrics::default();
-        Metrics::count(&metrics.upstream_calls, "ok");
+        metrics.count_upstream(UpstreamOutcome::Ok);
         metrics.set_objects(std::iter::empty());
         let text = metrics.render();
         assert!(

@@ -1,10 +1,9 @@
 //! The operator: kube-runtime glue that keeps every `DcsTaskQuery`'s status true to the DCS
 //! task center. The only module that knows both Kubernetes and DCS.
 
-pub mod budget;
 pub mod credentials;
-pub mod fetcher;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod projects;
 pub mod reconcile;
@@ -26,11 +25,11 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use self::fetcher::SharedFetcher;
+use self::memory::Memory;
 use self::metrics::Metrics;
 use crate::api::DcsTaskQuery;
 use crate::dcs::{CredentialSet, Endpoint, EndpointPolicy, HttpClient, HttpSettings};
-use crate::sim;
+use crate::upstream::{FeedObserver, Feeds, FetchLimits, SharedFetcher, fetcher};
 
 /// Field manager for server-side apply of status, and the events' reporting controller.
 pub const FIELD_MANAGER: &str = "dcs-task-operator";
@@ -62,8 +61,9 @@ pub struct ControllerConfig {
     pub default_credentials: Option<credentials::DefaultCredentials>,
     pub leader_election: Option<leader::LeaseSettings>,
     pub listen: SocketAddr,
-    /// Run the simulator in-process and point every query at it.
-    pub simulator: Option<sim::Scenario>,
+    /// Send every query to this endpoint with these credentials, whatever its spec says (the
+    /// CLI's `--sim` mode points it at the built-in simulator).
+    pub target_override: Option<TargetOverride>,
     /// Events' reporting instance (the pod name).
     pub identity: String,
 }
@@ -77,11 +77,11 @@ pub enum UpstreamSharing {
     PerObject,
 }
 
-/// The in-process simulator every query is pointed at in `--sim` mode.
-pub struct SimulatorTarget {
+/// One endpoint and one set of credentials for every query (`--sim`).
+#[derive(Debug, Clone)]
+pub struct TargetOverride {
     pub endpoint: Endpoint,
     pub credentials: CredentialSet,
-    _running: sim::RunningSimulator,
 }
 
 /// Shared state of all reconciles.
@@ -90,19 +90,22 @@ pub struct Context {
     pub secrets: Store<Secret>,
     /// Whether the Secret watch works (RBAC can forbid it).
     pub secret_health: Arc<credentials::SecretCacheHealth>,
+    /// The budgets, auth cool-down and deadlines every upstream call goes through.
     pub fetcher: Arc<SharedFetcher>,
+    /// One upstream feed per distinct query; objects subscribe in reconcile.
+    pub feeds: Arc<Feeds<ObjectRef<DcsTaskQuery>>>,
     pub http: HttpClient,
     pub endpoints: EndpointPolicy,
-    /// Where project ids are discovered (the simulator in `--sim` mode).
+    /// Where project ids are discovered (the override's endpoint when there is one).
     pub iam_endpoint: Endpoint,
     /// Discovered project ids, per credential, region and IAM endpoint.
     pub projects: projects::ProjectCache,
     pub default_credentials: Option<credentials::DefaultCredentials>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    pub memory: reconcile::Memory,
+    pub memory: Arc<Memory>,
     pub upstream_sharing: UpstreamSharing,
-    pub simulator: Option<SimulatorTarget>,
+    pub target_override: Option<TargetOverride>,
 }
 
 /// Errors that stop the controller.
@@ -112,8 +115,6 @@ pub enum ControllerError {
     Kube(#[from] kube::Error),
     #[error("cannot set up the DCS client: {0}")]
     Dcs(#[from] crate::dcs::DcsError),
-    #[error("cannot start the simulator: {0}")]
-    Simulator(#[from] sim::SimError),
     #[error("health/metrics server on {addr}: {source}")]
     Server {
         addr: SocketAddr,
@@ -171,18 +172,9 @@ pub async fn run_with_client(
         None => None,
     };
 
-    let simulator = match &config.simulator {
-        Some(scenario) => {
-            let running = sim::serve_on_loopback(scenario.clone()).await?;
-            info!(url = %running.base_url(), "simulator mode: every query goes to the built-in simulator");
-            Some(SimulatorTarget {
-                endpoint: running.endpoint(),
-                credentials: sim::demo_credentials(),
-                _running: running,
-            })
-        }
-        None => None,
-    };
+    if let Some(fixed) = &config.target_override {
+        info!(endpoint = %fixed.endpoint, "every query goes to one endpoint (target override)");
+    }
 
     let (queries, secrets_api): (Api<DcsTaskQuery>, Api<Secret>) = match &config.watch_namespace {
         Some(namespace) => (
@@ -213,6 +205,25 @@ pub async fn run_with_client(
     .reflect(secret_writer)
     .touched_objects();
 
+    let memory = Arc::new(Memory::default());
+    let fetcher = Arc::new(SharedFetcher::with_limits(FetchLimits {
+        requests_per_second: config.rate_limit,
+        account_requests_per_second: config.account_rate_limit,
+        listing_deadline: fetcher::listing_deadline(config.request_timeout),
+        ..FetchLimits::default()
+    }));
+    // Feeds wake objects through the controller's own queue (reconcile_on).
+    let (wake, woken) = futures::channel::mpsc::unbounded();
+    let observer: Arc<dyn FeedObserver> = metrics.clone();
+    let feeds = Feeds::new(
+        fetcher.clone(),
+        move |object| {
+            // Fails only once the controller is gone, when nobody needs waking.
+            let _ = wake.unbounded_send(object);
+        },
+        Some(observer),
+    );
+
     let (query_reader, query_writer) = reflector::store();
     // Only spec (generation) and annotation changes wake a reconcile: our own status writes do
     // not, so the controller never triggers itself.
@@ -230,9 +241,21 @@ pub async fn run_with_client(
         Some(selector) => watcher::Config::default().labels(selector),
         None => watcher::Config::default(),
     };
+    let cache_memory = memory.clone();
+    let deleted_feeds = feeds.clone();
+    let deleted_memory = memory.clone();
     let query_stream = watcher(queries, query_config)
         .filter(relist_at_once_when_gone)
         .backoff(watch_backoff())
+        .inspect(move |event| {
+            // A deleted object leaves its feed at once (deletes do not reach reconcile).
+            if let Ok(watcher::Event::Delete(query)) = event {
+                let object = ObjectRef::from_obj(query);
+                deleted_feeds.unsubscribe(&object);
+                deleted_memory.forget(&object);
+            }
+        })
+        .modify(move |query| cache_memory.slim_for_cache(query))
         .reflect(query_writer)
         .applied_objects()
         .predicate_filter(
@@ -244,21 +267,18 @@ pub async fn run_with_client(
         client: client.clone(),
         secrets: secret_reader.clone(),
         secret_health: secret_health.clone(),
-        fetcher: Arc::new(SharedFetcher::with_limits(fetcher::FetchLimits {
-            requests_per_second: config.rate_limit,
-            account_requests_per_second: config.account_rate_limit,
-            listing_deadline: fetcher::listing_deadline(config.request_timeout),
-            ..fetcher::FetchLimits::default()
-        })),
+        fetcher,
+        feeds,
         http: HttpClient::new(HttpSettings {
             max_body_bytes: config.max_body_bytes,
             timeout: config.request_timeout,
             ..HttpSettings::default()
         })?,
         endpoints: config.endpoints.clone(),
-        iam_endpoint: simulator
-            .as_ref()
-            .map_or_else(|| config.iam_endpoint.clone(), |sim| sim.endpoint.clone()),
+        iam_endpoint: config.target_override.as_ref().map_or_else(
+            || config.iam_endpoint.clone(),
+            |fixed| fixed.endpoint.clone(),
+        ),
         projects: projects::ProjectCache::default(),
         default_credentials: config.default_credentials.clone(),
         recorder: Recorder::new(
@@ -269,9 +289,9 @@ pub async fn run_with_client(
             },
         ),
         metrics: metrics.clone(),
-        memory: Default::default(),
+        memory,
         upstream_sharing: config.upstream_sharing,
-        simulator,
+        target_override: config.target_override.clone(),
     });
 
     let by_secret = query_reader.clone();
@@ -280,6 +300,7 @@ pub async fn run_with_client(
         .watches_stream(secret_stream, move |secret: Secret| {
             queries_using_secret(&by_secret, &secret)
         })
+        .reconcile_on(woken)
         .graceful_shutdown_on({
             let mut shutdown = shutdown.clone();
             async move { requested(&mut shutdown).await }
@@ -290,7 +311,7 @@ pub async fn run_with_client(
         query_reader.clone(),
         secret_reader,
         secret_health,
-        config.simulator.is_some(),
+        config.target_override.is_some(),
         ready_tx,
     ));
     for warning in config.endpoints.warnings() {
@@ -420,14 +441,14 @@ async fn lost(leadership: &mut Option<leader::Leadership>) -> leader::LossReason
     }
 }
 
-/// `/readyz` is ready once the query cache has synced and the Secret watch works (not needed in
-/// simulator mode); it turns unready again while the Secret watch fails, e.g. on a 403 after an
+/// `/readyz` is ready once the query cache has synced and the Secret watch works (not needed
+/// with a target override); it turns unready again while the Secret watch fails, e.g. on a 403 after an
 /// RBAC change, so a broken operator is visible to `kubectl get pods` and to rollouts.
 async fn report_readiness(
     queries: Store<DcsTaskQuery>,
     secrets: Store<Secret>,
     health: Arc<credentials::SecretCacheHealth>,
-    simulator: bool,
+    fixed_target: bool,
     ready: watch::Sender<bool>,
 ) {
     if queries.wait_until_ready().await.is_err() {
@@ -436,7 +457,7 @@ async fn report_readiness(
     let mut reported = None;
     loop {
         let secrets_ready = secrets.wait_until_ready().now_or_never().is_some();
-        let problem = (!simulator)
+        let problem = (!fixed_target)
             .then(|| health.problem(secrets_ready))
             .flatten();
         let is_ready = problem.is_none();
@@ -452,8 +473,8 @@ async fn report_readiness(
     }
 }
 
-/// Every 15 s: the objects-by-phase gauge from the cache, and forgetting per-object memory of
-/// objects that are gone (deletes do not reach reconcile).
+/// Every 15 s: the objects-by-phase and feed gauges, and forgetting the memory and feed
+/// subscriptions of objects that are gone (a delete missed by the watch, say across a relist).
 async fn housekeeping(store: Store<DcsTaskQuery>, context: Arc<Context>) {
     loop {
         let objects = store.state();
@@ -464,11 +485,17 @@ async fn housekeeping(store: Store<DcsTaskQuery>, context: Arc<Context>) {
             .iter()
             .map(|object| ObjectRef::from_obj(object.as_ref()))
             .collect();
+        context.memory.retain(&live);
+        context.feeds.retain(|object| live.contains(object));
+        let counts = context.feeds.counts();
         context
-            .memory
-            .lock()
-            .expect("memory lock poisoned")
-            .retain(|key, _| live.contains(key));
+            .metrics
+            .feeds
+            .set(i64::try_from(counts.feeds).unwrap_or(i64::MAX));
+        context
+            .metrics
+            .feed_subscribers
+            .set(i64::try_from(counts.subscribers).unwrap_or(i64::MAX));
         tokio::time::sleep(Duration::from_secs(15)).await;
     }
 }

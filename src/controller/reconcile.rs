@@ -1,11 +1,13 @@
-//! One reconcile: validate -> credentials -> plan -> shared fetch -> evaluate -> write status ->
-//! events -> schedule the next poll.
+//! One reconcile, in phases: plan the spec -> resolve the target (credentials, endpoint,
+//! project) -> subscribe to the upstream feed and read its answer -> [`query::decide`] (pure) ->
+//! apply (write the status if it changed, publish the transition's events, follow or leave the
+//! feed). Objects do not poll on their own timers: their feed is the clock, and it wakes them
+//! when an answer concerns them.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -15,30 +17,36 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use super::credentials::{self, SecretCredentialsError};
-use super::fetcher::{FetchSource, RequestKey};
-use super::metrics::{self, Metrics};
+use super::memory::Previous;
+use super::metrics::{Metrics, ReconcileResult, SharedOutcome};
 use super::projects::DiscoveryKey;
-use super::{Context, FIELD_MANAGER};
-use crate::api::conditions::{self, STALLED};
+use super::{Context, FIELD_MANAGER, UpstreamSharing};
 use crate::api::time::to_chrono;
-use crate::api::{DcsTaskQuery, DcsTaskQueryStatus, WaitPhase};
+use crate::api::{DcsTaskQuery, DcsTaskQueryStatus, LastError};
 use crate::dcs::{
     ApiError, CredentialSet, DcsClient, DcsError, Endpoint, FailureClass, IamClient,
-    ProjectDiscoveryError,
+    ProjectDiscoveryError, TaskListing,
 };
-use crate::query::schedule::{PollKind, next_poll, no_later_than_deadline};
-use crate::query::{self, CredentialSource, PlanContext, PollOutcome, StatusContext};
+use crate::query::schedule::{PollKind, next_poll};
+use crate::query::{
+    self, CredentialSource, DecisionInput, Notice, PlanContext, PollOutcome, ProjectShown,
+    QueryPlan, SpecErrors, StatusContext,
+};
+use crate::upstream::feed::{Answer, AnswerReceiver, FeedKey, FeedTarget, Interest};
 use k8s_openapi::api::core::v1::Secret;
 
 /// Flux's "reconcile now" annotation; its value is echoed in `status.lastHandledReconcileAt`.
 pub const FLUX_REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
 
-/// A status whose content did not change is re-written at most this often, so
-/// `lastSyncTime` shows the operator is alive without a write per poll.
-pub const SYNC_HEARTBEAT: Duration = Duration::from_secs(600);
+/// How long a reconcile waits for its feed's first answer before writing a "first poll in
+/// progress" status: an answer within this time is the object's first write.
+pub const FIRST_ANSWER_WAIT: Duration = Duration::from_secs(2);
 
-/// Kubernetes refuses events whose note exceeds 1 KiB; messages quote upstream text.
-pub const MAX_EVENT_NOTE_BYTES: usize = 1024;
+/// How long a requested refresh (Flux's annotation) waits for the new answer.
+pub const REFRESH_WAIT: Duration = Duration::from_secs(30);
+
+/// How long a reconcile waits for the Secret cache's first list before saying so in status.
+pub const SECRET_CACHE_WAIT: Duration = Duration::from_secs(5);
 
 /// What can fail in a reconcile itself (upstream failures are status, not errors).
 #[derive(Debug, thiserror::Error)]
@@ -49,24 +57,74 @@ pub enum ReconcileError {
         #[source]
         source: kube::Error,
     },
+    #[error("reading the status of {object}: {source}")]
+    ReadStatus {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("object {0} has no namespace")]
     NoNamespace(String),
 }
 
-/// Per-object memory that does not belong in status.
-#[derive(Default)]
-pub struct ObjectMemory {
-    /// Consecutive failures (upstream or status writes), for exponential backoff.
-    pub failures: u32,
-    /// The delay last scheduled; shared results younger than ~this are reused.
-    pub last_delay: Option<Duration>,
-    /// The status last written, with the resourceVersion of the object it was written over:
-    /// while the cache still shows that version, the cache is behind our own write.
-    pub written: Option<(String, DcsTaskQueryStatus)>,
+/// What the object gets this time, before the decision.
+enum Outcome {
+    Suspended,
+    InvalidSpec(SpecErrors),
+    /// No call could be made (credentials, endpoint, project); the object retries by itself.
+    Unserved(Unserved),
+    /// These credentials were refused less than a cool-down ago: the refusal stands.
+    CoolingDown {
+        refusal: LastError,
+        error: DcsError,
+    },
+    /// The feed has not answered yet.
+    NoAnswerYet,
+    /// The feed's answer: a listing, evaluated for this object.
+    Fetched {
+        answer: Arc<Answer>,
+        evaluation: query::Evaluation,
+    },
+    /// The feed's answer: an error.
+    Failed {
+        answer: Arc<Answer>,
+        error: Arc<DcsError>,
+    },
 }
 
-/// Per-object memory, keyed by object.
-pub type Memory = Mutex<HashMap<ObjectRef<DcsTaskQuery>, ObjectMemory>>;
+impl Outcome {
+    fn answer(&self) -> Option<&Arc<Answer>> {
+        match self {
+            Outcome::Fetched { answer, .. } | Outcome::Failed { answer, .. } => Some(answer),
+            _ => None,
+        }
+    }
+}
+
+/// Why no upstream call could be made, and when to try again.
+struct Unserved {
+    problem: Problem,
+    kind: PollKind,
+}
+
+enum Problem {
+    Credentials(String),
+    Endpoint(String),
+    Discovery(String),
+    /// Project discovery failed in a way that passes (IAM down): retried like a failed fetch.
+    DiscoveryTransient {
+        error: Arc<ProjectDiscoveryError>,
+        message: String,
+    },
+}
+
+/// The object's upstream target once resolved.
+struct Target {
+    feed: FeedTarget,
+    project: String,
+    /// Which credentials these are, persisted with errors: a Secret's resourceVersion.
+    revision: Option<String>,
+}
 
 pub async fn reconcile(
     query: Arc<DcsTaskQuery>,
@@ -76,52 +134,29 @@ pub async fn reconcile(
     let namespace = query
         .namespace()
         .ok_or_else(|| ReconcileError::NoNamespace(name.clone()))?;
-    let key = ObjectRef::from_obj(query.as_ref());
+    let object = ObjectRef::from_obj(query.as_ref());
     let now = Utc::now();
     let generation = query.metadata.generation;
-    let written = {
-        let memory = ctx.memory.lock().expect("memory lock poisoned");
-        memory.get(&key).and_then(|m| m.written.clone())
-    };
-    // If the watch has not delivered our last write yet, that write is the truth.
-    let previous = match &written {
-        Some((over, status)) if query.metadata.resource_version.as_ref() == Some(over) => {
-            Some(status)
-        }
-        _ => query.status.as_ref(),
-    };
+    let Previous {
+        status: previous,
+        digest: previous_digest,
+    } = ctx.memory.previous(&query);
     let requested_at = query.annotations().get(FLUX_REQUESTED_AT).cloned();
     let refresh_requested = requested_at.is_some()
-        && requested_at.as_ref() != previous.and_then(|s| s.last_handled_reconcile_at.as_ref());
+        && requested_at.as_ref()
+            != previous
+                .as_ref()
+                .and_then(|s| s.last_handled_reconcile_at.as_ref());
     let created_at = query
         .metadata
         .creation_timestamp
         .as_ref()
         .map(to_chrono)
         .unwrap_or(now);
-    let wait_started_at = query::wait_started_at(previous, generation, created_at, now);
-    let plan_ctx = PlanContext {
-        now,
-        created_at,
-        wait_started_at,
-    };
-    let planned = (!query.spec.suspend).then(|| query::plan(&query.spec, &plan_ctx));
-    let status_ctx = StatusContext {
-        previous,
-        generation,
-        has_wait: query.spec.wait_for.is_some(),
-        wait_started_at,
-        wait_deadline: planned
-            .as_ref()
-            .and_then(|plan| plan.as_ref().ok())
-            .and_then(|plan| plan.wait.as_ref())
-            .and_then(|wait| wait.deadline),
-        credentials_revision: None,
-        now,
-    };
+    let wait_started_at = query::wait_started_at(previous.as_ref(), generation, created_at, now);
 
     // A wait that resolved for this generation is final until the spec changes.
-    let resolved = previous.is_some_and(|status| {
+    let resolved = previous.as_ref().is_some_and(|status| {
         status.observed_generation == generation
             && status
                 .wait_for
@@ -130,148 +165,264 @@ pub async fn reconcile(
     });
     if resolved && !refresh_requested {
         debug!(%namespace, %name, "wait already resolved; not polling");
+        ctx.feeds.unsubscribe(&object);
         return Ok(Action::await_change());
     }
 
-    // First visit: say at once that work is under way, so the new object is never read as
-    // healthy (kstatus treats a status-less object as Current) while the first poll runs.
-    if previous.is_none() {
-        let initial = query::initial_status(&status_ctx);
-        write_status_if_changed(&ctx, &query, &namespace, None, &initial).await?;
-    }
-
-    let (mut status, kind, plan) = match planned {
-        None => (
-            query::build_status(&status_ctx, PollOutcome::Suspended),
-            PollKind::Suspended,
-            None,
-        ),
-        Some(Err(errors)) => (
-            query::build_status(&status_ctx, PollOutcome::InvalidSpec(&errors)),
-            PollKind::InvalidSpec,
-            None,
-        ),
-        Some(Ok(plan)) => {
-            let (status, kind) = poll(
-                &ctx,
-                &query,
-                &namespace,
-                &key,
-                &plan,
-                &status_ctx,
-                refresh_requested,
-            )
-            .await;
-            (status, kind, Some(plan))
-        }
+    // Phase 1: the plan.
+    let plan_ctx = PlanContext {
+        now,
+        created_at,
+        wait_started_at,
     };
-    if requested_at.is_some() {
-        status.last_handled_reconcile_at = requested_at;
-    }
-
-    let wrote = write_status_if_changed(&ctx, &query, &namespace, previous, &status).await?;
-    publish_transition_events(&ctx, &query, previous, &status).await;
-
-    // A resolved wait (by this poll, a timeout, or before a refresh) polls no more.
-    let resolved_now = status
-        .wait_for
-        .as_ref()
-        .is_some_and(|w| w.phase.is_resolved());
-    let delay = if resolved_now {
-        None
-    } else {
-        no_later_than_deadline(
-            next_poll(kind, plan.as_ref(), rand::random_range(-1.0..=1.0)),
-            status_ctx.wait_deadline,
-            now,
-        )
-    };
+    let (plan, unplanned) = match (!query.spec.suspend).then(|| query::plan(&query.spec, &plan_ctx))
     {
-        let mut memory = ctx.memory.lock().expect("memory lock poisoned");
-        let entry = memory.entry(key).or_default();
-        entry.last_delay = delay;
-        if wrote {
-            entry.written = query
-                .metadata
-                .resource_version
-                .clone()
-                .map(|version| (version, status));
+        None => (None, Some(Outcome::Suspended)),
+        Some(Err(errors)) => (None, Some(Outcome::InvalidSpec(errors))),
+        Some(Ok(plan)) => (Some(Arc::new(plan)), None),
+    };
+    // Phase 2 and 3: the target, and the feed's answer.
+    let mut revision = None;
+    let mut project = None;
+    let outcome = match (unplanned, &plan) {
+        (Some(unplanned), _) => unplanned,
+        (None, None) => Outcome::NoAnswerYet,
+        (None, Some(plan)) => match resolve_target(&ctx, &query, &namespace, &object, plan).await {
+            Err(unserved) => Outcome::Unserved(unserved),
+            Ok(target) => {
+                revision = target.revision.clone();
+                project = Some(target.project.clone());
+                match remembered_refusal(previous.as_ref(), &target, now) {
+                    Some(cooling) => cooling,
+                    None => {
+                        let answer =
+                            read_feed(&ctx, &object, target, plan, refresh_requested).await;
+                        match answer {
+                            None => Outcome::NoAnswerYet,
+                            Some(answer) => match answer.result.clone() {
+                                Ok(listing) => Outcome::Fetched {
+                                    evaluation: query::evaluate(plan, &listing, now),
+                                    answer,
+                                },
+                                Err(error) => Outcome::Failed { answer, error },
+                            },
+                        }
+                    }
+                }
+            }
+        },
+    };
+    if outcome.answer().is_none() && !matches!(outcome, Outcome::NoAnswerYet) {
+        // Nothing to poll for now: the object retries by itself, or waits for a spec change.
+        ctx.feeds.unsubscribe(&object);
+    }
+    if matches!(outcome, Outcome::NoAnswerYet) && previous.is_some() {
+        // The feed wakes the object with its first answer; what is written stays until then.
+        return Ok(Action::await_change());
+    }
+
+    // Phase 4: the decision.
+    let status_ctx = StatusContext {
+        previous: previous.as_ref(),
+        generation,
+        has_wait: query.spec.wait_for.is_some(),
+        wait_started_at,
+        wait_deadline: plan
+            .as_ref()
+            .and_then(|plan| plan.wait.as_ref())
+            .and_then(|wait| wait.deadline),
+        credentials_revision: revision.as_deref(),
+        now,
+    };
+    // Anything but a fresh listing keeps the tasks already known, which the cache dropped.
+    let full_previous = match (&outcome, &previous) {
+        (Outcome::Fetched { .. }, _) | (_, None) => None,
+        (_, Some(previous)) => {
+            let last_good = outcome.answer().and_then(|answer| answer.last_good.clone());
+            let plan = plan.as_deref();
+            Some(known_content(&ctx, &query, previous, last_good.as_deref(), plan, now).await?)
         }
-        if !matches!(kind, PollKind::Failed { .. }) {
-            entry.failures = 0;
+    };
+    let status_ctx = StatusContext {
+        previous: full_previous.as_ref().or(previous.as_ref()),
+        ..status_ctx
+    };
+    let (poll_outcome, retry) = match &outcome {
+        Outcome::Fetched { evaluation, .. } => (PollOutcome::Fetched(evaluation), None),
+        Outcome::Failed { error, .. } => (PollOutcome::FetchFailed(error), None),
+        Outcome::Suspended => (PollOutcome::Suspended, Some(PollKind::Suspended)),
+        Outcome::InvalidSpec(errors) => (
+            PollOutcome::InvalidSpec(errors),
+            Some(PollKind::InvalidSpec),
+        ),
+        Outcome::Unserved(unserved) => (unserved.problem.outcome(), Some(unserved.kind)),
+        Outcome::CoolingDown { refusal, error } => (
+            PollOutcome::StillRefused(refusal, error),
+            Some(PollKind::Failed {
+                consecutive: 1,
+                class: FailureClass::Auth,
+            }),
+        ),
+        Outcome::NoAnswerYet => (PollOutcome::FirstPoll, None),
+    };
+    let intervals = plan.as_ref().map(|p| p.intervals()).unwrap_or_default();
+    let shown = match (&outcome, &project) {
+        (
+            Outcome::Unserved(Unserved {
+                problem: Problem::Discovery(_) | Problem::DiscoveryTransient { .. },
+                ..
+            }),
+            _,
+        ) => ProjectShown::Unknown,
+        (_, Some(project)) => ProjectShown::Queried(project),
+        (_, None) => ProjectShown::Unchanged,
+    };
+    let decision = query::decide(DecisionInput {
+        context: status_ctx,
+        previous_digest,
+        outcome: poll_outcome,
+        spec: &query.spec,
+        requested_at: requested_at.as_deref(),
+        retry_after: retry
+            .and_then(|kind| next_poll(kind, intervals, rand::random_range(-1.0..=1.0))),
+        project: shown,
+    });
+    // Phase 5: apply.
+    if decision.write {
+        write_status(&ctx, &query, &namespace, &decision.status).await?;
+        ctx.memory.wrote(
+            object.clone(),
+            query.metadata.resource_version.clone(),
+            &decision.status,
+            decision.digest,
+        );
+    }
+    publish(&ctx, &query, &decision.events).await;
+    if outcome.answer().is_some() {
+        Metrics::count_shared(&ctx.metrics, SharedOutcome::Fed);
+        if decision.resolved {
+            ctx.feeds.unsubscribe(&object);
+        } else if let Outcome::Fetched { evaluation, .. } = &outcome
+            && ctx.memory.active(&object) != Some(evaluation.active)
+        {
+            // Tell the feed the interval this object needs now.
+            ctx.memory.set_active(&object, evaluation.active);
+            ctx.feeds.set_active(&object, evaluation.active);
         }
     }
-    Metrics::count(&ctx.metrics.reconciles, "ok");
-    Ok(delay.map_or_else(Action::await_change, Action::requeue))
+    Metrics::count_reconcile(&ctx.metrics, ReconcileResult::Ok);
+    Ok(decision
+        .recheck
+        .map_or_else(Action::await_change, Action::requeue))
 }
 
-/// Credentials, endpoint, shared fetch, evaluation.
-async fn poll(
+impl Problem {
+    fn outcome(&self) -> PollOutcome<'_> {
+        match self {
+            Problem::Credentials(message) => PollOutcome::CredentialsUnavailable(message),
+            Problem::Endpoint(message) => PollOutcome::EndpointNotAllowed(message),
+            Problem::Discovery(message) => PollOutcome::ProjectDiscoveryFailed(message),
+            Problem::DiscoveryTransient { error, message } => match error.upstream() {
+                Some(upstream) => PollOutcome::FetchFailed(upstream),
+                None => PollOutcome::ProjectDiscoveryFailed(message),
+            },
+        }
+    }
+}
+
+/// Subscribes the object to its feed and returns the answer to decide on: the feed's latest,
+/// or, for a new feed, its first answer if it comes within [`FIRST_ANSWER_WAIT`]; after a
+/// requested refresh, the answer polled after the request.
+async fn read_feed(
+    ctx: &Context,
+    object: &ObjectRef<DcsTaskQuery>,
+    target: Target,
+    plan: &Arc<QueryPlan>,
+    refresh_requested: bool,
+) -> Option<Arc<Answer>> {
+    let active = ctx.memory.active(object).unwrap_or(plan.wait.is_some());
+    let interest = Interest {
+        plan: plan.clone(),
+        active,
+    };
+    let mut answers: AnswerReceiver = ctx.feeds.subscribe(object.clone(), target.feed, interest);
+    let current = answers.borrow_and_update().clone();
+    let answer = if refresh_requested {
+        let after = current.as_ref().map_or(0, |answer| answer.sequence);
+        ctx.feeds.refresh(object);
+        newer_answer(&mut answers, after, REFRESH_WAIT)
+            .await
+            .or(current)
+    } else if current.is_none() {
+        newer_answer(&mut answers, 0, FIRST_ANSWER_WAIT).await
+    } else {
+        current
+    };
+    if let Some(answer) = &answer {
+        ctx.feeds.saw(object, answer.sequence);
+    }
+    answer
+}
+
+/// The first answer after `after`, if it comes within `wait`.
+async fn newer_answer(
+    answers: &mut AnswerReceiver,
+    after: u64,
+    wait: Duration,
+) -> Option<Arc<Answer>> {
+    let newer = answers.wait_for(|answer| answer.as_ref().is_some_and(|a| a.sequence > after));
+    match tokio::time::timeout(wait, newer).await {
+        Ok(Ok(answer)) => answer.clone(),
+        _ => None,
+    }
+}
+
+/// Credentials, endpoint and project, each failure a typed [`Unserved`].
+async fn resolve_target(
     ctx: &Context,
     query: &DcsTaskQuery,
     namespace: &str,
-    key: &ObjectRef<DcsTaskQuery>,
-    plan: &query::QueryPlan,
-    status_ctx: &StatusContext<'_>,
-    refresh_requested: bool,
-) -> (DcsTaskQueryStatus, PollKind) {
-    let resolved = match &ctx.simulator {
-        Some(sim) => Ok((sim.credentials.clone(), CredentialSource::Simulator)),
+    object: &ObjectRef<DcsTaskQuery>,
+    plan: &QueryPlan,
+) -> Result<Target, Unserved> {
+    let resolved = match &ctx.target_override {
+        Some(fixed) => Ok((fixed.credentials.clone(), CredentialSource::Override)),
         None => resolve_credentials(ctx, query, namespace).await,
     };
-    let (set, source) = match resolved {
-        Ok(resolved) => resolved,
-        Err(error) => {
-            let message = error.to_string();
-            let kind = if error.is_operator_side() {
-                PollKind::OperatorNotReady
-            } else {
-                PollKind::Unusable
-            };
-            return (
-                query::build_status(status_ctx, PollOutcome::CredentialsUnavailable(&message)),
-                kind,
-            );
-        }
-    };
-    let endpoint: Result<Endpoint, _> = match &ctx.simulator {
-        Some(sim) => Ok(sim.endpoint.clone()),
+    let (set, source) = resolved.map_err(|error| Unserved {
+        kind: if error.is_operator_side() {
+            PollKind::OperatorNotReady
+        } else {
+            PollKind::Unusable
+        },
+        problem: Problem::Credentials(error.to_string()),
+    })?;
+    let endpoint: Endpoint = match &ctx.target_override {
+        Some(fixed) => fixed.endpoint.clone(),
         None => ctx
             .endpoints
-            .resolve(&query.spec.region, query.spec.endpoint.as_deref()),
+            .resolve(&query.spec.region, query.spec.endpoint.as_deref())
+            .map_err(|error| Unserved {
+                problem: Problem::Endpoint(format!("spec.endpoint: {error}")),
+                kind: PollKind::Unusable,
+            })?,
     };
-    let endpoint = match endpoint {
-        Ok(endpoint) => endpoint,
-        Err(error) => {
-            let message = format!("spec.endpoint: {error}");
-            return (
-                query::build_status(status_ctx, PollOutcome::EndpointNotAllowed(&message)),
-                PollKind::Unusable,
-            );
-        }
-    };
-    let project = match query::choose_project(
+    let chosen = query::choose_project(
         query.spec.project_id.as_deref(),
         set.project_id.as_deref(),
         &source,
-    ) {
-        Ok(Some(project)) => project,
-        Ok(None) => match discover_project(ctx, &query.spec.region, &set).await {
-            Ok(project) => project,
-            Err(error) => {
-                return discovery_failed(ctx, key, status_ctx, &error);
-            }
-        },
-        Err(error) => {
-            let message = error.to_string();
-            return (
-                query::build_status(status_ctx, PollOutcome::CredentialsUnavailable(&message)),
-                PollKind::Unusable,
-            );
-        }
+    )
+    .map_err(|error| Unserved {
+        problem: Problem::Credentials(error.to_string()),
+        kind: PollKind::Unusable,
+    })?;
+    let project = match chosen {
+        Some(project) => project,
+        None => discover_project(ctx, &query.spec.region, &set)
+            .await
+            .map_err(|error| discovery_failed(ctx, object, &error))?,
     };
-
-    // Which credentials these are, persisted with errors: a Secret's resourceVersion.
+    ctx.memory.recovered(object);
     let revision = match &source {
         CredentialSource::Secret { namespace, name } => ctx
             .secrets
@@ -279,111 +430,82 @@ async fn poll(
             .and_then(|secret| secret.metadata.resource_version.clone()),
         _ => None,
     };
-    let status_ctx = &StatusContext {
-        credentials_revision: revision.as_deref(),
-        ..*status_ctx
-    };
-    if let Some(refused) =
-        query::remembered_refusal(status_ctx.previous, revision.as_deref(), status_ctx.now)
-    {
-        // These very credentials were refused less than a cool-down ago (perhaps before a
-        // restart): another call could lock the access key. Keep the refusal as it stands.
-        let error = DcsError::Api {
-            endpoint: endpoint.to_string(),
-            error: ApiError {
-                http_status: refused
-                    .http_status
-                    .and_then(|code| u16::try_from(code).ok())
-                    .unwrap_or(401),
-                error_code: refused.error_code.clone(),
-                error_msg: refused.error_msg.clone(),
-                request_id: None,
-                retry_after: None,
-            },
-        };
-        let mut status = query::build_status(status_ctx, PollOutcome::FetchFailed(&error));
-        status.last_error = Some(refused.clone());
-        status.project_id = Some(project);
-        Metrics::count(&ctx.metrics.shared_fetches, "cooling_down");
-        return (
-            status,
-            PollKind::Failed {
-                consecutive: 1,
-                class: FailureClass::Auth,
-            },
-        );
-    }
-    let request_key = RequestKey {
+    let key = FeedKey {
         endpoint: endpoint.to_string(),
         project_id: project.clone(),
         credential: set.credentials.fingerprint(),
-        page: plan.page.clone(),
-        paging: plan.paging,
-        owner: (ctx.upstream_sharing == super::UpstreamSharing::PerObject)
-            .then(|| query.uid().unwrap_or_else(|| key.to_string())),
-    };
-    let max_age = if refresh_requested {
-        Duration::ZERO
-    } else {
-        let memory = ctx.memory.lock().expect("memory lock poisoned");
-        let last = memory
-            .get(key)
-            .and_then(|m| m.last_delay)
-            .unwrap_or(plan.active_interval);
-        last.mul_f64(0.9)
+        request: plan.list_request(),
+        owner: (ctx.upstream_sharing == UpstreamSharing::PerObject)
+            .then(|| query.uid().unwrap_or_else(|| object.to_string())),
     };
     let client = DcsClient::new(ctx.http.clone(), endpoint, project.clone(), set.credentials);
-    let started = Instant::now();
-    let (result, source) = ctx.fetcher.fetch(request_key, client, max_age).await;
-    match source {
-        FetchSource::Upstream => {
-            ctx.metrics
-                .upstream_latency
-                .observe(started.elapsed().as_secs_f64());
-            let outcome = result
-                .as_ref()
-                .err()
-                .map_or("ok", |e| metrics::error_outcome(e));
-            Metrics::count(&ctx.metrics.upstream_calls, outcome);
-        }
-        FetchSource::Cached => Metrics::count(&ctx.metrics.shared_fetches, "cached"),
-        FetchSource::Joined => Metrics::count(&ctx.metrics.shared_fetches, "joined"),
-        FetchSource::CoolingDown => Metrics::count(&ctx.metrics.shared_fetches, "cooling_down"),
-    }
-    let (mut status, kind) = match result {
-        Ok(listing) => {
-            let evaluation = query::evaluate(plan, &listing, status_ctx.now);
-            let kind = PollKind::Answered {
-                active: evaluation.active,
-                resolved: evaluation
-                    .wait
-                    .as_ref()
-                    .is_some_and(|w| w.phase.is_resolved()),
-            };
-            (
-                query::build_status(status_ctx, PollOutcome::Fetched(&evaluation)),
-                kind,
-            )
-        }
-        Err(error) => {
-            let consecutive = {
-                let mut memory = ctx.memory.lock().expect("memory lock poisoned");
-                let entry = memory.entry(key.clone()).or_default();
-                entry.failures += 1;
-                entry.failures
-            };
-            warn!(%namespace, name = %query.name_any(), %error, consecutive, "task-center poll failed");
-            (
-                query::build_status(status_ctx, PollOutcome::FetchFailed(&error)),
-                PollKind::Failed {
-                    consecutive,
-                    class: error.class(),
-                },
-            )
-        }
+    Ok(Target {
+        feed: FeedTarget { key, client },
+        project,
+        revision,
+    })
+}
+
+/// The refusal to keep honouring instead of calling (see [`query::remembered_refusal`]).
+fn remembered_refusal(
+    previous: Option<&DcsTaskQueryStatus>,
+    target: &Target,
+    now: DateTime<Utc>,
+) -> Option<Outcome> {
+    let refused = query::remembered_refusal(previous, target.revision.as_deref(), now)?;
+    let error = DcsError::Api {
+        endpoint: target.feed.key.endpoint.clone(),
+        error: ApiError {
+            http_status: refused
+                .http_status
+                .and_then(|code| u16::try_from(code).ok())
+                .unwrap_or(401),
+            error_code: refused.error_code.clone(),
+            error_msg: refused.error_msg.clone(),
+            request_id: None,
+            retry_after: None,
+        },
     };
-    status.project_id = Some(project);
-    (status, kind)
+    Some(Outcome::CoolingDown {
+        refusal: refused.clone(),
+        error,
+    })
+}
+
+/// The previous status with the tasks the cache dropped: rebuilt from the feed's last good
+/// listing when there is one (the data the status was written from), else read from the
+/// apiserver (rare: an error or a stall right after a restart).
+async fn known_content(
+    ctx: &Context,
+    query: &DcsTaskQuery,
+    previous: &DcsTaskQueryStatus,
+    last_good: Option<&TaskListing>,
+    plan: Option<&QueryPlan>,
+    now: DateTime<Utc>,
+) -> Result<DcsTaskQueryStatus, ReconcileError> {
+    if let (Some(listing), Some(plan)) = (last_good, plan) {
+        let evaluation = query::evaluate(plan, listing, now);
+        return Ok(DcsTaskQueryStatus {
+            tasks: evaluation.tasks,
+            latest: evaluation.latest,
+            ..previous.clone()
+        });
+    }
+    let namespace = query.namespace().unwrap_or_default();
+    let api: Api<DcsTaskQuery> = Api::namespaced(ctx.client.clone(), &namespace);
+    let stored =
+        api.get_status(&query.name_any())
+            .await
+            .map_err(|source| ReconcileError::ReadStatus {
+                object: format!("{namespace}/{}", query.name_any()),
+                source,
+            })?;
+    let stored = stored.status.unwrap_or_default();
+    Ok(DcsTaskQueryStatus {
+        tasks: stored.tasks,
+        latest: stored.latest,
+        ..previous.clone()
+    })
 }
 
 /// The project IAM names for `region`, remembered per credential, region and IAM endpoint
@@ -418,45 +540,30 @@ async fn discover_project(
     discovery
 }
 
-/// The status of a poll whose project could not be discovered: a transient IAM failure is
-/// retried like a failed fetch; anything else (no project, several, refused credentials) needs
-/// a person and stalls with the exact reason.
+/// A transient IAM failure is retried like a failed fetch; anything else (no project, several,
+/// refused credentials) needs a person and stalls with the exact reason.
 fn discovery_failed(
     ctx: &Context,
-    key: &ObjectRef<DcsTaskQuery>,
-    status_ctx: &StatusContext<'_>,
-    error: &ProjectDiscoveryError,
-) -> (DcsTaskQueryStatus, PollKind) {
-    let (mut status, kind) = match error.upstream() {
-        Some(upstream) if upstream.class() == FailureClass::Transient => {
-            let consecutive = {
-                let mut memory = ctx.memory.lock().expect("memory lock poisoned");
-                let entry = memory.entry(key.clone()).or_default();
-                entry.failures += 1;
-                entry.failures
-            };
-            (
-                query::build_status(status_ctx, PollOutcome::FetchFailed(upstream)),
-                PollKind::Failed {
-                    consecutive,
-                    class: FailureClass::Transient,
-                },
-            )
-        }
-        _ => {
-            let message = error.to_string();
-            (
-                query::build_status(status_ctx, PollOutcome::ProjectDiscoveryFailed(&message)),
-                PollKind::Unusable,
-            )
-        }
-    };
-    status.project_id = None;
-    (status, kind)
+    object: &ObjectRef<DcsTaskQuery>,
+    error: &Arc<ProjectDiscoveryError>,
+) -> Unserved {
+    match error.upstream() {
+        Some(upstream) if upstream.class() == FailureClass::Transient => Unserved {
+            kind: PollKind::Failed {
+                consecutive: ctx.memory.failed(object),
+                class: FailureClass::Transient,
+            },
+            problem: Problem::DiscoveryTransient {
+                message: error.to_string(),
+                error: error.clone(),
+            },
+        },
+        _ => Unserved {
+            problem: Problem::Discovery(error.to_string()),
+            kind: PollKind::Unusable,
+        },
+    }
 }
-
-/// How long a reconcile waits for the Secret cache's first list before saying so in status.
-pub const SECRET_CACHE_WAIT: Duration = Duration::from_secs(5);
 
 /// The query's credentials from the Secret cache (or the operator defaults), never hanging on a
 /// cache that cannot sync, and telling a missing Secret from one that lacks the label.
@@ -495,35 +602,14 @@ async fn resolve_credentials(
     credentials::resolve(query, &ctx.secrets, ctx.default_credentials.as_ref())
 }
 
-/// Server-side apply on the status subresource, only when something other than the sync time
-/// changed (or the heartbeat is due). Unchanged polls write nothing, so the controller never
-/// wakes itself and the apiserver sees no churn.
-async fn write_status_if_changed(
+/// Server-side apply of the whole status on the status subresource, under one stable field
+/// manager.
+async fn write_status(
     ctx: &Context,
     query: &DcsTaskQuery,
     namespace: &str,
-    previous: Option<&DcsTaskQueryStatus>,
     status: &DcsTaskQueryStatus,
-) -> Result<bool, ReconcileError> {
-    let strip = |s: &DcsTaskQueryStatus| DcsTaskQueryStatus {
-        last_sync_time: None,
-        ..s.clone()
-    };
-    let heartbeat_due = match (
-        previous.and_then(|p| p.last_sync_time.as_ref()),
-        status.last_sync_time.as_ref(),
-    ) {
-        (Some(old), Some(new)) => {
-            to_chrono(new) - to_chrono(old)
-                >= chrono::TimeDelta::from_std(SYNC_HEARTBEAT).unwrap_or(chrono::TimeDelta::MAX)
-        }
-        (None, Some(_)) => true,
-        _ => false,
-    };
-    let unchanged = previous.is_some_and(|p| strip(p) == strip(status));
-    if unchanged && !heartbeat_due {
-        return Ok(false);
-    }
+) -> Result<(), ReconcileError> {
     let api: Api<DcsTaskQuery> = Api::namespaced(ctx.client.clone(), namespace);
     let patch = json!({
         "apiVersion": DcsTaskQuery::api_version(&()),
@@ -541,81 +627,35 @@ async fn write_status_if_changed(
         source,
     })?;
     ctx.metrics.status_writes.inc();
-    Ok(true)
+    Ok(())
 }
 
-/// One event per transition of the awaited task or of `Stalled`, computed against the persisted
-/// status, so a restart or a repeated poll publishes nothing new.
-async fn publish_transition_events(
-    ctx: &Context,
-    query: &DcsTaskQuery,
-    previous: Option<&DcsTaskQueryStatus>,
-    status: &DcsTaskQueryStatus,
-) {
-    let mut events = Vec::new();
-    let old_phase = previous
-        .filter(|p| p.observed_generation == status.observed_generation)
-        .and_then(|p| p.wait_for.as_ref())
-        .map(|w| w.phase);
-    if let Some(wait) = &status.wait_for
-        && Some(wait.phase) != old_phase
-    {
-        let note = wait.message.clone();
-        match wait.phase {
-            WaitPhase::Succeeded => events.push((EventType::Normal, "TaskSucceeded", note)),
-            WaitPhase::Failed => events.push((EventType::Warning, "TaskFailed", note)),
-            WaitPhase::TimedOut => events.push((EventType::Warning, "WaitTimedOut", note)),
-            WaitPhase::Pending => {}
-        }
-    }
-    if let Some(note) = query::report::ambiguous_wait_note(&query.spec, previous, status) {
-        let reason = query::report::AMBIGUOUS_WAIT_EVENT;
-        events.push((EventType::Warning, reason, Some(note)));
-    }
-    let stalled = |s: Option<&DcsTaskQueryStatus>| {
-        s.and_then(|s| conditions::find(&s.conditions, STALLED))
-            .filter(|c| c.status == "True")
-            .map(|c| (c.reason.clone(), c.message.clone(), c.observed_generation))
-    };
-    let before = stalled(previous);
-    let after = stalled(Some(status));
-    if let Some((reason, message, _)) = &after
-        && before.as_ref().map(|(r, m, g)| (r, m, g)) != after.as_ref().map(|(r, m, g)| (r, m, g))
-        && !matches!(reason.as_str(), "TaskFailed" | "TimedOut")
-    {
-        events.push((
-            EventType::Warning,
-            "Stalled",
-            Some(format!("{reason}: {message}")),
-        ));
-    }
-    for (type_, reason, note) in events {
+/// Publishes the decision's events; a failure to publish is logged, never fatal.
+async fn publish(ctx: &Context, query: &DcsTaskQuery, notices: &[Notice]) {
+    for notice in notices {
         let event = Event {
-            type_,
-            reason: reason.to_string(),
-            note: note.map(|n| crate::text::truncate_bytes(&n, MAX_EVENT_NOTE_BYTES).into_owned()),
+            type_: if notice.reason.is_warning() {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: notice.reason.to_string(),
+            note: notice.note.clone(),
             action: "Poll".to_string(),
             secondary: None,
         };
         if let Err(error) = ctx.recorder.publish(&event, &query.object_ref(&())).await {
             warn!(name = %query.name_any(), %error, "could not publish event");
         } else {
-            info!(name = %query.name_any(), reason, "published event");
+            info!(name = %query.name_any(), reason = %notice.reason, "published event");
         }
     }
 }
 
 /// Reconcile errors (status writes) back off per object: 1 s, 2 s, 4 s ... capped at 5 min.
 pub fn error_policy(query: Arc<DcsTaskQuery>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
-    Metrics::count(&ctx.metrics.reconciles, "error");
-    let failures = {
-        let mut memory = ctx.memory.lock().expect("memory lock poisoned");
-        let entry = memory
-            .entry(ObjectRef::from_obj(query.as_ref()))
-            .or_default();
-        entry.failures += 1;
-        entry.failures
-    };
+    Metrics::count_reconcile(&ctx.metrics, ReconcileResult::Error);
+    let failures = ctx.memory.failed(&ObjectRef::from_obj(query.as_ref()));
     let delay = Duration::from_secs(1)
         .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
         .min(crate::query::schedule::MAX_BACKOFF);

@@ -149,6 +149,18 @@ fn newest_first(a: &CenterTask, b: &CenterTask) -> Ordering {
     .then_with(|| b.id.cmp(&a.id))
 }
 
+/// Whether a change to `task` (appearing, changing, vanishing) can change what [`evaluate`]
+/// makes of a listing for `plan`: the task passes the filter (it counts, lists or is someone's
+/// latest) or is a candidate of the wait. An upstream feed wakes only the objects a change
+/// concerns; everything else in a listing leaves their status as it was.
+pub fn concerns(plan: &QueryPlan, task: &CenterTask) -> bool {
+    passes_filter(plan, task)
+        || plan.wait.as_ref().is_some_and(|wait| match &wait.target {
+            WaitTarget::JobId(job) => task.job_id.as_deref() == Some(job),
+            WaitTarget::Name { name, .. } => task.name.as_deref() == Some(name),
+        })
+}
+
 fn passes_filter(plan: &QueryPlan, task: &CenterTask) -> bool {
     let allowed = |list: &[String], value: &Option<String>| {
         list.is_empty() || value.as_ref().is_some_and(|v| list.contains(v))

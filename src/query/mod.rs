@@ -2,6 +2,7 @@
 //! the request, judge the answer, and shape the status. The CLI and the controller both call
 //! these, so a query means the same thing everywhere. No I/O, no clock reads: "now" is passed in.
 
+pub mod decide;
 pub mod evaluate;
 pub mod plan;
 pub mod project;
@@ -12,8 +13,11 @@ pub mod validate;
 #[cfg(test)]
 mod properties;
 
+pub use decide::{
+    Decision, DecisionInput, EventReason, Notice, ProjectShown, content_digest, decide,
+};
 pub use evaluate::{Evaluation, WaitVerdict, evaluate};
-pub use plan::{PlanContext, QueryPlan, WaitPlan, WaitTarget, plan};
+pub use plan::{ListRequest, PlanContext, QueryPlan, WaitPlan, WaitTarget, plan};
 pub use project::{CredentialSource, ProjectError, choose_project};
 pub use report::{
     PollOutcome, StatusContext, build_status, initial_status, remembered_refusal, wait_started_at,

@@ -34,10 +34,48 @@ impl PlanContext {
     }
 }
 
+/// What to ask the task center, independent of the moment it is asked: a `since` window stays
+/// relative, so one upstream feed can serve a query for as long as its spec stands.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ListRequest {
+    /// The page parameters; `start_time` is left out while `since` is set.
+    pub page: PageRequest,
+    /// `spec.query.since`: the window starts this long before each poll.
+    pub since: Option<Duration>,
+    pub paging: Paging,
+}
+
+impl ListRequest {
+    /// The page to ask for at `now`: a `since` window starts `since` before `now`, on a whole
+    /// minute ([`SINCE_ALIGNMENT`]). A window start outside the calendar (impossible for the
+    /// bounded `since`) leaves the window open at the start rather than failing the poll.
+    pub fn page_at(&self, now: DateTime<Utc>) -> PageRequest {
+        match self.since {
+            Some(since) => PageRequest {
+                start_time: since_start(now, since),
+                ..self.page.clone()
+            },
+            None => self.page.clone(),
+        }
+    }
+}
+
+/// Where a `since` window starting at `now` begins, aligned down to the minute.
+fn since_start(now: DateTime<Utc>, since: Duration) -> Option<QueryTime> {
+    let start = TimeDelta::from_std(since)
+        .ok()
+        .and_then(|delta| now.checked_sub_signed(delta))?;
+    let aligned = start.duration_trunc(SINCE_ALIGNMENT).unwrap_or(start);
+    Some(QueryTime::from_datetime(aligned))
+}
+
 /// A query ready to run and to judge.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryPlan {
+    /// The page asked at the planning moment (`since` resolved against `now`).
     pub page: PageRequest,
+    /// `spec.query.since`, kept relative for [`QueryPlan::list_request`].
+    pub since: Option<Duration>,
     pub paging: Paging,
     pub filter: TaskFilter,
     pub max_tasks: usize,
@@ -103,17 +141,15 @@ pub fn plan(spec: &DcsTaskQuerySpec, context: &PlanContext) -> Result<QueryPlan,
     let mut errors = Vec::new();
     let start_time = match valid.since {
         Some(since) => {
-            let start = shifted(
+            // Checked first, so that a window outside the calendar is a field error.
+            shifted(
                 context.now,
                 since,
                 Shift::Back,
                 "spec.query.since",
                 &mut errors,
-            );
-            start.map(|start| {
-                let aligned = start.duration_trunc(SINCE_ALIGNMENT).unwrap_or(start);
-                QueryTime::from_datetime(aligned)
-            })
+            )
+            .and_then(|_| since_start(context.now, since))
         }
         None => valid.start_time,
     };
@@ -168,6 +204,7 @@ pub fn plan(spec: &DcsTaskQuerySpec, context: &PlanContext) -> Result<QueryPlan,
             start_time,
             end_time: valid.end_time,
         },
+        since: valid.since,
         paging,
         filter: spec.filter.clone(),
         max_tasks: usize::try_from(spec.max_tasks).unwrap_or(0),
@@ -175,6 +212,32 @@ pub fn plan(spec: &DcsTaskQuerySpec, context: &PlanContext) -> Result<QueryPlan,
         interval: valid.interval,
         active_interval: valid.active_interval,
     })
+}
+
+impl QueryPlan {
+    /// The request without the planning moment, for an upstream feed to repeat.
+    pub fn list_request(&self) -> ListRequest {
+        ListRequest {
+            page: PageRequest {
+                start_time: if self.since.is_some() {
+                    None
+                } else {
+                    self.page.start_time
+                },
+                ..self.page.clone()
+            },
+            since: self.since,
+            paging: self.paging,
+        }
+    }
+
+    /// The polling intervals the spec asks for.
+    pub fn intervals(&self) -> super::schedule::Intervals {
+        super::schedule::Intervals {
+            active: self.active_interval,
+            settled: self.interval,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -25,8 +25,9 @@ pub enum CredentialSource {
         /// `--default-credentials-any-project`: `spec.projectId` may choose another project.
         any_project: bool,
     },
-    /// The built-in simulator's demo credentials.
-    Simulator,
+    /// Credentials the command line fixed for every query (`--sim`: the simulator's demo
+    /// credentials).
+    Override,
 }
 
 impl CredentialSource {
@@ -42,7 +43,7 @@ impl CredentialSource {
             CredentialSource::OperatorDefaults { .. } => {
                 "the operator's default credentials (projectId)".to_string()
             }
-            CredentialSource::Simulator => "the simulator's demo credentials".to_string(),
+            CredentialSource::Override => "the credentials the command line set".to_string(),
         }
     }
 }

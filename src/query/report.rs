@@ -55,6 +55,9 @@ pub enum PollOutcome<'a> {
     Fetched(&'a Evaluation),
     /// The task center (or the way to it) failed.
     FetchFailed(&'a DcsError),
+    /// These credentials were refused less than a cool-down ago (`lastError` as recorded then,
+    /// and the error it describes): no call was made, the refusal stands as it was.
+    StillRefused(&'a LastError, &'a DcsError),
     /// The spec breaks a rule; no call was made.
     InvalidSpec(&'a SpecErrors),
     /// Credentials could not be assembled (missing Secret or key); no call was made.
@@ -65,6 +68,8 @@ pub enum PollOutcome<'a> {
     ProjectDiscoveryFailed(&'a str),
     /// `spec.suspend` is set; nothing was polled.
     Suspended,
+    /// The first answer is still on its way (a new object).
+    FirstPoll,
 }
 
 /// Everything the status depends on besides the outcome.
@@ -171,7 +176,7 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
                 Some(fetched_conditions(evaluation))
             }
         }
-        PollOutcome::FetchFailed(error) => {
+        PollOutcome::FetchFailed(error) | PollOutcome::StillRefused(_, error) => {
             let api = error.api_error();
             status.last_error = Some(LastError {
                 http_status: api.map(|a| i32::from(a.http_status)),
@@ -185,6 +190,10 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
                 time: now.clone(),
                 credentials_revision: context.credentials_revision.map(str::to_string),
             });
+            if let PollOutcome::StillRefused(recorded, _) = outcome {
+                // Its time starts the cool-down: a remembered refusal must not renew it.
+                status.last_error = Some(recorded.clone());
+            }
             let message = error.to_string();
             match error.class() {
                 _ if resolved_before => None,
@@ -238,13 +247,21 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
             reason::SUSPENDED,
             "spec.suspend is true: not polling",
         )),
+        PollOutcome::FirstPoll => Some(Verdict::FIRST_VISIT.conditions(
+            context.has_wait,
+            reason::PROGRESSING,
+            FIRST_POLL_MESSAGE,
+        )),
     };
 
     let without_answer = match outcome {
-        PollOutcome::FetchFailed(error) => Some(error.to_string()),
+        PollOutcome::FetchFailed(error) | PollOutcome::StillRefused(_, error) => {
+            Some(error.to_string())
+        }
         PollOutcome::CredentialsUnavailable(message)
         | PollOutcome::EndpointNotAllowed(message)
         | PollOutcome::ProjectDiscoveryFailed(message) => Some(message.to_string()),
+        PollOutcome::FirstPoll => Some(FIRST_POLL_MESSAGE.to_string()),
         PollOutcome::Fetched(_) | PollOutcome::InvalidSpec(_) | PollOutcome::Suspended => None,
     };
     if let Some(problem) = without_answer.filter(|_| context.has_wait && !resolved_before)
@@ -480,19 +497,11 @@ impl Verdict {
     }
 }
 
-/// The status a new object gets before its first poll, so it is never mistaken for healthy.
+const FIRST_POLL_MESSAGE: &str = "first poll of the DCS task center in progress";
+
+/// The status a new object gets before its first answer, so it is never mistaken for healthy.
 pub fn initial_status(context: &StatusContext<'_>) -> DcsTaskQueryStatus {
-    let now = from_chrono(context.now);
-    let desired = Verdict::FIRST_VISIT.conditions(
-        context.has_wait,
-        reason::PROGRESSING,
-        "first poll of the DCS task center in progress",
-    );
-    DcsTaskQueryStatus {
-        observed_generation: context.generation,
-        conditions: conditions::merge(&[], &desired, context.generation, &now),
-        ..DcsTaskQueryStatus::default()
-    }
+    build_status(context, PollOutcome::FirstPoll)
 }
 
 #[cfg(test)]

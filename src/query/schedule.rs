@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::plan::QueryPlan;
 use crate::dcs::FailureClass;
 
 /// Upper bound of the error backoff.
@@ -25,6 +24,26 @@ pub const OPERATOR_NOT_READY_RETRY: Duration = Duration::from_secs(10);
 /// Share of an interval by which the next poll may move either way, so that many objects
 /// created together do not poll together.
 pub const JITTER_FRACTION: f64 = 0.1;
+
+/// The polling intervals a query asks for (`spec.activeInterval`, `spec.interval`); an upstream
+/// feed polls at the shortest its subscribers need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intervals {
+    /// While something is awaited or running.
+    pub active: Duration,
+    /// Once settled.
+    pub settled: Duration,
+}
+
+impl Default for Intervals {
+    /// The spec's defaults.
+    fn default() -> Self {
+        Self {
+            active: Duration::from_secs(10),
+            settled: Duration::from_secs(60),
+        }
+    }
+}
 
 /// What the last poll was, as far as scheduling cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,11 +70,11 @@ pub enum PollKind {
 ///
 /// `jitter` in [-1, 1] (a random draw by the caller) moves the delay by up to
 /// [`JITTER_FRACTION`] so this stays a pure function.
-pub fn next_poll(kind: PollKind, plan: Option<&QueryPlan>, jitter: f64) -> Option<Duration> {
-    let (active_interval, interval) = plan
-        .map_or((Duration::from_secs(10), Duration::from_secs(60)), |plan| {
-            (plan.active_interval, plan.interval)
-        });
+pub fn next_poll(kind: PollKind, intervals: Intervals, jitter: f64) -> Option<Duration> {
+    let Intervals {
+        active: active_interval,
+        settled: interval,
+    } = intervals;
     let base = match kind {
         PollKind::Answered { resolved: true, .. } | PollKind::InvalidSpec | PollKind::Suspended => {
             return None;
@@ -106,12 +125,14 @@ mod tests {
     use super::*;
     use crate::query::plan::{PlanContext, plan};
 
-    fn the_plan() -> QueryPlan {
+    fn the_plan() -> Intervals {
         let spec = serde_json::from_value(serde_json::json!({
             "region": "cn-north-4", "interval": "2m", "activeInterval": "5s"
         }))
         .unwrap();
-        plan(&spec, &PlanContext::starting_at(chrono::Utc::now())).unwrap()
+        plan(&spec, &PlanContext::starting_at(chrono::Utc::now()))
+            .unwrap()
+            .intervals()
     }
 
     #[test]
@@ -125,22 +146,10 @@ mod tests {
             active: false,
             resolved: false,
         };
-        assert_eq!(
-            next_poll(active, Some(&p), 0.0),
-            Some(Duration::from_secs(5))
-        );
-        assert_eq!(
-            next_poll(settled, Some(&p), 0.0),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            next_poll(settled, Some(&p), 1.0),
-            Some(Duration::from_secs(132))
-        );
-        assert_eq!(
-            next_poll(settled, Some(&p), -1.0),
-            Some(Duration::from_secs(108))
-        );
+        assert_eq!(next_poll(active, p, 0.0), Some(Duration::from_secs(5)));
+        assert_eq!(next_poll(settled, p, 0.0), Some(Duration::from_secs(120)));
+        assert_eq!(next_poll(settled, p, 1.0), Some(Duration::from_secs(132)));
+        assert_eq!(next_poll(settled, p, -1.0), Some(Duration::from_secs(108)));
     }
 
     #[test]
@@ -150,11 +159,14 @@ mod tests {
             active: false,
             resolved: true,
         };
-        assert_eq!(next_poll(resolved, Some(&p), 0.0), None);
-        assert_eq!(next_poll(PollKind::InvalidSpec, None, 0.0), None);
-        assert_eq!(next_poll(PollKind::Suspended, Some(&p), 0.0), None);
+        assert_eq!(next_poll(resolved, p, 0.0), None);
         assert_eq!(
-            next_poll(PollKind::Unusable, None, 0.0),
+            next_poll(PollKind::InvalidSpec, Intervals::default(), 0.0),
+            None
+        );
+        assert_eq!(next_poll(PollKind::Suspended, p, 0.0), None);
+        assert_eq!(
+            next_poll(PollKind::Unusable, Intervals::default(), 0.0),
             Some(UNUSABLE_RETRY)
         );
     }
@@ -169,7 +181,7 @@ mod tests {
                         consecutive: n,
                         class: FailureClass::Transient,
                     },
-                    Some(&p),
+                    p,
                     0.0,
                 )
                 .unwrap()
@@ -182,7 +194,7 @@ mod tests {
                 consecutive: 1,
                 class: FailureClass::Auth,
             },
-            Some(&p),
+            p,
             0.0,
         );
         assert_eq!(auth, Some(AUTH_FAILURE_BACKOFF));
@@ -191,7 +203,7 @@ mod tests {
                 consecutive: u32::MAX,
                 class: FailureClass::Auth,
             },
-            Some(&p),
+            p,
             0.0,
         );
         assert_eq!(huge, Some(MAX_BACKOFF));
@@ -200,7 +212,7 @@ mod tests {
                 consecutive: 1,
                 class: FailureClass::NeedsPerson,
             },
-            Some(&p),
+            p,
             0.0,
         );
         assert_eq!(refused, Some(UNUSABLE_RETRY), "polled slowly");

@@ -4,7 +4,7 @@
 //! Thousands of `DcsTaskQuery` objects often ask the same thing (same project, same window).
 //! A [`RequestKey`] captures everything that makes two calls equal, credentials included by
 //! fingerprint, so tenants with different credentials never share. For each key there is at most
-//! one call in flight (single-flight) and its result is reused while fresh.
+//! one call in flight (single-flight); the upstream feeds ([`super::feed`]) keep the answers.
 //!
 //! Around every listing the fetcher enforces what a shared process owes its tenants and their
 //! accounts:
@@ -96,8 +96,6 @@ pub enum FetchSource {
     Upstream,
     /// Joined a call already in flight.
     Joined,
-    /// Reused a fresh cached result.
-    Cached,
     /// The credential was refused recently and its account is cooling down: the remembered
     /// authentication error, without a call.
     CoolingDown,
@@ -134,7 +132,6 @@ impl Default for FetchLimits {
 #[derive(Clone)]
 struct Finished {
     result: FetchResult,
-    at: Instant,
     /// Answered from the auth cool-down, without a call.
     cooling_down: bool,
 }
@@ -151,8 +148,6 @@ pub struct SharedFetcher {
     /// Listing slots per endpoint origin; a semaphore nobody holds is dropped.
     endpoint_slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     limits: FetchLimits,
-    /// Entries older than this are swept.
-    retention: Duration,
     upstream_calls: AtomicU64,
 }
 
@@ -180,7 +175,6 @@ impl SharedFetcher {
             },
             endpoint_slots: Mutex::new(HashMap::new()),
             limits,
-            retention,
             upstream_calls: AtomicU64::new(0),
         }
     }
@@ -201,36 +195,24 @@ impl SharedFetcher {
         self.budget.clone()
     }
 
-    /// The listing for `key`: a result younger than `max_age`, the call in flight, the
-    /// remembered refusal of a credential whose account is cooling down, or a new call made with
-    /// `client`. Errors are shared too, so a hundred objects with refused credentials cause one
-    /// refused call, not a hundred (which would lock the AK).
+    /// The listing for `key`: the call in flight for it, the remembered refusal of a credential
+    /// whose account is cooling down, or a new call made with `client`. Errors are shared too,
+    /// so a hundred callers with refused credentials cause one refused call, not a hundred
+    /// (which would lock the AK). Results are not kept: the upstream feeds own the answers.
     pub async fn fetch(
         self: &Arc<Self>,
         key: RequestKey,
         client: DcsClient,
-        max_age: Duration,
     ) -> (FetchResult, FetchSource) {
         let (call, source) = {
             let mut entries = lock(&self.entries);
-            let now = Instant::now();
-            entries.retain(|_, entry| match entry.call.peek() {
-                Some(finished) => now.saturating_duration_since(finished.at) < self.retention,
-                None => true,
-            });
-            let reusable = entries.get(&key).and_then(|entry| match entry.call.peek() {
-                None => Some((entry.call.clone(), FetchSource::Joined)),
-                Some(finished) if now.saturating_duration_since(finished.at) < max_age => {
-                    Some((entry.call.clone(), FetchSource::Cached))
-                }
-                Some(_) => None,
-            });
-            match reusable {
-                Some(found) => found,
+            entries.retain(|_, entry| entry.call.peek().is_none());
+            match entries.get(&key) {
+                Some(entry) => (entry.call.clone(), FetchSource::Joined),
                 None => {
                     let scope = (origin(client.endpoint()), client.account());
                     if let Admission::Refused(error) =
-                        self.auth.admission(&scope, &key.credential, now)
+                        self.auth.admission(&scope, &key.credential, Instant::now())
                     {
                         return (Err(error), FetchSource::CoolingDown);
                     }
@@ -270,7 +252,6 @@ impl SharedFetcher {
                 };
             Finished {
                 result,
-                at: Instant::now(),
                 cooling_down,
             }
         }
@@ -497,27 +478,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn concurrent_equal_requests_make_one_call_and_fresh_results_are_reused() {
+    async fn concurrent_equal_requests_make_one_call_and_results_are_not_kept() {
         let (_sim, client) = simulator().await;
         let fetcher = Arc::new(SharedFetcher::new(NonZeroU32::new(100).unwrap()));
         let calls: Vec<_> = (0..50)
-            .map(|_| fetcher.fetch(key("a"), client.clone(), Duration::from_secs(30)))
+            .map(|_| fetcher.fetch(key("a"), client.clone()))
             .collect();
         let results = futures::future::join_all(calls).await;
         assert!(results.iter().all(|(r, _)| r.is_ok()));
         assert_eq!(fetcher.upstream_calls(), 1);
-        let (_, source) = fetcher
-            .fetch(key("a"), client.clone(), Duration::from_secs(30))
-            .await;
-        assert_eq!(source, FetchSource::Cached);
-        assert_eq!(fetcher.upstream_calls(), 1);
-        // A different credential never shares, and a stale result is refreshed.
-        let (other, _) = fetcher
-            .fetch(key("b"), client.clone(), Duration::from_secs(30))
-            .await;
+        let joined = results
+            .iter()
+            .filter(|(_, source)| *source == FetchSource::Joined)
+            .count();
+        assert_eq!(joined, 49);
+        // A different credential never shares, and a finished call is not reused.
+        let (other, _) = fetcher.fetch(key("b"), client.clone()).await;
         assert!(other.is_ok());
         assert_eq!(fetcher.upstream_calls(), 2);
-        let (_, source) = fetcher.fetch(key("a"), client, Duration::ZERO).await;
+        let (_, source) = fetcher.fetch(key("a"), client).await;
         assert_eq!(source, FetchSource::Upstream);
         assert_eq!(fetcher.upstream_calls(), 3);
     }
@@ -528,9 +507,7 @@ mod tests {
         let fetcher = Arc::new(SharedFetcher::new(NonZeroU32::new(2).unwrap()));
         let started = Instant::now();
         for i in 0..4 {
-            let (result, _) = fetcher
-                .fetch(key(&i.to_string()), client.clone(), Duration::from_secs(30))
-                .await;
+            let (result, _) = fetcher.fetch(key(&i.to_string()), client.clone()).await;
             assert!(result.is_ok());
         }
         // Burst of 2, then 2 per second: the 4th call cannot start before ~1 s.
@@ -624,11 +601,7 @@ mod tests {
         let credentials = sim::demo_credentials().credentials;
         let started = Instant::now();
         let (result, source) = fetcher
-            .fetch(
-                key_with(&running.endpoint(), &credentials, 1),
-                client,
-                Duration::ZERO,
-            )
+            .fetch(key_with(&running.endpoint(), &credentials, 1), client)
             .await;
         let elapsed = started.elapsed();
         assert_eq!(source, FetchSource::Upstream);
@@ -668,7 +641,7 @@ generate:
             let client = client_with(endpoint.clone(), credentials);
             async move {
                 let started = Instant::now();
-                let (result, _) = fetcher.fetch(key, client, Duration::ZERO).await;
+                let (result, _) = fetcher.fetch(key, client).await;
                 (result.unwrap().pages, started.elapsed())
             }
         };
@@ -694,7 +667,6 @@ generate:
                 fetcher.fetch(
                     key_with(&endpoint, &wrong, limit),
                     client_with(endpoint.clone(), wrong.clone()),
-                    Duration::from_secs(30),
                 )
             })
             .collect();
@@ -729,7 +701,6 @@ generate:
             .fetch(
                 key_with(&endpoint, &fixed, 1000),
                 client_with(endpoint.clone(), fixed.clone()),
-                Duration::from_secs(30),
             )
             .await;
         assert!(result.is_ok(), "{result:?}");
@@ -739,7 +710,6 @@ generate:
             .fetch(
                 key_with(&endpoint, &wrong, 77),
                 client_with(endpoint.clone(), wrong.clone()),
-                Duration::from_secs(30),
             )
             .await;
         assert!(result.unwrap_err().is_auth_failure());
@@ -763,7 +733,6 @@ generate:
             fetcher.fetch(
                 key_with(&endpoint, &credentials, limit),
                 client_with(endpoint.clone(), credentials),
-                Duration::ZERO,
             )
         };
         let good = sim::demo_credentials().credentials;
@@ -824,7 +793,6 @@ generate:
             fetcher.fetch(
                 key_with(&endpoint, &credentials, limit),
                 client_with(endpoint, credentials.clone()),
-                Duration::ZERO,
             )
         };
         let (result, source) = fetch(refusing.endpoint(), 1).await;
@@ -853,7 +821,6 @@ generate:
         let fetch = fetcher.fetch(
             key_with(&hanging.endpoint(), &credentials, 1000),
             client_with(hanging.endpoint(), credentials.clone()),
-            Duration::ZERO,
         );
         let (result, _) = tokio::time::timeout(Duration::from_secs(20), fetch)
             .await
@@ -893,9 +860,7 @@ generate:
                 let started = Instant::now();
                 let _slot = slots.acquire_owned().await.unwrap();
                 let key = key_with(&endpoint, &credentials, limit);
-                let (result, _) = fetcher
-                    .fetch(key, client_with(endpoint, credentials), Duration::ZERO)
-                    .await;
+                let (result, _) = fetcher.fetch(key, client_with(endpoint, credentials)).await;
                 (result, started.elapsed())
             }
         };
@@ -953,7 +918,6 @@ generate:
                 fetcher.fetch(
                     key_with(&endpoint, &credentials, 1000),
                     client_with(endpoint.clone(), credentials),
-                    Duration::ZERO,
                 )
             })
             .collect();
@@ -992,7 +956,7 @@ generate:
             key_with(&endpoint, &hanging, 1000),
             client_with(endpoint.clone(), hanging),
         );
-        tokio::spawn(async move { first.fetch(first_key, first_client, Duration::ZERO).await });
+        tokio::spawn(async move { first.fetch(first_key, first_client).await });
         tokio::time::sleep(Duration::from_millis(200)).await;
         let queued = Credentials::ak_sk("QUEUED", "sk");
         let started = Instant::now();
@@ -1001,7 +965,6 @@ generate:
             patient.fetch(
                 key_with(&endpoint, &queued, 1000),
                 client_with(endpoint.clone(), queued),
-                Duration::ZERO,
             ),
         )
         .await

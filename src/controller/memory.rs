@@ -1,0 +1,228 @@
+//! What the controller remembers per object, kept small so that memory does not grow with
+//! status size: the object cache holds each status without `tasks` and `latest` (what decisions
+//! need: conditions, the wait's phase and clock, generation, errors), plus a digest of the full
+//! status content to tell whether a new status differs from the one written.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use kube::runtime::reflector::ObjectRef;
+
+use crate::api::{DcsTaskQuery, DcsTaskQueryStatus};
+use crate::query::content_digest;
+
+/// Per-object memory that does not belong in status.
+#[derive(Default)]
+struct ObjectMemory {
+    /// The digest of the full status of the cached version of the object: (resourceVersion,
+    /// digest), taken before the cache dropped `tasks` and `latest`.
+    cached: Option<(String, u64)>,
+    /// The status last written, slimmed, and the resourceVersion of the object it was written
+    /// over: while the cache still shows that version, the cache is behind our own write.
+    written: Option<Written>,
+    /// Consecutive failures of what the object retries by itself (project discovery).
+    failures: u32,
+    /// Whether the object's last answer had something awaited or running.
+    active: Option<bool>,
+}
+
+struct Written {
+    over: String,
+    status: DcsTaskQueryStatus,
+    digest: u64,
+}
+
+/// The previous status as the decision sees it.
+pub struct Previous {
+    /// Without `tasks` and `latest`.
+    pub status: Option<DcsTaskQueryStatus>,
+    /// The digest of the full status, when known.
+    pub digest: Option<u64>,
+}
+
+/// Every object's memory, keyed by object.
+#[derive(Default)]
+pub struct Memory {
+    objects: Mutex<HashMap<ObjectRef<DcsTaskQuery>, ObjectMemory>>,
+}
+
+impl Memory {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ObjectRef<DcsTaskQuery>, ObjectMemory>> {
+        self.objects.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applied to every object the watch delivers, before it enters the cache: remembers the
+    /// digest of its status and drops what decisions do not need (`tasks`, `latest`, managed
+    /// fields). The cache then costs about the same per object whatever `maxTasks` is.
+    pub fn slim_for_cache(&self, query: &mut DcsTaskQuery) {
+        query.metadata.managed_fields = None;
+        let Some(status) = query.status.as_mut() else {
+            return;
+        };
+        let digest = content_digest(status);
+        slim(status);
+        if let Some(version) = query.metadata.resource_version.clone() {
+            self.lock()
+                .entry(ObjectRef::from_obj(query))
+                .or_default()
+                .cached = Some((version, digest));
+        }
+    }
+
+    /// The status the next decision starts from: our own last write while the cache has not
+    /// caught up with it, else the cached status with the digest taken when it was cached.
+    pub fn previous(&self, query: &DcsTaskQuery) -> Previous {
+        let memory = self.lock();
+        let entry = memory.get(&ObjectRef::from_obj(query));
+        let version = query.metadata.resource_version.as_ref();
+        if let Some(written) = entry
+            .and_then(|e| e.written.as_ref())
+            .filter(|w| Some(&w.over) == version)
+        {
+            return Previous {
+                status: Some(written.status.clone()),
+                digest: Some(written.digest),
+            };
+        }
+        let mut status = query.status.clone();
+        if let Some(status) = status.as_mut() {
+            // Objects built without the cache (tests, a direct read) are slimmed here too.
+            slim(status);
+        }
+        let digest = entry
+            .and_then(|e| e.cached.as_ref())
+            .filter(|(cached_version, _)| Some(cached_version) == version)
+            .map(|(_, digest)| *digest);
+        Previous { status, digest }
+    }
+
+    /// Remembers a status written over `version` of the object.
+    pub fn wrote(
+        &self,
+        object: ObjectRef<DcsTaskQuery>,
+        over: Option<String>,
+        status: &DcsTaskQueryStatus,
+        digest: u64,
+    ) {
+        let Some(over) = over else {
+            return;
+        };
+        let mut status = status.clone();
+        slim(&mut status);
+        self.lock().entry(object).or_default().written = Some(Written {
+            over,
+            status,
+            digest,
+        });
+    }
+
+    /// One more consecutive failure of `object`'s own retries; returns the count.
+    pub fn failed(&self, object: &ObjectRef<DcsTaskQuery>) -> u32 {
+        let mut memory = self.lock();
+        let entry = memory.entry(object.clone()).or_default();
+        entry.failures = entry.failures.saturating_add(1);
+        entry.failures
+    }
+
+    /// The object's own retries succeeded (or no longer apply).
+    pub fn recovered(&self, object: &ObjectRef<DcsTaskQuery>) {
+        if let Some(entry) = self.lock().get_mut(object) {
+            entry.failures = 0;
+        }
+    }
+
+    /// Whether the object's last answer had something awaited or running, if known.
+    pub fn active(&self, object: &ObjectRef<DcsTaskQuery>) -> Option<bool> {
+        self.lock().get(object).and_then(|entry| entry.active)
+    }
+
+    pub fn set_active(&self, object: &ObjectRef<DcsTaskQuery>, active: bool) {
+        self.lock().entry(object.clone()).or_default().active = Some(active);
+    }
+
+    /// Forgets objects that are gone.
+    pub fn retain(&self, live: &HashSet<ObjectRef<DcsTaskQuery>>) {
+        self.lock().retain(|object, _| live.contains(object));
+    }
+
+    pub fn forget(&self, object: &ObjectRef<DcsTaskQuery>) {
+        self.lock().remove(object);
+    }
+}
+
+/// Drops the parts of a status no decision reads.
+fn slim(status: &mut DcsTaskQueryStatus) {
+    status.tasks = Vec::new();
+    status.latest = Vec::new();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{LatestTask, TaskStatus};
+
+    fn object(version: &str, status: Option<DcsTaskQueryStatus>) -> DcsTaskQuery {
+        let mut query: DcsTaskQuery = serde_json::from_value(serde_json::json!({
+            "apiVersion": "dcs.hwcloud.dev/v1alpha1", "kind": "DcsTaskQuery",
+            "metadata": {"name": "q", "namespace": "ns", "resourceVersion": version},
+            "spec": {"region": "cn-north-4"}
+        }))
+        .unwrap();
+        query.status = status;
+        query
+    }
+
+    fn full_status() -> DcsTaskQueryStatus {
+        DcsTaskQueryStatus {
+            observed_generation: Some(1),
+            tasks: vec![TaskStatus {
+                id: Some("t".into()),
+                ..TaskStatus::default()
+            }],
+            latest: vec![LatestTask {
+                name: "n".into(),
+                ..LatestTask::default()
+            }],
+            ..DcsTaskQueryStatus::default()
+        }
+    }
+
+    #[test]
+    fn the_cache_keeps_no_tasks_but_remembers_their_digest() {
+        let memory = Memory::default();
+        let mut cached = object("7", Some(full_status()));
+        memory.slim_for_cache(&mut cached);
+        let status = cached.status.as_ref().unwrap();
+        assert!(status.tasks.is_empty() && status.latest.is_empty());
+        assert_eq!(status.observed_generation, Some(1));
+        let previous = memory.previous(&cached);
+        assert_eq!(previous.digest, Some(content_digest(&full_status())));
+        // A newer version whose digest was not taken is not matched with the old digest.
+        let newer = object("8", Some(DcsTaskQueryStatus::default()));
+        assert_eq!(memory.previous(&newer).digest, None);
+    }
+
+    #[test]
+    fn our_own_write_is_the_truth_until_the_cache_catches_up() {
+        let memory = Memory::default();
+        let mut cached = object("7", Some(DcsTaskQueryStatus::default()));
+        memory.slim_for_cache(&mut cached);
+        let written = full_status();
+        let digest = content_digest(&written);
+        memory.wrote(
+            ObjectRef::from_obj(&cached),
+            Some("7".into()),
+            &written,
+            digest,
+        );
+        let previous = memory.previous(&cached);
+        assert_eq!(previous.digest, Some(digest));
+        let status = previous.status.unwrap();
+        assert_eq!(status.observed_generation, Some(1));
+        assert!(status.tasks.is_empty(), "kept slim");
+        // Once the cache shows a newer version, that version is the truth.
+        let mut caught_up = object("9", Some(written.clone()));
+        memory.slim_for_cache(&mut caught_up);
+        assert_eq!(memory.previous(&caught_up).digest, Some(digest));
+    }
+}

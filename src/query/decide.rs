@@ -1,0 +1,291 @@
+//! The decision step of a reconcile (and of each `query --watch` round), as one pure function:
+//! given what was written before and what just happened, the status to show, whether it must be
+//! written, the events of the transition and when to look again without a new answer.
+//!
+//! Both the controller and the CLI call [`decide`], so a query resolves, stalls, times out and
+//! tells about it the same way everywhere; the callers only do the I/O around it.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::report::{
+    GLITCH_GRACE, PollOutcome, StatusContext, ambiguous_wait_note, build_status, reason,
+};
+use super::schedule::DEADLINE_MARGIN;
+use crate::api::conditions::{self, STALLED};
+use crate::api::time::to_chrono;
+use crate::api::{DcsTaskQuerySpec, DcsTaskQueryStatus, WaitPhase};
+use crate::dcs::FailureClass;
+
+/// A status whose content did not change is re-written at most this often, so `lastSyncTime`
+/// shows the data is fresh without a write per poll.
+pub const SYNC_HEARTBEAT: Duration = Duration::from_secs(600);
+
+/// Kubernetes refuses events whose note exceeds 1 KiB; notes quote upstream text.
+pub const MAX_EVENT_NOTE_BYTES: usize = 1024;
+
+/// The reasons of the events the operator publishes, as `kubectl describe` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventReason {
+    /// The awaited task reached a success status.
+    TaskSucceeded,
+    /// The awaited task reached a failure status.
+    TaskFailed,
+    /// `waitFor.timeout` passed before the task finished.
+    WaitTimedOut,
+    /// A `waitFor.name` matched several tasks; the newest is followed.
+    AmbiguousWait,
+    /// A person must act (the note names the condition reason and what to fix).
+    Stalled,
+}
+
+impl EventReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventReason::TaskSucceeded => "TaskSucceeded",
+            EventReason::TaskFailed => "TaskFailed",
+            EventReason::WaitTimedOut => "WaitTimedOut",
+            EventReason::AmbiguousWait => "AmbiguousWait",
+            EventReason::Stalled => "Stalled",
+        }
+    }
+
+    /// Whether the event is a warning (`type: Warning`) rather than `Normal`.
+    pub fn is_warning(self) -> bool {
+        !matches!(self, EventReason::TaskSucceeded)
+    }
+}
+
+impl std::fmt::Display for EventReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event to publish for a transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub reason: EventReason,
+    /// At most [`MAX_EVENT_NOTE_BYTES`].
+    pub note: Option<String>,
+}
+
+/// Everything a decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionInput<'a> {
+    /// The status context; `context.previous` is the status as last written (the controller's
+    /// cache may hold it without `tasks` and `latest`: see `previous_digest`).
+    pub context: StatusContext<'a>,
+    /// [`content_digest`] of the status last written, `None` when unknown (nothing written yet).
+    pub previous_digest: Option<u64>,
+    pub outcome: PollOutcome<'a>,
+    pub spec: &'a DcsTaskQuerySpec,
+    /// Flux's `reconcile.fluxcd.io/requestedAt`, echoed as `lastHandledReconcileAt`.
+    pub requested_at: Option<&'a str>,
+    /// When the object must try again by itself because no upstream feed drives it (missing
+    /// credentials, a refused endpoint, a failed project discovery...); `None` when a feed does.
+    pub retry_after: Option<Duration>,
+    /// What `status.projectId` shows.
+    pub project: ProjectShown<'a>,
+}
+
+/// What `status.projectId` shows after a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectShown<'a> {
+    /// The project queried (given, from the credentials, or discovered).
+    Queried(&'a str),
+    /// Discovery failed: no project is known.
+    Unknown,
+    /// Nothing new was learnt (the request never got that far): keep what was shown.
+    Unchanged,
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub status: DcsTaskQueryStatus,
+    /// [`content_digest`] of `status`, to remember once written.
+    pub digest: u64,
+    /// Whether the status must be written: its content changed, or the sync heartbeat is due.
+    pub write: bool,
+    /// The events of this transition (none when nothing changed), to publish after the write.
+    pub events: Vec<Notice>,
+    /// The wait resolved for this generation (now or before): nothing more to poll for it.
+    pub resolved: bool,
+    /// When to decide again without a new answer: a retry, a wait deadline, the end of a
+    /// glitch grace, the sync heartbeat. `None`: only when something changes.
+    pub recheck: Option<Duration>,
+}
+
+/// Decides what `input.outcome` means for the object.
+pub fn decide(input: DecisionInput<'_>) -> Decision {
+    let context = &input.context;
+    let previous = context.previous;
+    let mut status = build_status(context, input.outcome);
+    if let Some(requested_at) = input.requested_at {
+        status.last_handled_reconcile_at = Some(requested_at.to_string());
+    }
+    match input.project {
+        ProjectShown::Queried(project) => status.project_id = Some(project.to_string()),
+        ProjectShown::Unknown => status.project_id = None,
+        ProjectShown::Unchanged => {}
+    }
+    let digest = content_digest(&status);
+    let changed = input.previous_digest != Some(digest);
+    let heartbeat_due = match (
+        previous.and_then(|p| p.last_sync_time.as_ref()),
+        status.last_sync_time.as_ref(),
+    ) {
+        (Some(old), Some(new)) => elapsed(to_chrono(old), to_chrono(new)) >= SYNC_HEARTBEAT,
+        (None, Some(_)) => true,
+        _ => false,
+    };
+    let write = changed || heartbeat_due;
+    let events = if changed {
+        transition_notices(input.spec, previous, &status)
+    } else {
+        Vec::new()
+    };
+    let resolved = status
+        .wait_for
+        .as_ref()
+        .is_some_and(|wait| wait.phase.is_resolved());
+    let recheck = if resolved {
+        None
+    } else {
+        recheck_after(&input, &status)
+    };
+    Decision {
+        status,
+        digest,
+        write,
+        events,
+        resolved,
+        recheck,
+    }
+}
+
+/// The soonest time-driven reason to decide again.
+fn recheck_after(input: &DecisionInput<'_>, status: &DcsTaskQueryStatus) -> Option<Duration> {
+    let context = &input.context;
+    let now = context.now;
+    let until = |at: DateTime<Utc>| (at - now).to_std().unwrap_or(Duration::ZERO);
+    let mut reasons = vec![input.retry_after];
+    // A wait times out at its deadline even when no answer ever changes.
+    if context.has_wait
+        && let Some(deadline) = context.wait_deadline
+    {
+        reasons.push(Some(until(deadline) + DEADLINE_MARGIN));
+    }
+    let fed = matches!(
+        input.outcome,
+        PollOutcome::Fetched(_) | PollOutcome::FetchFailed(_)
+    );
+    // A remembered refusal is retried by the object itself (`retry_after`).
+    let synced = status.last_sync_time.as_ref().map(to_chrono);
+    if fed && let Some(synced) = synced {
+        // lastSyncTime is refreshed at least this often while the feed keeps answering.
+        reasons.push(Some(
+            until(shifted(synced, SYNC_HEARTBEAT)).max(MIN_RECHECK),
+        ));
+        // A settled object riding out a glitch must turn Ready=False when the grace ends,
+        // even if the upstream keeps failing the same way (which wakes nobody).
+        if let PollOutcome::FetchFailed(error) = input.outcome
+            && error.class() == FailureClass::Transient
+        {
+            reasons.push(Some(until(shifted(synced, GLITCH_GRACE)) + DEADLINE_MARGIN));
+        }
+    }
+    reasons.into_iter().flatten().min()
+}
+
+/// The shortest heartbeat recheck, so a sync time in the future never makes a busy loop.
+const MIN_RECHECK: Duration = Duration::from_secs(1);
+
+fn shifted(at: DateTime<Utc>, by: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(by)
+        .ok()
+        .and_then(|by| at.checked_add_signed(by))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
+    (to - from).to_std().unwrap_or(Duration::ZERO)
+}
+
+/// A digest of everything in a status except `lastSyncTime`: equal digests mean a write would
+/// change nothing a reader cares about. It lets the controller drop `tasks` and `latest` from its
+/// object cache (memory independent of status size) and still tell whether a status changed.
+/// In-process only: the hash is not stable across builds.
+pub fn content_digest(status: &DcsTaskQueryStatus) -> u64 {
+    let content = DcsTaskQueryStatus {
+        last_sync_time: None,
+        ..status.clone()
+    };
+    let mut hasher = DefaultHasher::new();
+    // Serializing a status cannot fail (plain data, string keys); an empty text would only make
+    // two failed serializations look equal.
+    serde_json::to_string(&content)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
+/// One event per transition of the awaited task or of `Stalled`, judged against the status
+/// written before, so a restart or a repeated answer publishes nothing new.
+pub fn transition_notices(
+    spec: &DcsTaskQuerySpec,
+    previous: Option<&DcsTaskQueryStatus>,
+    status: &DcsTaskQueryStatus,
+) -> Vec<Notice> {
+    let mut notices = Vec::new();
+    let old_phase = previous
+        .filter(|p| p.observed_generation == status.observed_generation)
+        .and_then(|p| p.wait_for.as_ref())
+        .map(|w| w.phase);
+    if let Some(wait) = &status.wait_for
+        && Some(wait.phase) != old_phase
+    {
+        let reason = match wait.phase {
+            WaitPhase::Succeeded => Some(EventReason::TaskSucceeded),
+            WaitPhase::Failed => Some(EventReason::TaskFailed),
+            WaitPhase::TimedOut => Some(EventReason::WaitTimedOut),
+            WaitPhase::Pending => None,
+        };
+        if let Some(reason) = reason {
+            notices.push(notice(reason, wait.message.clone()));
+        }
+    }
+    if let Some(note) = ambiguous_wait_note(spec, previous, status) {
+        notices.push(notice(EventReason::AmbiguousWait, Some(note)));
+    }
+    let stalled = |s: Option<&DcsTaskQueryStatus>| {
+        s.and_then(|s| conditions::find(&s.conditions, STALLED))
+            .filter(|c| c.status == "True")
+            .map(|c| (c.reason.clone(), c.message.clone(), c.observed_generation))
+    };
+    let after = stalled(Some(status));
+    if let Some((stall_reason, message, _)) = &after
+        && stalled(previous) != after
+        // A failed task or a timeout has its own event above.
+        && stall_reason != reason::TASK_FAILED
+        && stall_reason != reason::TIMED_OUT
+    {
+        notices.push(notice(
+            EventReason::Stalled,
+            Some(format!("{stall_reason}: {message}")),
+        ));
+    }
+    notices
+}
+
+fn notice(reason: EventReason, note: Option<String>) -> Notice {
+    Notice {
+        reason,
+        note: note
+            .map(|note| crate::text::truncate_bytes(&note, MAX_EVENT_NOTE_BYTES).into_owned()),
+    }
+}

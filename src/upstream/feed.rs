@@ -1,0 +1,604 @@
+//! One upstream feed per distinct question.
+//!
+//! Objects that ask the same question (same endpoint, project, credentials and request) subscribe
+//! to one [`Feed`](Feeds) keyed by [`FeedKey`]. The feed is the only poller of its key: it polls
+//! at the shortest interval its subscribers currently need (`activeInterval` while any of them
+//! awaits a task or sees one running, `interval` otherwise, with jitter; backing off after
+//! failures), keeps the latest answer and the last good listing in memory (one per key), and
+//! after each answer wakes exactly the subscribers whose view of it may have changed: those that
+//! have not seen the previous answer, and those a changed task concerns
+//! ([`crate::query::evaluate::concerns`]). Awaiting subscribers are woken at once; settled ones
+//! are paced over a bounded spread, so a change seen by thousands of objects does not push the
+//! waiters' writes behind everybody else's.
+//!
+//! Upstream calls are therefore one per key per interval, whatever the number of subscribers,
+//! and a waiter learns of a change one feed interval (plus its own write) after it happens.
+//! A feed with no subscribers left stops at once.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use super::fetcher::{FetchResult, FetchSource, RequestKey, SharedFetcher};
+use crate::dcs::{CenterTask, DcsClient, TaskListing};
+use crate::query::evaluate::concerns;
+use crate::query::schedule::{Intervals, PollKind, next_poll};
+use crate::query::{ListRequest, QueryPlan};
+
+/// Everything that makes two subscribers' questions the same upstream call.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FeedKey {
+    pub endpoint: String,
+    pub project_id: String,
+    /// One-way fingerprint of the credential (see `Credentials::fingerprint`): tenants with
+    /// different credentials never share a feed.
+    pub credential: String,
+    pub request: ListRequest,
+    /// Set in `--upstream-sharing=per-object` mode: the one subscriber this feed serves.
+    pub owner: Option<String>,
+}
+
+/// A feed's key and the client it polls with.
+pub struct FeedTarget {
+    pub key: FeedKey,
+    pub client: DcsClient,
+}
+
+/// What a subscriber needs from its feed.
+#[derive(Clone, Debug)]
+pub struct Interest {
+    /// The subscriber's query: which tasks concern it, and its intervals.
+    pub plan: Arc<QueryPlan>,
+    /// Something is awaited or running for it, so it needs `activeInterval`.
+    pub active: bool,
+}
+
+impl Interest {
+    fn interval(&self) -> Duration {
+        if self.active {
+            self.plan.active_interval
+        } else {
+            self.plan.interval
+        }
+    }
+}
+
+/// One answer of a feed.
+#[derive(Debug)]
+pub struct Answer {
+    /// 1 for a feed's first answer, then counting up.
+    pub sequence: u64,
+    pub result: FetchResult,
+    /// The newest successful listing, kept through failures so that an error never erases
+    /// what was already known.
+    pub last_good: Option<Arc<TaskListing>>,
+}
+
+/// A subscriber's view of its feed's latest answer (`None` before the first).
+pub type AnswerReceiver = watch::Receiver<Option<Arc<Answer>>>;
+
+/// How feeds report what they do (the controller's metrics).
+pub trait FeedObserver: Send + Sync {
+    /// One poll: how it was answered, how long it took, what came back.
+    fn polled(&self, source: FetchSource, took: Duration, result: &FetchResult);
+}
+
+/// Per subscriber, for every settled subscriber woken by one answer: the spread of their
+/// wakes grows by this much, so the apiserver sees a steady stream of writes.
+pub const SETTLED_WAKE_PACE: Duration = Duration::from_millis(10);
+
+/// The longest spread of settled subscribers' wakes (and never more than half their interval).
+pub const MAX_SETTLED_WAKE_SPREAD: Duration = Duration::from_secs(30);
+
+/// Every feed of the process, and who subscribes to which.
+pub struct Feeds<S> {
+    fetcher: Arc<SharedFetcher>,
+    wake: Box<dyn Fn(S) + Send + Sync>,
+    observer: Option<Arc<dyn FeedObserver>>,
+    state: Mutex<State<S>>,
+}
+
+struct State<S> {
+    feeds: HashMap<FeedKey, FeedEntry<S>>,
+    subscriptions: HashMap<S, FeedKey>,
+}
+
+struct FeedEntry<S> {
+    client: DcsClient,
+    subscribers: HashMap<S, Subscription>,
+    signals: Arc<Signals>,
+    /// The interval the poll loop last planned with: a subscriber needing less pokes it.
+    planned_interval: Option<Duration>,
+    task: tokio::task::AbortHandle,
+}
+
+struct Subscription {
+    interest: Interest,
+    /// The sequence of the last answer the subscriber evaluated.
+    seen: Option<u64>,
+}
+
+struct Signals {
+    answers: watch::Sender<Option<Arc<Answer>>>,
+    /// Tells the poll loop to plan again (a subscriber needs a shorter interval, or a refresh).
+    poke: Notify,
+    refresh: AtomicBool,
+}
+
+/// What feeds hold right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FeedCounts {
+    pub feeds: usize,
+    pub subscribers: usize,
+}
+
+impl<S> Feeds<S>
+where
+    S: Clone + Eq + Hash + Send + Sync + 'static,
+{
+    /// `wake` is called with each subscriber to notify of a new answer (the controller turns it
+    /// into a reconcile); it must not block.
+    pub fn new(
+        fetcher: Arc<SharedFetcher>,
+        wake: impl Fn(S) + Send + Sync + 'static,
+        observer: Option<Arc<dyn FeedObserver>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            fetcher,
+            wake: Box::new(wake),
+            observer,
+            state: Mutex::new(State {
+                feeds: HashMap::new(),
+                subscriptions: HashMap::new(),
+            }),
+        })
+    }
+
+    /// Subscribes `subscriber` to the feed of `target.key` (leaving any other feed it was on)
+    /// with `interest`, and returns its view of the feed's answers. A new feed polls at once;
+    /// an existing one polls sooner if this subscriber needs a shorter interval.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        subscriber: S,
+        target: FeedTarget,
+        interest: Interest,
+    ) -> AnswerReceiver {
+        let mut state = lock(&self.state);
+        if let Some(old) = state.subscriptions.get(&subscriber).cloned()
+            && old != target.key
+        {
+            state.leave(&subscriber, &old);
+        }
+        let State {
+            feeds,
+            subscriptions,
+        } = &mut *state;
+        let entry = feeds
+            .entry(target.key.clone())
+            .or_insert_with(|| self.start(&target));
+        entry.client = target.client;
+        let seen = entry
+            .subscribers
+            .get(&subscriber)
+            .and_then(|subscription| subscription.seen);
+        let needs = interest.interval();
+        entry
+            .subscribers
+            .insert(subscriber.clone(), Subscription { interest, seen });
+        subscriptions.insert(subscriber, target.key);
+        if entry
+            .planned_interval
+            .is_some_and(|planned| needs < planned)
+        {
+            entry.signals.poke.notify_one();
+        }
+        entry.signals.answers.subscribe()
+    }
+
+    /// Records that `subscriber` evaluated the answer `sequence`, so that an answer which does
+    /// not concern it need not wake it.
+    pub fn saw(&self, subscriber: &S, sequence: u64) {
+        let mut state = lock(&self.state);
+        let State {
+            feeds,
+            subscriptions,
+        } = &mut *state;
+        if let Some(subscription) = subscriptions
+            .get(subscriber)
+            .and_then(|key| feeds.get_mut(key))
+            .and_then(|entry| entry.subscribers.get_mut(subscriber))
+        {
+            subscription.seen = Some(sequence);
+        }
+    }
+
+    /// Tells `subscriber`'s feed whether the subscriber now awaits a task or sees one running
+    /// (and so needs `activeInterval`); the feed replans when that shortens its interval.
+    pub fn set_active(&self, subscriber: &S, active: bool) {
+        let mut state = lock(&self.state);
+        let State {
+            feeds,
+            subscriptions,
+        } = &mut *state;
+        let Some(entry) = subscriptions
+            .get(subscriber)
+            .and_then(|key| feeds.get_mut(key))
+        else {
+            return;
+        };
+        let Some(subscription) = entry.subscribers.get_mut(subscriber) else {
+            return;
+        };
+        subscription.interest.active = active;
+        let needs = subscription.interest.interval();
+        if entry
+            .planned_interval
+            .is_some_and(|planned| needs < planned)
+        {
+            entry.signals.poke.notify_one();
+        }
+    }
+
+    /// Asks `subscriber`'s feed to poll now (Flux's "reconcile now").
+    pub fn refresh(&self, subscriber: &S) {
+        let state = lock(&self.state);
+        if let Some(entry) = state
+            .subscriptions
+            .get(subscriber)
+            .and_then(|key| state.feeds.get(key))
+        {
+            entry.signals.refresh.store(true, Ordering::SeqCst);
+            entry.signals.poke.notify_one();
+        }
+    }
+
+    /// Removes `subscriber` from its feed; a feed left without subscribers stops.
+    pub fn unsubscribe(&self, subscriber: &S) {
+        let mut state = lock(&self.state);
+        if let Some(key) = state.subscriptions.get(subscriber).cloned() {
+            state.leave(subscriber, &key);
+        }
+    }
+
+    /// Removes every subscriber `keep` rejects (objects that are gone).
+    pub fn retain(&self, mut keep: impl FnMut(&S) -> bool) {
+        let mut state = lock(&self.state);
+        let gone: Vec<(S, FeedKey)> = state
+            .subscriptions
+            .iter()
+            .filter(|(subscriber, _)| !keep(subscriber))
+            .map(|(subscriber, key)| (subscriber.clone(), key.clone()))
+            .collect();
+        for (subscriber, key) in gone {
+            state.leave(&subscriber, &key);
+        }
+    }
+
+    pub fn counts(&self) -> FeedCounts {
+        let state = lock(&self.state);
+        FeedCounts {
+            feeds: state.feeds.len(),
+            subscribers: state.subscriptions.len(),
+        }
+    }
+
+    fn start(self: &Arc<Self>, target: &FeedTarget) -> FeedEntry<S> {
+        let signals = Arc::new(Signals {
+            answers: watch::channel(None).0,
+            poke: Notify::new(),
+            refresh: AtomicBool::new(false),
+        });
+        let task = tokio::spawn(poll_loop(
+            Arc::downgrade(self),
+            target.key.clone(),
+            signals.clone(),
+        ))
+        .abort_handle();
+        FeedEntry {
+            client: target.client.clone(),
+            subscribers: HashMap::new(),
+            signals,
+            planned_interval: None,
+            task,
+        }
+    }
+}
+
+impl<S: Clone + Eq + Hash> State<S> {
+    fn leave(&mut self, subscriber: &S, key: &FeedKey) {
+        self.subscriptions.remove(subscriber);
+        let Some(entry) = self.feeds.get_mut(key) else {
+            return;
+        };
+        entry.subscribers.remove(subscriber);
+        if entry.subscribers.is_empty() {
+            entry.task.abort();
+            self.feeds.remove(key);
+        }
+    }
+}
+
+/// What one feed's loop remembers between polls.
+struct LoopMemory {
+    last_poll: Option<Instant>,
+    failures: u32,
+    last_kind: Option<PollKind>,
+    previous: Option<Arc<Answer>>,
+}
+
+/// Polls one key until its feed is dropped (no subscribers, or the process's feeds are gone).
+async fn poll_loop<S>(feeds: Weak<Feeds<S>>, key: FeedKey, signals: Arc<Signals>)
+where
+    S: Clone + Eq + Hash + Send + Sync + 'static,
+{
+    let mut memory = LoopMemory {
+        last_poll: None,
+        failures: 0,
+        last_kind: None,
+        previous: None,
+    };
+    loop {
+        // Created before planning, so that a poke during planning is not lost.
+        let poked = signals.poke.notified();
+        let Some(due) = plan_next_poll(&feeds, &key, &signals, &memory) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {}
+            _ = poked => continue,
+        }
+        signals.refresh.store(false, Ordering::SeqCst);
+        let Some(feeds) = feeds.upgrade() else {
+            return;
+        };
+        if !poll_once(&feeds, &key, &signals, &mut memory).await {
+            return;
+        }
+    }
+}
+
+/// When the next poll is due, or `None` when the feed is gone.
+fn plan_next_poll<S>(
+    feeds: &Weak<Feeds<S>>,
+    key: &FeedKey,
+    signals: &Signals,
+    memory: &LoopMemory,
+) -> Option<Instant>
+where
+    S: Clone + Eq + Hash + Send + Sync + 'static,
+{
+    let feeds = feeds.upgrade()?;
+    let mut state = lock(&feeds.state);
+    let entry = state.feeds.get_mut(key)?;
+    let needed = entry
+        .subscribers
+        .values()
+        .map(|subscription| subscription.interest.interval())
+        .min()?;
+    let shortest_active = entry
+        .subscribers
+        .values()
+        .map(|subscription| subscription.interest.plan.active_interval)
+        .min()
+        .unwrap_or(needed);
+    entry.planned_interval = Some(needed);
+    let (Some(last_poll), Some(kind)) = (memory.last_poll, memory.last_kind) else {
+        return Some(Instant::now());
+    };
+    if signals.refresh.load(Ordering::SeqCst) {
+        return Some(Instant::now());
+    }
+    let intervals = Intervals {
+        active: shortest_active,
+        settled: needed,
+    };
+    // Answered polls follow the needed interval (`active` picks `intervals.active`, so pass
+    // the needed one as both); failures back off from the shortest active interval.
+    let delay = match kind {
+        PollKind::Answered { .. } => next_poll(
+            PollKind::Answered {
+                active: false,
+                resolved: false,
+            },
+            intervals,
+            rand::random_range(-1.0..=1.0),
+        ),
+        failed => next_poll(failed, intervals, rand::random_range(-1.0..=1.0)),
+    }
+    .unwrap_or(needed);
+    Some(last_poll + delay)
+}
+
+/// One poll and its publication; `false` when the feed is gone.
+async fn poll_once<S>(
+    feeds: &Arc<Feeds<S>>,
+    key: &FeedKey,
+    signals: &Signals,
+    memory: &mut LoopMemory,
+) -> bool
+where
+    S: Clone + Eq + Hash + Send + Sync + 'static,
+{
+    let client = {
+        let state = lock(&feeds.state);
+        match state.feeds.get(key) {
+            Some(entry) => entry.client.clone(),
+            None => return false,
+        }
+    };
+    let request = RequestKey {
+        endpoint: key.endpoint.clone(),
+        project_id: key.project_id.clone(),
+        credential: key.credential.clone(),
+        page: key.request.page_at(Utc::now()),
+        paging: key.request.paging,
+        owner: key.owner.clone(),
+    };
+    let started = Instant::now();
+    let (result, source) = feeds.fetcher.fetch(request, client).await;
+    if let Some(observer) = &feeds.observer {
+        observer.polled(source, started.elapsed(), &result);
+    }
+    memory.last_poll = Some(Instant::now());
+    memory.last_kind = Some(match &result {
+        Ok(_) => {
+            memory.failures = 0;
+            PollKind::Answered {
+                active: false,
+                resolved: false,
+            }
+        }
+        Err(error) => {
+            memory.failures = memory.failures.saturating_add(1);
+            PollKind::Failed {
+                consecutive: memory.failures,
+                class: error.class(),
+            }
+        }
+    });
+    let previous = memory.previous.take();
+    let answer = Arc::new(Answer {
+        sequence: previous.as_ref().map_or(1, |p| p.sequence + 1),
+        last_good: match &result {
+            Ok(listing) => Some(listing.clone()),
+            Err(_) => previous.as_ref().and_then(|p| p.last_good.clone()),
+        },
+        result,
+    });
+    memory.previous = Some(answer.clone());
+
+    let (now, settled, spread) = {
+        let state = lock(&feeds.state);
+        let Some(entry) = state.feeds.get(key) else {
+            return false;
+        };
+        // Published under the lock, so a subscriber joining now either sees this answer or is
+        // counted below as not having seen the previous one.
+        signals.answers.send_replace(Some(answer.clone()));
+        who_to_wake(entry, previous.as_deref(), &answer)
+    };
+    for subscriber in now {
+        (feeds.wake)(subscriber);
+    }
+    if !settled.is_empty() {
+        let feeds = Arc::downgrade(feeds);
+        tokio::spawn(wake_paced(feeds, settled, spread));
+    }
+    true
+}
+
+/// The subscribers to wake at once (awaiting or active ones), the settled ones to wake paced,
+/// and the spread to pace them over.
+fn who_to_wake<S: Clone>(
+    entry: &FeedEntry<S>,
+    previous: Option<&Answer>,
+    answer: &Answer,
+) -> (Vec<S>, Vec<S>, Duration) {
+    let change = Change::between(previous, answer);
+    let mut now = Vec::new();
+    let mut settled = Vec::new();
+    let mut shortest_settled = MAX_SETTLED_WAKE_SPREAD.saturating_mul(2);
+    for (subscriber, subscription) in &entry.subscribers {
+        let missed = subscription.seen != previous.map(|p| p.sequence);
+        let already = subscription.seen == Some(answer.sequence);
+        let concerned = match &change {
+            Change::Everything => true,
+            Change::Tasks(tasks) => tasks
+                .iter()
+                .any(|task| concerns(&subscription.interest.plan, task)),
+        };
+        if already || !(missed || concerned) {
+            continue;
+        }
+        if subscription.interest.active {
+            now.push(subscriber.clone());
+        } else {
+            shortest_settled = shortest_settled.min(subscription.interest.plan.interval);
+            settled.push(subscriber.clone());
+        }
+    }
+    let paced = SETTLED_WAKE_PACE
+        .saturating_mul(u32::try_from(settled.len()).unwrap_or(u32::MAX))
+        .min(MAX_SETTLED_WAKE_SPREAD)
+        .min(shortest_settled / 2);
+    (now, settled, paced)
+}
+
+async fn wake_paced<S>(feeds: Weak<Feeds<S>>, subscribers: Vec<S>, spread: Duration)
+where
+    S: Clone + Eq + Hash + Send + Sync + 'static,
+{
+    let start = Instant::now();
+    let count = u32::try_from(subscribers.len()).unwrap_or(u32::MAX).max(1);
+    for (index, subscriber) in subscribers.into_iter().enumerate() {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        tokio::time::sleep_until(start + spread.mul_f64(f64::from(index) / f64::from(count))).await;
+        let Some(feeds) = feeds.upgrade() else {
+            return;
+        };
+        (feeds.wake)(subscriber);
+    }
+}
+
+/// What changed between two answers, as far as subscribers' views go.
+enum Change<'a> {
+    /// Anything may have changed (first answer, an error, counts or completeness changed,
+    /// tasks without ids changed).
+    Everything,
+    /// Only these tasks appeared, changed or vanished.
+    Tasks(Vec<&'a CenterTask>),
+}
+
+impl<'a> Change<'a> {
+    fn between(previous: Option<&'a Answer>, answer: &'a Answer) -> Change<'a> {
+        let (Some(Ok(old)), Ok(new)) = (previous.map(|p| &p.result), &answer.result) else {
+            // A first answer, or an error on either side: errors are rare and backed off, and
+            // every subscriber shows them.
+            return Change::Everything;
+        };
+        if old.task_count != new.task_count || old.complete != new.complete {
+            return Change::Everything;
+        }
+        let ids = |listing: &'a TaskListing| -> Option<HashMap<&'a str, &'a CenterTask>> {
+            listing
+                .tasks
+                .iter()
+                .map(|task| task.id.as_deref().map(|id| (id, task)))
+                .collect()
+        };
+        let (Some(before), Some(after)) = (ids(old), ids(new)) else {
+            return if old.tasks == new.tasks {
+                Change::Tasks(Vec::new())
+            } else {
+                Change::Everything
+            };
+        };
+        let mut changed: Vec<&CenterTask> = after
+            .iter()
+            .filter(|(id, task)| before.get(*id) != Some(*task))
+            .map(|(_, task)| *task)
+            .collect();
+        changed.extend(
+            before
+                .iter()
+                .filter(|(id, _)| !after.contains_key(*id))
+                .map(|(_, task)| *task),
+        );
+        Change::Tasks(changed)
+    }
+}
+
+/// A lock whose data stays usable even if a holder panicked: every critical section here leaves
+/// the maps consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,356 @@
+//! Feeds against the simulator on loopback: fan-out, the subscription lifecycle, waking only
+//! the subscribers a change concerns, and the interval following the subscribers' needs.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::dcs::{HttpClient, HttpSettings};
+use crate::query::{PlanContext, plan};
+use crate::sim;
+use crate::upstream::fetcher::FetchLimits;
+
+/// A simulator, feeds over it, and a record of who was woken how often.
+struct Bench {
+    sim: sim::RunningSimulator,
+    fetcher: Arc<SharedFetcher>,
+    feeds: Arc<Feeds<String>>,
+    woken: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Bench {
+    async fn start() -> Bench {
+        let sim = sim::serve_on_loopback(sim::Scenario::default_demo())
+            .await
+            .unwrap();
+        let fetcher = Arc::new(SharedFetcher::with_limits(FetchLimits {
+            requests_per_second: NonZeroU32::new(1000).unwrap(),
+            account_requests_per_second: NonZeroU32::new(1000).unwrap(),
+            ..FetchLimits::default()
+        }));
+        let woken = Arc::new(Mutex::new(HashMap::new()));
+        let record = woken.clone();
+        let feeds = Feeds::new(
+            fetcher.clone(),
+            move |subscriber: String| {
+                *record.lock().unwrap().entry(subscriber).or_insert(0) += 1;
+            },
+            None,
+        );
+        Bench {
+            sim,
+            fetcher,
+            feeds,
+            woken,
+        }
+    }
+
+    /// A target for `limit` (distinct limits are distinct feeds).
+    fn target(&self, limit: u32) -> FeedTarget {
+        let set = sim::demo_credentials();
+        let plan = self.plan(json!({}), limit);
+        FeedTarget {
+            key: FeedKey {
+                endpoint: self.sim.endpoint().to_string(),
+                project_id: sim::DEMO_PROJECT_ID.to_string(),
+                credential: set.credentials.fingerprint(),
+                request: plan.list_request(),
+                owner: None,
+            },
+            client: DcsClient::new(
+                HttpClient::new(HttpSettings::default()).unwrap(),
+                self.sim.endpoint(),
+                sim::DEMO_PROJECT_ID,
+                set.credentials,
+            ),
+        }
+    }
+
+    /// A plan with `extra` spec fields, polling every 300 ms when active and 600 ms when settled
+    /// (below what a spec may ask, so the test runs fast).
+    fn plan(&self, extra: Value, limit: u32) -> QueryPlan {
+        let mut spec = json!({"region": "cn-north-4", "query": {"limit": limit}});
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        let spec = serde_json::from_value(spec).unwrap();
+        let mut plan = plan(&spec, &PlanContext::starting_at(Utc::now())).unwrap();
+        plan.active_interval = Duration::from_millis(300);
+        plan.interval = Duration::from_millis(600);
+        plan
+    }
+
+    fn interest(&self, extra: Value, active: bool) -> Interest {
+        Interest {
+            plan: Arc::new(self.plan(extra, 1000)),
+            active,
+        }
+    }
+
+    fn wakes(&self, subscriber: &str) -> usize {
+        self.woken
+            .lock()
+            .unwrap()
+            .get(subscriber)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn clear_wakes(&self) {
+        self.woken.lock().unwrap().clear();
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new()
+            .request(method, format!("{}{path}", self.sim.base_url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn add_task(&self, name: &str, status: &str) -> String {
+        let created = self
+            .admin(
+                reqwest::Method::POST,
+                "/_sim/tasks",
+                json!({"name": name, "status": status}),
+            )
+            .await;
+        created["id"].as_str().unwrap().to_string()
+    }
+
+    async fn set_status(&self, id: &str, status: &str) {
+        self.admin(
+            reqwest::Method::PUT,
+            &format!("/_sim/tasks/{id}/status"),
+            json!({"status": status}),
+        )
+        .await;
+    }
+}
+
+/// Waits (up to 10 s) until `receiver` holds an answer with at least `sequence`.
+async fn answer_at_least(receiver: &mut AnswerReceiver, sequence: u64) -> Arc<Answer> {
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        receiver.wait_for(|a| a.as_ref().is_some_and(|a| a.sequence >= sequence)),
+    )
+    .await
+    .expect("an answer within 10 s")
+    .unwrap();
+    answer.clone().unwrap()
+}
+
+#[tokio::test]
+async fn a_hundred_subscribers_share_one_call_and_all_are_woken() {
+    let bench = Bench::start().await;
+    let mut receivers = Vec::new();
+    for n in 0..100 {
+        // Settled, so one answer is all this test waits for.
+        let interest = bench.interest(json!({"interval": "1h"}), false);
+        let mut interest = interest;
+        Arc::make_mut(&mut interest.plan).interval = Duration::from_secs(3600);
+        receivers.push(
+            bench
+                .feeds
+                .subscribe(format!("object-{n}"), bench.target(1000), interest),
+        );
+    }
+    assert_eq!(
+        bench.feeds.counts(),
+        FeedCounts {
+            feeds: 1,
+            subscribers: 100
+        }
+    );
+    for receiver in &mut receivers {
+        let answer = answer_at_least(receiver, 1).await;
+        assert!(answer.result.is_ok(), "{:?}", answer.result);
+    }
+    assert_eq!(
+        bench.fetcher.upstream_calls(),
+        1,
+        "one call for 100 objects"
+    );
+    // The first answer wakes everyone (paced over at most a few hundred milliseconds).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for n in 0..100 {
+        assert_eq!(bench.wakes(&format!("object-{n}")), 1, "object-{n}");
+    }
+}
+
+#[tokio::test]
+async fn moving_and_leaving_subscribers_leave_no_feed_behind() {
+    let bench = Bench::start().await;
+    let a = bench.feeds.subscribe(
+        "a".into(),
+        bench.target(100),
+        bench.interest(json!({}), true),
+    );
+    let _b = bench.feeds.subscribe(
+        "b".into(),
+        bench.target(100),
+        bench.interest(json!({}), true),
+    );
+    assert_eq!(bench.feeds.counts().feeds, 1);
+    // A spec change moves `a` to another question: two feeds, one subscriber each.
+    let mut moved = bench.feeds.subscribe(
+        "a".into(),
+        bench.target(200),
+        bench.interest(json!({}), true),
+    );
+    drop(a);
+    assert_eq!(
+        bench.feeds.counts(),
+        FeedCounts {
+            feeds: 2,
+            subscribers: 2
+        }
+    );
+    answer_at_least(&mut moved, 1).await;
+    // `b` is deleted: its feed stops; `a` resolves and leaves: nothing polls any more.
+    bench.feeds.unsubscribe(&"b".to_string());
+    assert_eq!(bench.feeds.counts().feeds, 1);
+    bench.feeds.unsubscribe(&"a".to_string());
+    assert_eq!(bench.feeds.counts(), FeedCounts::default());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let calls = bench.fetcher.upstream_calls();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(bench.fetcher.upstream_calls(), calls, "no feed polls after");
+    // Unsubscribing twice, or someone never subscribed, is harmless.
+    bench.feeds.unsubscribe(&"a".to_string());
+    bench.feeds.retain(|_| false);
+}
+
+#[tokio::test]
+async fn a_change_wakes_only_the_subscribers_it_concerns() {
+    let bench = Bench::start().await;
+    let watched = bench.add_task("restartInstance", "RUNNING").await;
+    bench.add_task("flushInstance", "RUNNING").await;
+    let restarts = bench.interest(json!({"filter": {"names": ["restartInstance"]}}), true);
+    let flushes = bench.interest(json!({"filter": {"names": ["flushInstance"]}}), true);
+    let waiter = bench.interest(
+        json!({"waitFor": {"name": "restartInstance", "createdAfter": "2000-01-01T00:00:00Z"}}),
+        true,
+    );
+    let mut answers = bench
+        .feeds
+        .subscribe("restarts".into(), bench.target(1000), restarts);
+    bench
+        .feeds
+        .subscribe("flushes".into(), bench.target(1000), flushes);
+    bench
+        .feeds
+        .subscribe("waiter".into(), bench.target(1000), waiter);
+    let first = answer_at_least(&mut answers, 1).await;
+    for subscriber in ["restarts", "flushes", "waiter"] {
+        bench.feeds.saw(&subscriber.to_string(), first.sequence);
+    }
+    // Answers that change nothing wake nobody.
+    let quiet = answer_at_least(&mut answers, first.sequence + 2).await;
+    for subscriber in ["restarts", "flushes", "waiter"] {
+        bench.feeds.saw(&subscriber.to_string(), quiet.sequence);
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    bench.clear_wakes();
+
+    bench.set_status(&watched, "SUCCESS").await;
+    let changed = tokio::time::timeout(
+        Duration::from_secs(10),
+        answers.wait_for(|a| {
+            a.as_ref()
+                .and_then(|a| a.result.as_ref().ok())
+                .is_some_and(|listing| {
+                    listing.tasks.iter().any(|t| {
+                        t.id.as_deref() == Some(watched.as_str())
+                            && t.status.as_deref() == Some("SUCCESS")
+                    })
+                })
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone()
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(bench.wakes("restarts"), 1, "its filter passes the task");
+    assert_eq!(bench.wakes("waiter"), 1, "it awaits the task");
+    assert_eq!(
+        bench.wakes("flushes"),
+        0,
+        "the task is none of its business"
+    );
+    assert!(changed.last_good.is_some());
+}
+
+#[tokio::test]
+async fn the_feed_polls_at_the_shortest_interval_its_subscribers_need() {
+    let bench = Bench::start().await;
+    let mut settled = bench.interest(json!({}), false);
+    Arc::make_mut(&mut settled.plan).interval = Duration::from_secs(3600);
+    let mut answers = bench
+        .feeds
+        .subscribe("settled".into(), bench.target(1000), settled);
+    answer_at_least(&mut answers, 1).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(bench.fetcher.upstream_calls(), 1, "settled: hourly");
+    // An awaiting subscriber joins: the feed replans at once and polls every 300 ms.
+    bench.feeds.subscribe(
+        "waiter".into(),
+        bench.target(1000),
+        bench.interest(json!({}), true),
+    );
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let calls = bench.fetcher.upstream_calls();
+    assert!((3..=8).contains(&calls), "{calls} calls in 1.6 s at 300 ms");
+    // It resolves and leaves: back to hourly.
+    bench.feeds.unsubscribe(&"waiter".to_string());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let after = bench.fetcher.upstream_calls();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        bench.fetcher.upstream_calls() <= after + 1,
+        "at most the poll already planned"
+    );
+}
+
+#[tokio::test]
+async fn an_error_keeps_the_last_good_listing_and_wakes_everyone() {
+    let bench = Bench::start().await;
+    let mut answers = bench.feeds.subscribe(
+        "a".into(),
+        bench.target(1000),
+        bench.interest(json!({}), true),
+    );
+    let first = answer_at_least(&mut answers, 1).await;
+    bench.feeds.saw(&"a".to_string(), first.sequence);
+    bench
+        .admin(
+            reqwest::Method::POST,
+            "/_sim/faults",
+            json!({"count": 100, "status": 500}),
+        )
+        .await;
+    let failed = tokio::time::timeout(
+        Duration::from_secs(20),
+        answers.wait_for(|a| a.as_ref().is_some_and(|a| a.result.is_err())),
+    )
+    .await
+    .expect("an error answer")
+    .unwrap()
+    .clone()
+    .unwrap();
+    assert!(failed.last_good.is_some(), "what was known stays known");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(bench.wakes("a") >= 1);
+}
