@@ -289,3 +289,340 @@ fn notice(reason: EventReason, note: Option<String>) -> Notice {
             .map(|note| crate::text::truncate_bytes(&note, MAX_EVENT_NOTE_BYTES).into_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::LatestTask;
+    use crate::api::time::from_chrono;
+    use crate::dcs::{ApiError, DcsError};
+    use crate::query::evaluate::{Evaluation, WaitVerdict};
+    use chrono::TimeZone;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap() + TimeDelta::seconds(s)
+    }
+
+    fn spec(wait: bool) -> DcsTaskQuerySpec {
+        let mut spec = serde_json::json!({"region": "cn-north-4"});
+        if wait {
+            spec["waitFor"] = serde_json::json!({"jobId": "j1"});
+        }
+        serde_json::from_value(spec).unwrap()
+    }
+
+    fn evaluation(phase: WaitPhase, status: &str, fetched: i64) -> Evaluation {
+        Evaluation {
+            task_count: Some(1),
+            matched_count: 1,
+            tasks: vec![],
+            latest: vec![LatestTask {
+                name: "masterStandbySwapJob".into(),
+                status: Some(status.into()),
+                ..LatestTask::default()
+            }],
+            wait: Some(WaitVerdict {
+                phase,
+                task: None,
+                matched: 1,
+                message: format!("task is {status}"),
+            }),
+            active: !phase.is_resolved(),
+            omitted_tasks: 0,
+            omitted_names: 0,
+            incomplete: false,
+            fetched_at: Some(at(fetched)),
+        }
+    }
+
+    fn server_error() -> DcsError {
+        DcsError::Api {
+            endpoint: "https://e".into(),
+            error: ApiError {
+                http_status: 503,
+                error_code: None,
+                error_msg: Some("busy".into()),
+                request_id: None,
+                retry_after: None,
+            },
+        }
+    }
+
+    /// One row of a case table: the previous status (written at `now`), what happened, when.
+    struct Case<'a> {
+        previous: Option<&'a DcsTaskQueryStatus>,
+        outcome: PollOutcome<'a>,
+        now: i64,
+        deadline: Option<i64>,
+        retry_after: Option<Duration>,
+    }
+
+    fn run(case: Case<'_>) -> Decision {
+        let spec = spec(true);
+        decide(DecisionInput {
+            context: StatusContext {
+                previous: case.previous,
+                generation: Some(1),
+                has_wait: true,
+                wait_started_at: at(0),
+                wait_deadline: case.deadline.map(at),
+                credentials_revision: None,
+                now: at(case.now),
+            },
+            previous_digest: case.previous.map(content_digest),
+            outcome: case.outcome,
+            spec: &spec,
+            requested_at: None,
+            retry_after: case.retry_after,
+            project: ProjectShown::Unchanged,
+        })
+    }
+
+    fn case<'a>(
+        previous: Option<&'a DcsTaskQueryStatus>,
+        outcome: PollOutcome<'a>,
+        now: i64,
+    ) -> Case<'a> {
+        Case {
+            previous,
+            outcome,
+            now,
+            deadline: None,
+            retry_after: None,
+        }
+    }
+
+    fn reasons(decision: &Decision) -> Vec<EventReason> {
+        decision.events.iter().map(|n| n.reason).collect()
+    }
+
+    #[test]
+    fn writes_happen_only_for_changes_and_the_heartbeat() {
+        let pending = evaluation(WaitPhase::Pending, "RUNNING", 0);
+        let first = run(case(None, PollOutcome::Fetched(&pending), 0));
+        assert!(first.write, "a new object's first answer is written");
+        assert!(reasons(&first).is_empty(), "pending tells nothing");
+
+        // The same answer again, polled later: nothing to write.
+        let again = evaluation(WaitPhase::Pending, "RUNNING", 30);
+        let same = run(case(Some(&first.status), PollOutcome::Fetched(&again), 30));
+        assert!(!same.write);
+        assert_eq!(same.digest, first.digest, "lastSyncTime is not content");
+
+        // ... until the heartbeat is due.
+        let later = evaluation(WaitPhase::Pending, "RUNNING", 600);
+        let heartbeat = run(case(Some(&first.status), PollOutcome::Fetched(&later), 600));
+        assert!(heartbeat.write);
+        assert!(heartbeat.events.is_empty());
+
+        // A changed task is written at once.
+        let changed = evaluation(WaitPhase::Pending, "EXECUTING", 31);
+        let moved = run(case(
+            Some(&first.status),
+            PollOutcome::Fetched(&changed),
+            31,
+        ));
+        assert!(moved.write && moved.digest != first.digest);
+    }
+
+    #[test]
+    fn each_verdict_has_one_event_and_ends_the_polling() {
+        let pending = run(case(
+            None,
+            PollOutcome::Fetched(&evaluation(WaitPhase::Pending, "RUNNING", 0)),
+            0,
+        ));
+        for (phase, reason) in [
+            (WaitPhase::Succeeded, EventReason::TaskSucceeded),
+            (WaitPhase::Failed, EventReason::TaskFailed),
+            (WaitPhase::TimedOut, EventReason::WaitTimedOut),
+        ] {
+            let answer = evaluation(phase, "SUCCESS", 10);
+            let resolved = run(case(
+                Some(&pending.status),
+                PollOutcome::Fetched(&answer),
+                10,
+            ));
+            assert_eq!(reasons(&resolved), vec![reason], "{phase:?}");
+            assert_eq!(
+                resolved.events[0].reason.is_warning(),
+                phase != WaitPhase::Succeeded
+            );
+            assert!(resolved.write && resolved.resolved, "{phase:?}");
+            assert_eq!(resolved.recheck, None, "{phase:?}: nothing left to do");
+            // Told once: the same verdict again publishes nothing.
+            let again = run(case(
+                Some(&resolved.status),
+                PollOutcome::Fetched(&answer),
+                20,
+            ));
+            assert!(again.events.is_empty() && !again.write, "{phase:?}");
+        }
+    }
+
+    #[test]
+    fn stalls_are_told_once_with_their_reason() {
+        let missing = PollOutcome::CredentialsUnavailable("Secret ns/creds not found");
+        let stalled = run(Case {
+            retry_after: Some(Duration::from_secs(300)),
+            ..case(None, missing, 0)
+        });
+        assert_eq!(reasons(&stalled), vec![EventReason::Stalled]);
+        let note = stalled.events[0].note.as_deref().unwrap();
+        assert!(
+            note.starts_with("CredentialsUnavailable: Secret ns/creds"),
+            "{note}"
+        );
+        assert_eq!(stalled.recheck, Some(Duration::from_secs(300)));
+        let again = run(case(Some(&stalled.status), missing, 60));
+        assert!(again.events.is_empty() && !again.write);
+    }
+
+    #[test]
+    fn a_wait_comes_back_at_its_deadline_even_if_nothing_changes() {
+        let answer = evaluation(WaitPhase::Pending, "RUNNING", 0);
+        let pending = run(Case {
+            deadline: Some(30),
+            ..case(None, PollOutcome::Fetched(&answer), 0)
+        });
+        assert_eq!(
+            pending.recheck,
+            Some(Duration::from_secs(30) + DEADLINE_MARGIN)
+        );
+        let failing = run(Case {
+            deadline: Some(30),
+            retry_after: Some(Duration::from_secs(5)),
+            ..case(None, PollOutcome::CredentialsUnavailable("x"), 0)
+        });
+        assert_eq!(
+            failing.recheck,
+            Some(Duration::from_secs(5)),
+            "the sooner wins"
+        );
+        let timed_out = run(Case {
+            deadline: Some(30),
+            ..case(
+                Some(&pending.status),
+                PollOutcome::FetchFailed(&server_error()),
+                31,
+            )
+        });
+        assert_eq!(reasons(&timed_out), vec![EventReason::WaitTimedOut]);
+        assert!(timed_out.resolved);
+    }
+
+    #[test]
+    fn a_settled_object_rechecks_when_its_glitch_grace_ends() {
+        let spec = spec(false);
+        let synced = Evaluation {
+            wait: None,
+            active: false,
+            ..evaluation(WaitPhase::Pending, "SUCCESS", 0)
+        };
+        let input = |previous, outcome, now| DecisionInput {
+            context: StatusContext {
+                previous,
+                generation: Some(1),
+                has_wait: false,
+                wait_started_at: at(0),
+                wait_deadline: None,
+                credentials_revision: None,
+                now: at(now),
+            },
+            previous_digest: previous.map(content_digest),
+            outcome,
+            spec: &spec,
+            requested_at: None,
+            retry_after: None,
+            project: ProjectShown::Queried("p1"),
+        };
+        let ready = decide(input(None, PollOutcome::Fetched(&synced), 0));
+        assert_eq!(ready.status.project_id.as_deref(), Some("p1"));
+        assert_eq!(ready.recheck, Some(SYNC_HEARTBEAT), "the heartbeat");
+        let error = server_error();
+        let glitch = decide(input(
+            Some(&ready.status),
+            PollOutcome::FetchFailed(&error),
+            60,
+        ));
+        assert!(glitch.events.is_empty());
+        assert_eq!(
+            glitch.recheck,
+            Some(GLITCH_GRACE - Duration::from_secs(60) + DEADLINE_MARGIN)
+        );
+    }
+
+    #[test]
+    fn the_project_shown_follows_what_was_learnt() {
+        let spec = spec(false);
+        let mut previous = DcsTaskQueryStatus {
+            project_id: Some("old".into()),
+            ..DcsTaskQueryStatus::default()
+        };
+        previous.last_sync_time = Some(from_chrono(at(0)));
+        for (shown, expected) in [
+            (ProjectShown::Queried("new"), Some("new")),
+            (ProjectShown::Unknown, None),
+            (ProjectShown::Unchanged, Some("old")),
+        ] {
+            let decision = decide(DecisionInput {
+                context: StatusContext {
+                    previous: Some(&previous),
+                    generation: Some(1),
+                    has_wait: false,
+                    wait_started_at: at(0),
+                    wait_deadline: None,
+                    credentials_revision: None,
+                    now: at(1),
+                },
+                previous_digest: Some(content_digest(&previous)),
+                outcome: PollOutcome::EndpointNotAllowed("spec.endpoint: not allowed"),
+                spec: &spec,
+                requested_at: Some("2026-11-28T12:00:00Z"),
+                retry_after: None,
+                project: shown,
+            });
+            assert_eq!(decision.status.project_id.as_deref(), expected, "{shown:?}");
+            assert_eq!(
+                decision.status.last_handled_reconcile_at.as_deref(),
+                Some("2026-11-28T12:00:00Z")
+            );
+            assert!(decision.write);
+        }
+    }
+
+    #[test]
+    fn a_new_object_without_an_answer_says_work_is_under_way() {
+        let first = run(case(None, PollOutcome::FirstPoll, 0));
+        assert!(first.write && !first.resolved);
+        let ready = conditions::find(&first.status.conditions, "Ready").unwrap();
+        assert_eq!(ready.status, "Unknown");
+        let reconciling = conditions::find(&first.status.conditions, "Reconciling").unwrap();
+        assert_eq!(reconciling.status, "True");
+        assert_eq!(first.recheck, None, "the feed wakes it");
+    }
+
+    #[test]
+    fn a_remembered_refusal_keeps_its_time() {
+        let refused = DcsError::Api {
+            endpoint: "https://e".into(),
+            error: ApiError {
+                http_status: 401,
+                error_code: Some("APIG.0301".into()),
+                error_msg: Some("Incorrect IAM authentication information".into()),
+                request_id: None,
+                retry_after: None,
+            },
+        };
+        let first = run(case(None, PollOutcome::FetchFailed(&refused), 0));
+        let recorded = first.status.last_error.clone().unwrap();
+        let still = run(case(
+            Some(&first.status),
+            PollOutcome::StillRefused(&recorded, &refused),
+            120,
+        ));
+        assert_eq!(still.status.last_error, Some(recorded));
+        assert!(!still.write, "nothing new");
+        assert!(still.events.is_empty());
+    }
+}

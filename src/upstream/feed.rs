@@ -474,8 +474,8 @@ where
     memory.previous = Some(answer.clone());
 
     let (now, settled, spread) = {
-        let state = lock(&feeds.state);
-        let Some(entry) = state.feeds.get(key) else {
+        let mut state = lock(&feeds.state);
+        let Some(entry) = state.feeds.get_mut(key) else {
             return false;
         };
         // Published under the lock, so a subscriber joining now either sees this answer or is
@@ -494,9 +494,10 @@ where
 }
 
 /// The subscribers to wake at once (awaiting or active ones), the settled ones to wake paced,
-/// and the spread to pace them over.
+/// and the spread to pace them over. A subscriber that saw the previous answer and is not
+/// concerned by this one has, in effect, seen this one too: its view did not change.
 fn who_to_wake<S: Clone>(
-    entry: &FeedEntry<S>,
+    entry: &mut FeedEntry<S>,
     previous: Option<&Answer>,
     answer: &Answer,
 ) -> (Vec<S>, Vec<S>, Duration) {
@@ -504,16 +505,19 @@ fn who_to_wake<S: Clone>(
     let mut now = Vec::new();
     let mut settled = Vec::new();
     let mut shortest_settled = MAX_SETTLED_WAKE_SPREAD.saturating_mul(2);
-    for (subscriber, subscription) in &entry.subscribers {
+    for (subscriber, subscription) in &mut entry.subscribers {
+        if subscription.seen == Some(answer.sequence) {
+            continue;
+        }
         let missed = subscription.seen != previous.map(|p| p.sequence);
-        let already = subscription.seen == Some(answer.sequence);
         let concerned = match &change {
             Change::Everything => true,
             Change::Tasks(tasks) => tasks
                 .iter()
                 .any(|task| concerns(&subscription.interest.plan, task)),
         };
-        if already || !(missed || concerned) {
+        if !(missed || concerned) {
+            subscription.seen = Some(answer.sequence);
             continue;
         }
         if subscription.interest.active {
