@@ -397,6 +397,21 @@ mod tests {
     }
 
     #[test]
+    fn event_reasons_read_as_kubectl_describe_shows_them() {
+        for (reason, text, warning) in [
+            (EventReason::TaskSucceeded, "TaskSucceeded", false),
+            (EventReason::TaskFailed, "TaskFailed", true),
+            (EventReason::WaitTimedOut, "WaitTimedOut", true),
+            (EventReason::AmbiguousWait, "AmbiguousWait", true),
+            (EventReason::Stalled, "Stalled", true),
+        ] {
+            assert_eq!(reason.as_str(), text);
+            assert_eq!(reason.to_string(), text);
+            assert_eq!(reason.is_warning(), warning, "{text}");
+        }
+    }
+
+    #[test]
     fn writes_happen_only_for_changes_and_the_heartbeat() {
         let pending = evaluation(WaitPhase::Pending, "RUNNING", 0);
         let first = run(case(None, PollOutcome::Fetched(&pending), 0));

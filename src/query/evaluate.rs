@@ -452,6 +452,7 @@ mod tests {
     use crate::dcs::TaskTime;
     use crate::query::plan::{PlanContext, plan};
     use chrono::TimeZone;
+    use serde_json::json;
 
     fn at(m: u32, s: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 27, 12, m, s).unwrap()
@@ -493,6 +494,37 @@ mod tests {
             .iter()
             .map(|t| t.id.as_deref().unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_task_concerns_a_query_it_passes_or_awaits_and_no_other() {
+        let context = PlanContext::starting_at(at(0, 0));
+        let swap = task("t1", "masterStandbySwapJob", "RUNNING", Some(at(0, 0)));
+        let restart = task("t2", "restartInstance", "RUNNING", Some(at(0, 0)));
+        let everything = planned(json!({}), context);
+        assert!(concerns(&everything, &swap) && concerns(&everything, &restart));
+        let restarts = planned(json!({"filter": {"names": ["restartInstance"]}}), context);
+        assert!(concerns(&restarts, &restart));
+        assert!(!concerns(&restarts, &swap));
+        // A wait's candidate concerns the waiter even when its filter lists other names.
+        let by_name = planned(
+            json!({"filter": {"names": ["restartInstance"]}, "waitFor": {"name": "masterStandbySwapJob"}}),
+            context,
+        );
+        assert!(concerns(&by_name, &swap));
+        let mut with_job = swap.clone();
+        with_job.job_id = Some("job-1".into());
+        let by_job = planned(
+            json!({"filter": {"names": ["restartInstance"]}, "waitFor": {"jobId": "job-1"}}),
+            context,
+        );
+        assert!(concerns(&by_job, &with_job));
+        assert!(!concerns(&by_job, &swap), "another job");
+        let by_other_name = planned(
+            json!({"filter": {"names": ["restartInstance"]}, "waitFor": {"name": "flush"}}),
+            context,
+        );
+        assert!(!concerns(&by_other_name, &swap));
     }
 
     #[test]

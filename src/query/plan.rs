@@ -330,6 +330,36 @@ mod tests {
     }
 
     #[test]
+    fn a_feed_request_keeps_since_relative_and_fixed_windows_fixed() {
+        let relative =
+            spec(serde_json::json!({"query": {"since": "24h", "endTime": "20261231000000"}}));
+        let first = plan(&relative, &PlanContext::starting_at(at(12, 0, 5))).unwrap();
+        let later = plan(&relative, &PlanContext::starting_at(at(12, 5, 0))).unwrap();
+        // Planned minutes apart, the request (a feed's key) is the same...
+        let request = first.list_request();
+        assert_eq!(request, later.list_request());
+        assert_eq!(request.since, Some(Duration::from_secs(86_400)));
+        assert_eq!(request.page.start_time, None);
+        assert_eq!(request.page.limit, first.page.limit);
+        // ... and each poll asks for the window at its own moment.
+        assert_eq!(request.page_at(at(12, 0, 5)), first.page);
+        assert_eq!(request.page_at(at(12, 5, 0)), later.page);
+
+        let fixed = spec(serde_json::json!({"query": {"startTime": "20261101000000"}}));
+        let planned = plan(&fixed, &PlanContext::starting_at(at(12, 0, 5))).unwrap();
+        let request = planned.list_request();
+        assert_eq!(request.since, None);
+        assert_eq!(request.page_at(at(23, 0, 0)), planned.page);
+        assert_eq!(
+            request.page.start_time.unwrap().to_param(),
+            "20261101000000"
+        );
+        let intervals = planned.intervals();
+        assert_eq!(intervals.active, Duration::from_secs(10));
+        assert_eq!(intervals.settled, Duration::from_secs(60));
+    }
+
+    #[test]
     fn wait_by_name_defaults_to_creation_minus_lookback() {
         let s = spec(
             serde_json::json!({"waitFor": {"name": "masterStandbySwapJob", "timeout": "10m"}}),
