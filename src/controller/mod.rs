@@ -324,7 +324,11 @@ pub async fn run_with_client(
         "controller started"
     );
     let mut run = controller
-        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .run(
+            reconcile::reconcile,
+            reconcile::error_policy,
+            context.clone(),
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 warn!(%error, "reconcile loop error");
@@ -355,6 +359,7 @@ pub async fn run_with_client(
     // Dropping the run aborts every reconcile still in flight: from here on nothing is fetched
     // upstream and nothing is written.
     drop(run);
+    context.feeds.stop_all();
     housekeeping.abort();
     readiness.abort();
     match stop {

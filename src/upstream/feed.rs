@@ -280,6 +280,17 @@ where
         }
     }
 
+    /// Stops every feed and forgets every subscription: nothing is polled any more (a replica
+    /// that stops acting, say on losing its lease, must not keep calling upstream).
+    pub fn stop_all(&self) {
+        let mut state = lock(&self.state);
+        for entry in state.feeds.values() {
+            entry.task.abort();
+        }
+        state.feeds.clear();
+        state.subscriptions.clear();
+    }
+
     pub fn counts(&self) -> FeedCounts {
         let state = lock(&self.state);
         FeedCounts {

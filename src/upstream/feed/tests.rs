@@ -232,6 +232,25 @@ async fn moving_and_leaving_subscribers_leave_no_feed_behind() {
 }
 
 #[tokio::test]
+async fn stopping_all_feeds_stops_every_poll() {
+    let bench = Bench::start().await;
+    for (name, limit) in [("a", 100), ("b", 200)] {
+        let mut answers = bench.feeds.subscribe(
+            name.into(),
+            bench.target(limit),
+            bench.interest(json!({}), true),
+        );
+        answer_at_least(&mut answers, 1).await;
+    }
+    bench.feeds.stop_all();
+    assert_eq!(bench.feeds.counts(), FeedCounts::default());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let calls = bench.fetcher.upstream_calls();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(bench.fetcher.upstream_calls(), calls);
+}
+
+#[tokio::test]
 async fn a_change_wakes_only_the_subscribers_it_concerns() {
     let bench = Bench::start().await;
     let watched = bench.add_task("restartInstance", "RUNNING").await;
