@@ -430,6 +430,14 @@ mod tests {
         assert!(heartbeat.write);
         assert!(heartbeat.events.is_empty());
 
+        // A status that never showed when its data was fetched gets the time written.
+        let timeless = DcsTaskQueryStatus {
+            last_sync_time: None,
+            ..first.status.clone()
+        };
+        let dated = run(case(Some(&timeless), PollOutcome::Fetched(&again), 30));
+        assert!(dated.write);
+
         // A changed task is written at once.
         let changed = evaluation(WaitPhase::Pending, "EXECUTING", 31);
         let moved = run(case(
