@@ -2,6 +2,7 @@
 
 pub mod control_plane;
 pub mod operator;
+pub mod scale;
 pub mod sim_process;
 pub mod tools;
 

@@ -15,6 +15,9 @@ use kube::Api;
 use super::control_plane::ControlPlane;
 use super::sim_process::CliProcess;
 
+/// What the controller logs in tests: enough to debug a failure from the printed output.
+pub const DEFAULT_LOG_LEVEL: &str = "info,dcs_task_operator=debug";
+
 /// `dcs-task-operator controller --watch-namespace NS --listen 127.0.0.1:PORT ...`.
 pub struct OperatorProcess {
     process: Option<CliProcess>,
@@ -45,6 +48,18 @@ impl OperatorProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
+        Self::start_logging(kubeconfig, namespace, DEFAULT_LOG_LEVEL, extra, env)
+    }
+
+    /// Like [`OperatorProcess::start_full`], logging at `log_level` (`--log-level`) instead of
+    /// [`DEFAULT_LOG_LEVEL`]; the benchmark runs at `warn` so logging costs neither CPU nor memory.
+    pub fn start_logging(
+        kubeconfig: &Path,
+        namespace: &str,
+        log_level: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let listen = format!("127.0.0.1:{}", free_port());
         let mut args = vec![
             "controller",
@@ -55,7 +70,7 @@ impl OperatorProcess {
             "--listen",
             &listen,
             "--log-level",
-            "info,dcs_task_operator=debug",
+            log_level,
         ];
         args.extend_from_slice(extra);
         let kubeconfig = kubeconfig.to_str().expect("UTF-8 path").to_string();
@@ -75,6 +90,11 @@ impl OperatorProcess {
     /// Whether the process is still running (it has not exited or crashed).
     pub fn is_running(&mut self) -> bool {
         self.process.as_mut().is_some_and(CliProcess::is_running)
+    }
+
+    /// The process id (for `/proc/PID/...`), `None` once stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(CliProcess::id)
     }
 
     /// The HTTP status of `/readyz` (0 when the server does not answer).

@@ -172,6 +172,11 @@ impl CliProcess {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Time since the start.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()

@@ -1,0 +1,1313 @@
+//! The scale benchmark's harness: N `DcsTaskQuery` objects over K distinct queries, half of them
+//! waiting on one job, against the real kube-apiserver, the simulator (`dcs-task-operator sim`)
+//! and the controller (`dcs-task-operator controller`), each a separate process.
+//!
+//! [`run`] plays one scenario and returns a [`ScaleReport`]; [`markdown_table`] and [`svg_plot`]
+//! render several. `benches/scale.rs` runs it at benchmark sizes, `tests/scale_smoke.rs` at a
+//! small size asserting ratios only.
+//!
+//! What one run does, in order (every figure is measured from outside the controller):
+//! 1. a fresh namespace with the demo credentials Secret, a simulator playing [`SCENARIO`] (settled
+//!    tasks) plus, through `POST /_sim/tasks`, the benchmark's task ([`BENCH_TASK_ID`], job
+//!    [`BENCH_JOB_ID`]) in status `RUNNING`, and a watch on the namespace's
+//!    `DcsTaskQuery` objects that timestamps every change ([`Observer`]);
+//! 2. creates the N objects through the API, [`ScaleConfig::create_concurrency`] in flight: object
+//!    `i` asks `query.limit = FIRST_LIMIT + (i / 2) % K` (K distinct upstream requests) and every
+//!    even `i` waits for the job (`spec.waitFor.jobId`);
+//! 3. starts the controller and waits until every object has `status.lastSyncTime` (cold start);
+//! 4. lets one more active interval pass, then counts the simulator's task-list requests over
+//!    [`ScaleConfig::steady_intervals`] active intervals (upstream calls per active interval);
+//! 5. flips the task to `SUCCESS` through the admin API and records, per waiter, when the watch
+//!    first shows `Complete=True` (wait latency, relative to the moment the flip returned);
+//! 6. after [`ScaleConfig::settle`], reads the controller's VmRSS/VmHWM from `/proc/PID/status`,
+//!    then its utime+stime over [`ScaleConfig::idle_window`] from `/proc/PID/stat` (idle CPU);
+//! 7. counts, per object, the watch events whose `.status` differed from the one before (status
+//!    writes), stops the controller and deletes the objects.
+
+// Every test binary includes this module but uses only part of it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use dcs_task_operator::api::{DcsTaskQuery, DcsTaskQueryStatus};
+use dcs_task_operator::controller::credentials::CREDENTIALS_LABEL;
+use dcs_task_operator::sim::{DEMO_ACCESS_KEY, DEMO_PROJECT_ID, DEMO_SECRET_KEY};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::control_plane::ControlPlane;
+use super::operator::{OperatorProcess, query_object};
+use super::sim_process::SimProcess;
+
+/// The simulator task the waiters follow; added `RUNNING`, flipped to `SUCCESS`.
+pub const BENCH_TASK_ID: &str = "bench-switchover-0001";
+/// Its job id, what the waiters name in `spec.waitFor.jobId`.
+pub const BENCH_JOB_ID: &str = "bench-job-0001";
+/// The simulator's world besides the benchmark's task: settled tasks only, so nothing but the
+/// flip changes what the objects see (the default demo's switchover would finish on its own
+/// a few seconds in and cost every object one more status write).
+pub const SCENARIO: &str = r#"
+tasks:
+  - {name: EXTEND, createdAt: "-3h", status: SUCCESS, details: {old_capacity: 0.125, new_capacity: "0.25"}}
+  - {name: BindEip, createdAt: "-2h", status: SUCCESS}
+  - {name: AddWhitelist, createdAt: "-1h", status: FAILED, errorCode: "111400063"}
+  - {name: modify, createdAt: "-30m", status: SUCCESS}
+"#;
+/// `query.limit` of the first distinct query; the others count up from it.
+pub const FIRST_LIMIT: usize = 100;
+/// Rates (`--rate-limit`, `--account-rate-limit`) given to the naive mode, which otherwise is
+/// throttled by the defaults (10 and 5 requests per second) and would measure the limiter.
+pub const NAIVE_RATE_LIMIT: &str = "100000";
+/// Controller log level: warnings only, so logging costs the controller neither CPU nor memory.
+pub const LOG_LEVEL: &str = "warn";
+/// Set to an object name (e.g. `wait-00000`) to print every status that object is written with.
+pub const TRACE_ENV: &str = "DCS_SCALE_TRACE";
+/// Name prefixes: waiters and plain listings.
+pub const WAITER_PREFIX: &str = "wait-";
+pub const LISTING_PREFIX: &str = "list-";
+
+/// How objects share upstream calls (`controller --upstream-sharing`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// One upstream call per distinct query (the operator's design).
+    Shared,
+    /// Every object polls alone (`--upstream-sharing=per-object`): the naive baseline.
+    PerObject,
+}
+
+impl Sharing {
+    /// The `--upstream-sharing` value.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Sharing::Shared => "shared",
+            Sharing::PerObject => "per-object",
+        }
+    }
+
+    /// How tables and plots name the mode.
+    pub fn label(self) -> &'static str {
+        match self {
+            Sharing::Shared => "shared",
+            Sharing::PerObject => "naive",
+        }
+    }
+}
+
+/// One scenario to play.
+#[derive(Clone, Debug)]
+pub struct ScaleConfig {
+    /// N, the number of objects; every even one waits.
+    pub objects: usize,
+    /// K, the number of distinct upstream requests the objects ask (at most 900).
+    pub distinct_queries: usize,
+    pub sharing: Sharing,
+    /// `spec.activeInterval` (poll interval while the task runs or a wait is pending).
+    pub active_interval: &'static str,
+    /// `spec.interval` (poll interval once settled).
+    pub interval: &'static str,
+    /// Object creations in flight at once.
+    pub create_concurrency: usize,
+    /// Controller flags besides the fixed ones (namespace, endpoint allow-list, listen address,
+    /// log level, `--upstream-sharing`), e.g. `--rate-limit 100000`.
+    pub controller_flags: Vec<String>,
+    /// The upstream calls are counted over this many active intervals.
+    pub steady_intervals: u32,
+    /// Waiters not `Complete` this long after the flip are reported as such; the run goes on.
+    pub complete_deadline: Duration,
+    /// Pause between the last waiter completing and the memory reading.
+    pub settle: Duration,
+    /// Window of the idle CPU measurement; `None` skips it.
+    pub idle_window: Option<Duration>,
+    /// Limit of the cold start (every object synced); the run goes on after it, reporting how
+    /// many were not synced.
+    pub cold_start_timeout: Duration,
+    /// Print progress to stderr.
+    pub progress: bool,
+}
+
+impl ScaleConfig {
+    /// The benchmark's scenario: K = 10, `activeInterval: 10s`, `interval: 1m`, 32 creations
+    /// in flight, a 30 s count window, 75 s to complete, a 60 s idle window. The naive mode gets
+    /// [`NAIVE_RATE_LIMIT`] for both rate limits.
+    pub fn benchmark(objects: usize, sharing: Sharing) -> Self {
+        let controller_flags = match sharing {
+            Sharing::Shared => Vec::new(),
+            Sharing::PerObject => naive_rate_flags(),
+        };
+        Self {
+            objects,
+            distinct_queries: 10,
+            sharing,
+            active_interval: "10s",
+            interval: "1m",
+            create_concurrency: 32,
+            controller_flags,
+            steady_intervals: 3,
+            complete_deadline: Duration::from_secs(75),
+            settle: Duration::from_secs(10),
+            idle_window: Some(Duration::from_secs(60)),
+            cold_start_timeout: Duration::from_secs(120)
+                + Duration::from_millis(60).saturating_mul(objects as u32),
+            progress: true,
+        }
+    }
+
+    fn active(&self) -> Duration {
+        dcs_task_operator::duration::parse(self.active_interval).expect("a valid activeInterval")
+    }
+
+    /// How a report names this run, e.g. `shared N=1000`.
+    pub fn label(&self) -> String {
+        format!("{} N={}", self.sharing.label(), self.objects)
+    }
+}
+
+/// `--rate-limit` and `--account-rate-limit` at [`NAIVE_RATE_LIMIT`].
+pub fn naive_rate_flags() -> Vec<String> {
+    [
+        "--rate-limit",
+        NAIVE_RATE_LIMIT,
+        "--account-rate-limit",
+        NAIVE_RATE_LIMIT,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// What one run measured.
+#[derive(Clone, Debug)]
+pub struct ScaleReport {
+    pub sharing: Sharing,
+    pub objects: usize,
+    pub waiters: usize,
+    pub distinct_queries: usize,
+    pub active_interval: Duration,
+    /// The controller flags besides the fixed ones.
+    pub controller_flags: Vec<String>,
+    /// Creating the N objects through the API.
+    pub create_time: Duration,
+    /// Controller start until every object has `status.lastSyncTime`; `None`: not within
+    /// [`ScaleConfig::cold_start_timeout`].
+    pub cold_start: Option<Duration>,
+    /// Objects without `lastSyncTime` when the cold start ended (0 unless it timed out).
+    pub not_synced: usize,
+    /// Task-list requests from controller start until the cold start ended.
+    pub cold_start_calls: u64,
+    /// Task-list requests counted in the steady window, and the window.
+    pub steady_calls: u64,
+    pub steady_window: Duration,
+    /// Waiters already `Complete` before the flip (must be 0: the task was running).
+    pub complete_before_flip: usize,
+    /// Per waiter: flip until `Complete=True` was first seen; `None` if not within the deadline.
+    pub wait_latencies: Vec<Option<Duration>>,
+    pub complete_deadline: Duration,
+    /// Per waiter: `.status` changes from creation until `Complete=True` (all of them when it
+    /// never completed).
+    pub waiter_writes: Vec<u32>,
+    /// Status changes of waiters after they were `Complete`, all waiters together.
+    pub waiter_writes_after_complete: u64,
+    /// Per waiter: new resourceVersions after creation over the whole run (the watch's
+    /// MODIFIED events; equals the status writes unless something else writes the objects).
+    pub waiter_versions: Vec<u32>,
+    /// Per non-waiter: `.status` changes over the whole run.
+    pub listing_writes: Vec<u32>,
+    /// Controller memory after settling, KiB.
+    pub vm_rss_kib: u64,
+    pub vm_hwm_kib: u64,
+    /// Controller CPU (utime + stime) over the idle window, % of one core.
+    pub idle_cpu_percent: Option<f64>,
+    pub idle_window: Option<Duration>,
+    /// Times the benchmark's own watch had to list again (its counts may then miss writes).
+    pub watch_relists: u32,
+}
+
+impl ScaleReport {
+    /// Column title, e.g. `shared N=1000`.
+    pub fn title(&self) -> String {
+        format!("{} N={}", self.sharing.label(), self.objects)
+    }
+
+    /// Upstream task-list calls per active interval in the steady window.
+    pub fn calls_per_interval(&self) -> f64 {
+        if self.steady_window.is_zero() {
+            return 0.0;
+        }
+        self.steady_calls as f64 * self.active_interval.as_secs_f64()
+            / self.steady_window.as_secs_f64()
+    }
+
+    /// Waiters not `Complete` within the deadline.
+    pub fn not_complete(&self) -> usize {
+        self.wait_latencies.iter().filter(|l| l.is_none()).count()
+    }
+
+    /// The `q`-quantile (nearest rank) of the wait latency; `None` when it falls on a waiter
+    /// that did not complete within the deadline (or there are no waiters).
+    pub fn latency_quantile(&self, q: f64) -> Option<Duration> {
+        let mut sorted: Vec<Option<Duration>> = self.wait_latencies.clone();
+        // `None` (not complete) sorts last, as "infinitely late".
+        sorted.sort_by_key(|latency| (latency.is_none(), *latency));
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+        sorted.get(rank - 1).copied().flatten()
+    }
+
+    /// Mean and max of status writes per waiter, creation to `Complete`.
+    pub fn waiter_writes_mean_max(&self) -> (f64, u32) {
+        mean_max(&self.waiter_writes)
+    }
+
+    /// Mean and max of status writes per non-waiter over the whole run.
+    pub fn listing_writes_mean_max(&self) -> (f64, u32) {
+        mean_max(&self.listing_writes)
+    }
+}
+
+fn mean_max(values: &[u32]) -> (f64, u32) {
+    if values.is_empty() {
+        return (0.0, 0);
+    }
+    let sum: u64 = values.iter().map(|&v| u64::from(v)).sum();
+    (
+        sum as f64 / values.len() as f64,
+        values.iter().copied().max().unwrap_or(0),
+    )
+}
+
+/// Plays one scenario and measures it. Blocks; spawns the simulator and the controller from
+/// the calling thread (they die with it), so call it from a thread that outlives the run.
+pub fn run(config: &ScaleConfig) -> ScaleReport {
+    assert!(
+        (1..=900).contains(&config.distinct_queries),
+        "K must be 1..=900"
+    );
+    let label = config.label();
+    let progress = |message: String| {
+        if config.progress {
+            eprintln!("[scale {label}] {message}");
+        }
+    };
+    let plane = ControlPlane::shared();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the benchmark's API calls");
+    let client = runtime.block_on(async { plane.admin_client() });
+    let namespace = runtime.block_on(plane.new_namespace(&format!(
+        "scale-{}-{}",
+        config.sharing.flag(),
+        config.objects
+    )));
+    runtime.block_on(credentials_secret(&client, &namespace));
+    let scenario_dir = tempfile::tempdir().expect("a folder for the scenario");
+    let scenario = scenario_dir.path().join("scale.yaml");
+    std::fs::write(&scenario, SCENARIO).expect("writing the scenario");
+    let sim = SimProcess::start(Some(&scenario), &[]);
+    sim.add_task(json!({
+        "id": BENCH_TASK_ID,
+        "name": "masterStandbySwapJob",
+        "jobId": BENCH_JOB_ID,
+        "createdAt": "-30s",
+        "status": "RUNNING",
+    }));
+    let observer = Observer::start(&namespace);
+    let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &namespace);
+
+    // 2. Objects, through the API.
+    let objects: Vec<DcsTaskQuery> = (0..config.objects)
+        .map(|index| bench_object(index, config, sim.base_url()))
+        .collect();
+    let waiters = objects
+        .iter()
+        .filter(|o| o.name_any().starts_with(WAITER_PREFIX))
+        .count();
+    progress(format!(
+        "namespace {namespace}: creating {} objects ({waiters} waiters, K = {}), {} in flight",
+        config.objects, config.distinct_queries, config.create_concurrency
+    ));
+    let started = Instant::now();
+    runtime.block_on(create_all(&api, objects, config.create_concurrency));
+    let create_time = started.elapsed();
+    progress(format!("created in {:.1} s", create_time.as_secs_f64()));
+    // The watch must know every object before the clock of the cold start runs.
+    wait_until_observed(
+        &observer,
+        Duration::from_secs(120),
+        "every created object",
+        |o| o.objects.len() >= config.objects,
+    );
+
+    // 3. Cold start.
+    let mut flags: Vec<String> = vec!["--upstream-sharing".into(), config.sharing.flag().into()];
+    flags.extend(config.controller_flags.iter().cloned());
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    sim.reset_stats();
+    let controller_started = Instant::now();
+    let mut controller = OperatorProcess::start_logging(
+        plane.kubeconfig_path(),
+        &namespace,
+        LOG_LEVEL,
+        &flag_refs,
+        &[],
+    );
+    let pid = controller.pid().expect("the controller runs");
+    let deadline = controller_started + config.cold_start_timeout;
+    let not_synced = loop {
+        let not_synced = observer.read(|o| o.count(|t| t.synced_at.is_none()));
+        if not_synced == 0 || Instant::now() >= deadline {
+            break not_synced;
+        }
+        pause(&mut controller, Duration::from_millis(200));
+    };
+    let cold_start_calls = sim.total_requests();
+    let cold_start = (not_synced == 0).then(|| {
+        observer.read(|o| {
+            o.objects
+                .values()
+                .filter_map(|t| t.synced_at)
+                .max()
+                .map_or(Duration::ZERO, |at| {
+                    at.saturating_duration_since(controller_started)
+                })
+        })
+    });
+    progress(match cold_start {
+        Some(took) => format!(
+            "cold start: every object synced {:.1} s after the controller started ({cold_start_calls} upstream calls)",
+            took.as_secs_f64()
+        ),
+        None => format!(
+            "cold start: {not_synced} objects still without lastSyncTime after {:?}",
+            config.cold_start_timeout
+        ),
+    });
+
+    // 4. Steady state: one interval to let every object pass a regular poll, then count.
+    let active = config.active();
+    pause(&mut controller, active);
+    let before = sim.total_requests();
+    let window_started = Instant::now();
+    pause(&mut controller, active * config.steady_intervals);
+    let steady_calls = sim.total_requests() - before;
+    let steady_window = window_started.elapsed();
+    progress(format!(
+        "steady: {steady_calls} upstream calls in {:.1} s",
+        steady_window.as_secs_f64()
+    ));
+
+    // 5. The flip.
+    let complete_before_flip = observer.read(|o| {
+        o.objects
+            .values()
+            .filter(|t| t.waiter && t.complete_at.is_some())
+            .count()
+    });
+    sim.set_status(BENCH_TASK_ID, "SUCCESS");
+    let flipped = Instant::now();
+    let deadline = flipped + config.complete_deadline;
+    loop {
+        let pending = observer.read(|o| o.count(|t| t.waiter && t.complete_at.is_none()));
+        if pending == 0 || Instant::now() >= deadline {
+            break;
+        }
+        pause(&mut controller, Duration::from_millis(100));
+    }
+    let wait_latencies: Vec<Option<Duration>> = observer.read(|o| {
+        o.objects
+            .values()
+            .filter(|t| t.waiter)
+            .map(|t| {
+                t.complete_at
+                    .map(|at| at.saturating_duration_since(flipped))
+                    .filter(|latency| *latency <= config.complete_deadline)
+            })
+            .collect()
+    });
+    progress(format!(
+        "flip: {} of {waiters} waiters Complete within {:?}",
+        wait_latencies.iter().filter(|l| l.is_some()).count(),
+        config.complete_deadline
+    ));
+
+    // 6. Memory after settling, then idle CPU.
+    pause(&mut controller, config.settle);
+    let (vm_rss_kib, vm_hwm_kib) = memory_kib(pid);
+    let idle_cpu_percent = config.idle_window.map(|window| {
+        progress(format!("idle CPU over {window:?}"));
+        let (ticks_before, at) = (cpu_ticks(pid), Instant::now());
+        pause(&mut controller, window);
+        let ticks = cpu_ticks(pid) - ticks_before;
+        ticks as f64 / clock_ticks_per_second() / at.elapsed().as_secs_f64() * 100.0
+    });
+
+    // 7. Writes, then clean up.
+    let writes = observer.read(|o| {
+        let mut writes = Writes {
+            relists: o.inits.saturating_sub(1),
+            ..Writes::default()
+        };
+        for track in o.objects.values() {
+            if track.waiter {
+                let until_complete = track.writes_at_complete.unwrap_or(track.status_writes);
+                writes.waiter.push(until_complete);
+                writes.waiter_after_complete += u64::from(track.status_writes - until_complete);
+                writes.waiter_versions.push(track.modified);
+            } else {
+                writes.listing.push(track.status_writes);
+            }
+        }
+        writes
+    });
+    if !controller.is_running() {
+        let output = controller.stop_in_place();
+        panic!("the controller exited during the run:\n{}", tail(&output));
+    }
+    controller.stop_in_place();
+    drop(observer);
+    runtime.block_on(async {
+        if let Err(error) = api
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await
+        {
+            eprintln!("[scale {label}] deleting the objects of {namespace}: {error}");
+        }
+    });
+    drop(sim);
+
+    ScaleReport {
+        sharing: config.sharing,
+        objects: config.objects,
+        waiters,
+        distinct_queries: config.distinct_queries,
+        active_interval: active,
+        controller_flags: config.controller_flags.clone(),
+        create_time,
+        cold_start,
+        not_synced,
+        cold_start_calls,
+        steady_calls,
+        steady_window,
+        complete_before_flip,
+        wait_latencies,
+        complete_deadline: config.complete_deadline,
+        waiter_writes: writes.waiter,
+        waiter_writes_after_complete: writes.waiter_after_complete,
+        waiter_versions: writes.waiter_versions,
+        listing_writes: writes.listing,
+        vm_rss_kib,
+        vm_hwm_kib,
+        idle_cpu_percent,
+        idle_window: config.idle_window,
+        watch_relists: writes.relists,
+    }
+}
+
+/// The write counts of one run, per kind of object.
+#[derive(Default)]
+struct Writes {
+    waiter: Vec<u32>,
+    waiter_after_complete: u64,
+    waiter_versions: Vec<u32>,
+    listing: Vec<u32>,
+    relists: u32,
+}
+
+/// Object `index`: query `(index / 2) % K`, waiting for the job when `index` is even.
+fn bench_object(index: usize, config: &ScaleConfig, endpoint: &str) -> DcsTaskQuery {
+    let waiter = index.is_multiple_of(2);
+    let query = (index / 2) % config.distinct_queries;
+    let prefix = if waiter {
+        WAITER_PREFIX
+    } else {
+        LISTING_PREFIX
+    };
+    let mut spec = json!({
+        "activeInterval": config.active_interval,
+        "interval": config.interval,
+        "query": {"limit": FIRST_LIMIT + query},
+    });
+    if waiter {
+        spec["waitFor"] = json!({"jobId": BENCH_JOB_ID});
+    }
+    query_object(&format!("{prefix}{index:05}"), endpoint, spec)
+}
+
+/// The demo credentials as the Secret `dcs-credentials` that [`query_object`] names.
+async fn credentials_secret(client: &kube::Client, namespace: &str) {
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "dcs-credentials", "labels": {CREDENTIALS_LABEL: "true"}},
+        "stringData": {
+            "accessKey": DEMO_ACCESS_KEY,
+            "secretKey": DEMO_SECRET_KEY,
+            "projectId": DEMO_PROJECT_ID,
+        }
+    }))
+    .expect("a valid Secret");
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap_or_else(|error| panic!("creating the credentials Secret in {namespace}: {error}"));
+}
+
+async fn create_all(api: &Api<DcsTaskQuery>, objects: Vec<DcsTaskQuery>, in_flight: usize) {
+    let results: Vec<Result<(), String>> = futures::stream::iter(objects)
+        .map(|object| async move {
+            let name = object.name_any();
+            api.create(&PostParams::default(), &object)
+                .await
+                .map(drop)
+                .map_err(|error| format!("creating {name}: {error}"))
+        })
+        .buffer_unordered(in_flight.max(1))
+        .collect()
+        .await;
+    let errors: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    assert!(
+        errors.is_empty(),
+        "{} creations failed, e.g. {}",
+        errors.len(),
+        errors[0]
+    );
+}
+
+/// Sleeps `duration` in short steps; fails the run if the controller exits meanwhile.
+fn pause(controller: &mut OperatorProcess, duration: Duration) {
+    let until = Instant::now() + duration;
+    loop {
+        if !controller.is_running() {
+            let output = controller.stop_in_place();
+            panic!("the controller exited during the run:\n{}", tail(&output));
+        }
+        let now = Instant::now();
+        if now >= until {
+            return;
+        }
+        thread::sleep((until - now).min(Duration::from_millis(250)));
+    }
+}
+
+fn tail(text: &str) -> &str {
+    let start = text.len().saturating_sub(4000);
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    &text[start..]
+}
+
+fn wait_until_observed(
+    observer: &Observer,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn(&Observed) -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while !observer.read(&done) {
+        assert!(
+            Instant::now() < deadline,
+            "the benchmark's watch did not see {what} within {timeout:?} (last watch error: {:?})",
+            observer.read(|o| o.last_error.clone())
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `VmRSS` and `VmHWM` of `/proc/PID/status`, KiB (0 when unreadable).
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// utime + stime of `/proc/PID/stat`, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|error| panic!("reading /proc/{pid}/stat: {error}"));
+    // Fields after the command name (which is in parentheses and may hold spaces): the state
+    // is field 3, utime field 14 and stime field 15.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let field = |number: usize| -> u64 {
+        fields
+            .get(number - 3)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("/proc/{pid}/stat without field {number}: {stat}"))
+    };
+    field(14) + field(15)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// What the benchmark's watch saw of one object.
+#[derive(Default)]
+pub struct Track {
+    pub waiter: bool,
+    resource_version: Option<String>,
+    status: Option<DcsTaskQueryStatus>,
+    /// Versions seen after the first.
+    pub modified: u32,
+    /// Changes of `.status` (the first status counts: it is a write over none).
+    pub status_writes: u32,
+    /// When `status.lastSyncTime` was first set.
+    pub synced_at: Option<Instant>,
+    /// When `Complete=True` was first seen, and the status writes up to then.
+    pub complete_at: Option<Instant>,
+    pub writes_at_complete: Option<u32>,
+}
+
+/// Everything the watch saw.
+#[derive(Default)]
+pub struct Observed {
+    pub objects: HashMap<String, Track>,
+    /// `Init` events: 1 for the first list, more when the watch had to list again.
+    pub inits: u32,
+    pub errors: u32,
+    pub last_error: Option<String>,
+}
+
+impl Observed {
+    fn count(&self, predicate: impl Fn(&Track) -> bool) -> usize {
+        self.objects.values().filter(|t| predicate(t)).count()
+    }
+
+    fn observe(&mut self, object: DcsTaskQuery, at: Instant) {
+        let name = object.name_any();
+        let waiter = name.starts_with(WAITER_PREFIX);
+        let track = self.objects.entry(name).or_insert_with(|| Track {
+            waiter,
+            ..Track::default()
+        });
+        // A list after a watch gap repeats versions already seen.
+        if object.metadata.resource_version.is_some()
+            && track.resource_version == object.metadata.resource_version
+        {
+            return;
+        }
+        if track.resource_version.is_some() {
+            track.modified += 1;
+        }
+        track.resource_version = object.metadata.resource_version.clone();
+        if object.status.is_some() && object.status != track.status {
+            track.status_writes += 1;
+            track.status = object.status.clone();
+            if std::env::var(TRACE_ENV).is_ok_and(|traced| traced == object.name_any()) {
+                eprintln!(
+                    "[scale trace] {} status write {}: {}",
+                    object.name_any(),
+                    track.status_writes,
+                    serde_json::to_string(&object.status).unwrap_or_default()
+                );
+            }
+        }
+        let Some(status) = &object.status else {
+            return;
+        };
+        if track.synced_at.is_none() && status.last_sync_time.is_some() {
+            track.synced_at = Some(at);
+        }
+        let complete = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Complete" && c.status == "True");
+        if complete && track.complete_at.is_none() {
+            track.complete_at = Some(at);
+            track.writes_at_complete = Some(track.status_writes);
+        }
+    }
+}
+
+/// A watch on the namespace's `DcsTaskQuery` objects on a thread (and runtime) of its own, so
+/// every change is timestamped when it arrives, whatever the benchmark's thread is doing.
+pub struct Observer {
+    state: Arc<Mutex<Observed>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Observer {
+    /// Starts watching and returns once the initial (empty) list is done.
+    pub fn start(namespace: &str) -> Self {
+        let state = Arc::new(Mutex::new(Observed::default()));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = mpsc::channel::<()>();
+        let thread = {
+            let (state, namespace) = (Arc::clone(&state), namespace.to_string());
+            thread::Builder::new()
+                .name("scale-observer".into())
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a runtime for the watch");
+                    runtime.block_on(async move {
+                        let client = ControlPlane::shared().admin_client();
+                        let api: Api<DcsTaskQuery> = Api::namespaced(client, &namespace);
+                        let mut events = watcher(api, watcher::Config::default())
+                            .default_backoff()
+                            .boxed();
+                        let mut ready = Some(ready_tx);
+                        loop {
+                            let event = tokio::select! {
+                                _ = &mut stopped => break,
+                                event = events.next() => event,
+                            };
+                            let at = Instant::now();
+                            let Some(event) = event else { break };
+                            let mut observed = lock(&state);
+                            match event {
+                                Ok(watcher::Event::Init) => observed.inits += 1,
+                                Ok(
+                                    watcher::Event::InitApply(object)
+                                    | watcher::Event::Apply(object),
+                                ) => observed.observe(object, at),
+                                Ok(watcher::Event::InitDone) => {
+                                    if let Some(ready) = ready.take() {
+                                        let _ = ready.send(());
+                                    }
+                                }
+                                Ok(watcher::Event::Delete(_)) => {}
+                                Err(error) => {
+                                    observed.errors += 1;
+                                    observed.last_error = Some(error.to_string());
+                                }
+                            }
+                        }
+                    });
+                })
+                .expect("a thread for the watch")
+        };
+        ready_rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the benchmark's watch on {namespace} did not start within 60 s (last error: {:?})",
+                    lock(&state).last_error
+                )
+            });
+        Self {
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Reads the observations under the lock.
+    pub fn read<R>(&self, read: impl FnOnce(&Observed) -> R) -> R {
+        read(&lock(&self.state))
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn lock(state: &Mutex<Observed>) -> MutexGuard<'_, Observed> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+fn seconds(duration: Duration) -> String {
+    let secs = duration.as_secs_f64();
+    if secs < 10.0 {
+        format!("{secs:.2} s")
+    } else {
+        format!("{secs:.1} s")
+    }
+}
+
+fn latency_cell(latency: Option<Duration>, deadline: Duration) -> String {
+    latency.map_or_else(|| format!("> {} s", deadline.as_secs()), seconds)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// The figures as a markdown table: one row per figure, one column per report.
+pub fn markdown_table(reports: &[ScaleReport]) -> String {
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let mut row = |name: &str, cell: &dyn Fn(&ScaleReport) -> String| {
+        rows.push((name.to_string(), reports.iter().map(cell).collect()));
+    };
+    row("objects (waiters) / distinct queries K", &|r| {
+        format!("{} ({}) / {}", r.objects, r.waiters, r.distinct_queries)
+    });
+    row(
+        "wait latency p50 / p99 / max (flip → Complete=True)",
+        &|r| {
+            let max = r.latency_quantile(1.0);
+            format!(
+                "{} / {} / {}",
+                latency_cell(r.latency_quantile(0.5), r.complete_deadline),
+                latency_cell(r.latency_quantile(0.99), r.complete_deadline),
+                latency_cell(max, r.complete_deadline)
+            )
+        },
+    );
+    row("waiters not Complete 75 s after the flip", &|r| {
+        if r.complete_deadline == Duration::from_secs(75) {
+            r.not_complete().to_string()
+        } else {
+            format!(
+                "{} (deadline {} s)",
+                r.not_complete(),
+                r.complete_deadline.as_secs()
+            )
+        }
+    });
+    row("upstream calls per active interval (steady)", &|r| {
+        format!(
+            "{:.1} ({} in {:.0} s)",
+            r.calls_per_interval(),
+            r.steady_calls,
+            r.steady_window.as_secs_f64()
+        )
+    });
+    row(
+        "cold start: controller start → all lastSyncTime",
+        &|r| match r.cold_start {
+            Some(took) => seconds(took),
+            None => format!("timed out, {} not synced", r.not_synced),
+        },
+    );
+    row("upstream calls during cold start", &|r| {
+        r.cold_start_calls.to_string()
+    });
+    row("creating the N objects (32 in flight)", &|r| {
+        seconds(r.create_time)
+    });
+    row("controller VmRSS / VmHWM after settling", &|r| {
+        format!("{} / {}", mib(r.vm_rss_kib), mib(r.vm_hwm_kib))
+    });
+    row(
+        "status writes per waiter, create → Complete (mean / max)",
+        &|r| {
+            let (mean, max) = r.waiter_writes_mean_max();
+            format!("{mean:.2} / {max}")
+        },
+    );
+    row("status writes of waiters after Complete (all)", &|r| {
+        r.waiter_writes_after_complete.to_string()
+    });
+    row(
+        "resourceVersion changes per waiter, whole run (mean / max)",
+        &|r| {
+            let (mean, max) = mean_max(&r.waiter_versions);
+            format!("{mean:.2} / {max}")
+        },
+    );
+    row(
+        "status writes per non-waiter, whole run (mean / max)",
+        &|r| {
+            let (mean, max) = r.listing_writes_mean_max();
+            format!("{mean:.2} / {max}")
+        },
+    );
+    row(
+        "idle CPU (utime+stime, % of one core)",
+        &|r| match (r.idle_cpu_percent, r.idle_window) {
+            (Some(percent), Some(window)) => {
+                format!("{percent:.2} % over {} s", window.as_secs())
+            }
+            _ => "not measured".into(),
+        },
+    );
+    row("controller flags (besides --upstream-sharing)", &|r| {
+        if r.controller_flags.is_empty() {
+            "defaults".into()
+        } else {
+            format!("`{}`", r.controller_flags.join(" "))
+        }
+    });
+    let mut table = String::new();
+    let _ = write!(table, "| figure |");
+    for report in reports {
+        let _ = write!(table, " {} |", report.title());
+    }
+    let _ = write!(table, "\n|---|");
+    for _ in reports {
+        let _ = write!(table, "---|");
+    }
+    table.push('\n');
+    for (name, cells) in rows {
+        let _ = write!(table, "| {name} |");
+        for cell in cells {
+            let _ = write!(table, " {cell} |");
+        }
+        table.push('\n');
+    }
+    if reports.iter().any(|r| r.watch_relists > 0) {
+        table.push_str(
+            "\nNote: the benchmark's own watch listed again during a run; its write counts may \
+             miss writes made during the gap.\n",
+        );
+    }
+    table
+}
+
+// ---------------------------------------------------------------------------------------------
+// SVG
+
+/// One line of a plot.
+struct Series {
+    name: String,
+    color: &'static str,
+    dashed: bool,
+    points: Vec<(f64, f64)>,
+}
+
+const SHARED_COLOR: &str = "#1f77b4";
+const NAIVE_COLOR: &str = "#d62728";
+
+/// Two panels against N: wait latency (p50 solid, p99 dashed) and upstream calls per active
+/// interval, each mode in its colour. Axes in N are logarithmic when N spans a factor of 10 or
+/// more; the calls axis is logarithmic when its values do.
+pub fn svg_plot(reports: &[ScaleReport]) -> String {
+    let by_mode = |sharing: Sharing| -> Vec<&ScaleReport> {
+        let mut chosen: Vec<&ScaleReport> =
+            reports.iter().filter(|r| r.sharing == sharing).collect();
+        chosen.sort_by_key(|r| r.objects);
+        chosen
+    };
+    let mut latency = Vec::new();
+    let mut calls = Vec::new();
+    for (sharing, color) in [
+        (Sharing::Shared, SHARED_COLOR),
+        (Sharing::PerObject, NAIVE_COLOR),
+    ] {
+        let chosen = by_mode(sharing);
+        if chosen.is_empty() {
+            continue;
+        }
+        for (quantile, dashed) in [(0.5_f64, false), (0.99, true)] {
+            latency.push(Series {
+                name: format!("{} p{}", sharing.label(), (quantile * 100.0).round()),
+                color,
+                dashed,
+                points: chosen
+                    .iter()
+                    .filter_map(|r| {
+                        r.latency_quantile(quantile)
+                            .map(|l| (r.objects as f64, l.as_secs_f64()))
+                    })
+                    .collect(),
+            });
+        }
+        calls.push(Series {
+            name: sharing.label().to_string(),
+            color,
+            dashed: false,
+            points: chosen
+                .iter()
+                .map(|r| (r.objects as f64, r.calls_per_interval()))
+                .collect(),
+        });
+    }
+    let k = reports.first().map_or(0, |r| r.distinct_queries) as f64;
+    let (width, height) = (960.0, 420.0);
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        svg,
+        r#"<rect width="{width}" height="{height}" fill="white"/>"#
+    );
+    panel(
+        &mut svg,
+        (0.0, 0.0, width / 2.0, height),
+        "Wait latency: task SUCCESS → Complete=True",
+        "seconds",
+        &latency,
+        None,
+    );
+    panel(
+        &mut svg,
+        (width / 2.0, 0.0, width / 2.0, height),
+        "Upstream task-list calls per active interval",
+        "calls",
+        &calls,
+        Some((k, format!("K = {k}"))),
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// An axis: value → pixel, and where to put ticks.
+struct Axis {
+    log: bool,
+    min: f64,
+    max: f64,
+}
+
+impl Axis {
+    /// Linear from 0 with some room above the largest value, or logarithmic when the positive
+    /// values span a factor of 10 (`allow_log`): then whole decades when `decades` (readable
+    /// ticks), else just some room on both sides.
+    fn new(values: &[f64], allow_log: bool, decades: bool) -> Self {
+        let positive: Vec<f64> = values.iter().copied().filter(|v| *v > 0.0).collect();
+        let lo = positive.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = values.iter().copied().fold(0.0, f64::max);
+        if allow_log && !positive.is_empty() && hi / lo >= 10.0 {
+            let (min, max) = if decades {
+                (
+                    10f64.powf((lo / 1.2).log10().floor()),
+                    10f64.powf((hi * 1.2).log10().ceil()),
+                )
+            } else {
+                (lo / 1.5, hi * 1.5)
+            };
+            return Self {
+                log: true,
+                min,
+                max,
+            };
+        }
+        if hi <= 0.0 {
+            return Self {
+                log: false,
+                min: 0.0,
+                max: 1.0,
+            };
+        }
+        let step = nice_step(hi * 1.1 / 5.0);
+        Self {
+            log: false,
+            min: 0.0,
+            max: (hi * 1.1 / step).ceil() * step,
+        }
+    }
+
+    /// 0..1 along the axis.
+    fn fraction(&self, value: f64) -> f64 {
+        if self.log {
+            let value = value.max(self.min);
+            (value.log10() - self.min.log10()) / (self.max.log10() - self.min.log10())
+        } else {
+            (value - self.min) / (self.max - self.min)
+        }
+    }
+
+    fn ticks(&self) -> Vec<f64> {
+        if self.log {
+            let (lo, hi) = (
+                (self.min.log10() - 1e-9).ceil() as i32,
+                (self.max.log10() + 1e-9).floor() as i32,
+            );
+            (lo..=hi).map(|e| 10f64.powi(e)).collect()
+        } else {
+            let step = nice_step((self.max - self.min) / 5.0);
+            let count = ((self.max - self.min) / step).round() as usize;
+            (0..=count).map(|i| self.min + step * i as f64).collect()
+        }
+    }
+}
+
+fn nice_step(raw: f64) -> f64 {
+    if raw <= 0.0 || !raw.is_finite() {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let scaled = raw / magnitude;
+    let nice = if scaled <= 1.0 {
+        1.0
+    } else if scaled <= 2.0 {
+        2.0
+    } else if scaled <= 5.0 {
+        5.0
+    } else {
+        10.0
+    };
+    nice * magnitude
+}
+
+fn number(value: f64) -> String {
+    if value >= 1000.0 && value % 1000.0 == 0.0 {
+        format!("{}k", value / 1000.0)
+    } else if value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn panel(
+    svg: &mut String,
+    (x0, y0, width, height): (f64, f64, f64, f64),
+    title: &str,
+    y_label: &str,
+    series: &[Series],
+    reference: Option<(f64, String)>,
+) {
+    let (left, right, top, bottom) = (x0 + 60.0, x0 + width - 20.0, y0 + 40.0, y0 + height - 90.0);
+    let xs: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .collect();
+    let mut ys: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .collect();
+    if let Some((value, _)) = &reference {
+        ys.push(*value);
+    }
+    let x_axis = Axis::new(&xs, true, false);
+    let y_axis = Axis::new(&ys, true, true);
+    let px = |x: f64| left + x_axis.fraction(x) * (right - left);
+    let py = |y: f64| bottom - y_axis.fraction(y) * (bottom - top);
+
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle" font-size="14" font-weight="bold">{}</text>"#,
+        (left + right) / 2.0,
+        y0 + 22.0,
+        escape(title)
+    );
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{left}" y="{top}" width="{}" height="{}" fill="none" stroke="#888"/>"##,
+        right - left,
+        bottom - top
+    );
+    // Grid and tick labels.
+    let mut x_ticks: Vec<f64> = xs.clone();
+    x_ticks.sort_by(f64::total_cmp);
+    x_ticks.dedup();
+    if x_ticks.len() < 2 {
+        x_ticks = x_axis.ticks();
+    }
+    for x in x_ticks {
+        let at = px(x);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{at:.1}" y1="{top}" x2="{at:.1}" y2="{bottom}" stroke="#eee"/><text x="{at:.1}" y="{}" text-anchor="middle">{}</text>"##,
+            bottom + 16.0,
+            number(x)
+        );
+    }
+    for y in y_axis.ticks() {
+        let at = py(y);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{left}" y1="{at:.1}" x2="{right}" y2="{at:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            left - 6.0,
+            at + 4.0,
+            number(y)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">N (objects{})</text>"#,
+        (left + right) / 2.0,
+        bottom + 34.0,
+        if x_axis.log { ", log scale" } else { "" }
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle" transform="rotate(-90 {} {})">{}{}</text>"#,
+        x0 + 16.0,
+        (top + bottom) / 2.0,
+        x0 + 16.0,
+        (top + bottom) / 2.0,
+        escape(y_label),
+        if y_axis.log { " (log scale)" } else { "" }
+    );
+    if let Some((value, label)) = &reference {
+        let at = py(*value);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{left}" y1="{at:.1}" x2="{right}" y2="{at:.1}" stroke="#555" stroke-dasharray="2,3"/><text x="{}" y="{:.1}" text-anchor="end" fill="#555">{}</text>"##,
+            right - 4.0,
+            at - 4.0,
+            escape(label)
+        );
+    }
+    for line in series {
+        let dash = if line.dashed {
+            r#" stroke-dasharray="6,4""#
+        } else {
+            ""
+        };
+        let points: Vec<String> = line
+            .points
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+            .collect();
+        if points.len() > 1 {
+            let _ = writeln!(
+                svg,
+                r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"{dash}/>"#,
+                points.join(" "),
+                line.color
+            );
+        }
+        for &(x, y) in &line.points {
+            let _ = writeln!(
+                svg,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{}"><title>{}: N={} → {}</title></circle>"#,
+                px(x),
+                py(y),
+                line.color,
+                escape(&line.name),
+                number(x),
+                number((y * 10.0).round() / 10.0)
+            );
+        }
+    }
+    // Legend, below the axis label.
+    let mut at = left;
+    for line in series {
+        let dash = if line.dashed {
+            r#" stroke-dasharray="6,4""#
+        } else {
+            ""
+        };
+        let y = bottom + 58.0;
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{at:.1}" y1="{y}" x2="{:.1}" y2="{y}" stroke="{}" stroke-width="2"{dash}/><text x="{:.1}" y="{}">{}</text>"#,
+            at + 24.0,
+            line.color,
+            at + 28.0,
+            y + 4.0,
+            escape(&line.name)
+        );
+        at += 36.0 + 7.0 * line.name.len() as f64;
+    }
+}
