@@ -202,6 +202,7 @@ async fn poll_loop(
         };
         let mut context = status_context(manifest, shown.as_ref(), started, now);
         context.wait_deadline = plan.wait.as_ref().and_then(|wait| wait.deadline);
+        context.last_good_at = answer.last_good.as_ref().and_then(|l| l.fetched_at);
         let decision = query::decide(DecisionInput {
             context,
             previous_digest: shown.as_ref().map(query::content_digest),
@@ -333,6 +334,7 @@ fn status_context<'a>(
         wait_started_at: started,
         wait_deadline: None,
         credentials_revision: None,
+        last_good_at: None,
         now,
     }
 }

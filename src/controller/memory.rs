@@ -62,10 +62,14 @@ impl Memory {
         let digest = content_digest(status);
         slim(status);
         if let Some(version) = query.metadata.resource_version.clone() {
-            self.lock()
-                .entry(ObjectRef::from_obj(query))
-                .or_default()
-                .cached = Some((version, digest));
+            let mut memory = self.lock();
+            let entry = memory.entry(ObjectRef::from_obj(query)).or_default();
+            // A newer version than the one our last write went over: the cache has caught up
+            // with that write, so its copy is no longer needed.
+            if entry.written.as_ref().is_some_and(|w| w.over != version) {
+                entry.written = None;
+            }
+            entry.cached = Some((version, digest));
         }
     }
 
@@ -220,9 +224,16 @@ mod tests {
         let status = previous.status.unwrap();
         assert_eq!(status.observed_generation, Some(1));
         assert!(status.tasks.is_empty(), "kept slim");
-        // Once the cache shows a newer version, that version is the truth.
+        // The watch delivering the version written over again changes nothing...
+        let mut again = object("7", Some(DcsTaskQueryStatus::default()));
+        memory.slim_for_cache(&mut again);
+        assert_eq!(memory.previous(&again).digest, Some(digest));
+        // ... but once the cache shows a newer version, that version is the truth, and the
+        // copy of the write is dropped.
         let mut caught_up = object("9", Some(written.clone()));
         memory.slim_for_cache(&mut caught_up);
         assert_eq!(memory.previous(&caught_up).digest, Some(digest));
+        let key = ObjectRef::from_obj(&caught_up);
+        assert!(memory.lock().get(&key).unwrap().written.is_none());
     }
 }

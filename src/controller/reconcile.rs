@@ -232,6 +232,10 @@ pub async fn reconcile(
             .and_then(|plan| plan.wait.as_ref())
             .and_then(|wait| wait.deadline),
         credentials_revision: revision.as_deref(),
+        last_good_at: outcome
+            .answer()
+            .and_then(|answer| answer.last_good.as_ref())
+            .and_then(|listing| listing.fetched_at),
         now,
     };
     // Anything but a fresh listing keeps the tasks already known, which the cache dropped.

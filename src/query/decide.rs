@@ -12,7 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::report::{
-    GLITCH_GRACE, PollOutcome, StatusContext, ambiguous_wait_note, build_status, reason,
+    GLITCH_GRACE, PollOutcome, StatusContext, ambiguous_wait_note, build_status, last_good_answer,
+    reason,
 };
 use super::schedule::DEADLINE_MARGIN;
 use crate::api::conditions::{self, STALLED};
@@ -20,9 +21,12 @@ use crate::api::time::to_chrono;
 use crate::api::{DcsTaskQuerySpec, DcsTaskQueryStatus, WaitPhase};
 use crate::dcs::FailureClass;
 
-/// A status whose content did not change is re-written at most this often, so `lastSyncTime`
-/// shows the data is fresh without a write per poll.
-pub const SYNC_HEARTBEAT: Duration = Duration::from_secs(600);
+/// A status whose content did not change is re-written this often while its feed keeps
+/// answering, so `lastSyncTime` shows the data is fresh without a write per poll. Every
+/// settled object costs one write per heartbeat (10,000 objects: 5.6 writes a second at 30
+/// minutes), which is why it is long: freshness between heartbeats shows in the feed's metrics,
+/// and the glitch grace is judged from the feed's last good answer, not from this time.
+pub const SYNC_HEARTBEAT: Duration = Duration::from_secs(1800);
 
 /// Kubernetes refuses events whose note exceeds 1 KiB; notes quote upstream text.
 pub const MAX_EVENT_NOTE_BYTES: usize = 1024;
@@ -184,20 +188,19 @@ fn recheck_after(input: &DecisionInput<'_>, status: &DcsTaskQueryStatus) -> Opti
         input.outcome,
         PollOutcome::Fetched(_) | PollOutcome::FetchFailed(_)
     );
-    // A remembered refusal is retried by the object itself (`retry_after`).
-    let synced = status.last_sync_time.as_ref().map(to_chrono);
-    if fed && let Some(synced) = synced {
+    if fed && let Some(synced) = status.last_sync_time.as_ref().map(to_chrono) {
         // lastSyncTime is refreshed at least this often while the feed keeps answering.
         reasons.push(Some(
             until(shifted(synced, SYNC_HEARTBEAT)).max(MIN_RECHECK),
         ));
-        // A settled object riding out a glitch must turn Ready=False when the grace ends,
-        // even if the upstream keeps failing the same way (which wakes nobody).
-        if let PollOutcome::FetchFailed(error) = input.outcome
-            && error.class() == FailureClass::Transient
-        {
-            reasons.push(Some(until(shifted(synced, GLITCH_GRACE)) + DEADLINE_MARGIN));
-        }
+    }
+    // A settled object riding out a glitch must turn Ready=False when the grace ends, even if
+    // the upstream keeps failing the same way (which wakes nobody).
+    if let PollOutcome::FetchFailed(error) = input.outcome
+        && error.class() == FailureClass::Transient
+        && let Some(good) = last_good_answer(context)
+    {
+        reasons.push(Some(until(shifted(good, GLITCH_GRACE)) + DEADLINE_MARGIN));
     }
     reasons.into_iter().flatten().min()
 }
@@ -367,6 +370,7 @@ mod tests {
                 wait_started_at: at(0),
                 wait_deadline: case.deadline.map(at),
                 credentials_revision: None,
+                last_good_at: None,
                 now: at(case.now),
             },
             previous_digest: case.previous.map(content_digest),
@@ -425,8 +429,16 @@ mod tests {
         assert_eq!(same.digest, first.digest, "lastSyncTime is not content");
 
         // ... until the heartbeat is due.
-        let later = evaluation(WaitPhase::Pending, "RUNNING", 600);
-        let heartbeat = run(case(Some(&first.status), PollOutcome::Fetched(&later), 600));
+        let due = i64::try_from(SYNC_HEARTBEAT.as_secs()).unwrap();
+        let not_yet = evaluation(WaitPhase::Pending, "RUNNING", due - 1);
+        let early = run(case(
+            Some(&first.status),
+            PollOutcome::Fetched(&not_yet),
+            due - 1,
+        ));
+        assert!(!early.write);
+        let later = evaluation(WaitPhase::Pending, "RUNNING", due);
+        let heartbeat = run(case(Some(&first.status), PollOutcome::Fetched(&later), due));
         assert!(heartbeat.write);
         assert!(heartbeat.events.is_empty());
 
@@ -550,6 +562,7 @@ mod tests {
                 wait_started_at: at(0),
                 wait_deadline: None,
                 credentials_revision: None,
+                last_good_at: None,
                 now: at(now),
             },
             previous_digest: previous.map(content_digest),
@@ -576,6 +589,55 @@ mod tests {
     }
 
     #[test]
+    fn the_grace_counts_from_the_feeds_last_good_answer_not_the_last_write() {
+        let spec = spec(false);
+        let synced = Evaluation {
+            wait: None,
+            active: false,
+            ..evaluation(WaitPhase::Pending, "SUCCESS", 0)
+        };
+        let context = |previous, now, last_good_at| StatusContext {
+            previous,
+            generation: Some(1),
+            has_wait: false,
+            wait_started_at: at(0),
+            wait_deadline: None,
+            credentials_revision: None,
+            last_good_at,
+            now: at(now),
+        };
+        let input = |context, outcome| DecisionInput {
+            context,
+            previous_digest: None,
+            outcome,
+            spec: &spec,
+            requested_at: None,
+            retry_after: None,
+            project: ProjectShown::Unchanged,
+        };
+        let ready = decide(input(context(None, 0, None), PollOutcome::Fetched(&synced)));
+        // Twenty minutes of unchanged answers wrote nothing; the last one came a minute ago.
+        let error = server_error();
+        let glitch = decide(input(
+            context(Some(&ready.status), 1200, Some(at(1140))),
+            PollOutcome::FetchFailed(&error),
+        ));
+        let ready_now = conditions::find(&glitch.status.conditions, "Ready").unwrap();
+        assert_eq!(ready_now.status, "True", "a one-minute-old answer is fresh");
+        assert_eq!(
+            glitch.recheck,
+            Some(GLITCH_GRACE - Duration::from_secs(60) + DEADLINE_MARGIN)
+        );
+        // Without that knowledge the written time is all there is: the grace is over.
+        let stale = decide(input(
+            context(Some(&ready.status), 1200, None),
+            PollOutcome::FetchFailed(&error),
+        ));
+        let ready_then = conditions::find(&stale.status.conditions, "Ready").unwrap();
+        assert_eq!(ready_then.status, "False");
+    }
+
+    #[test]
     fn the_project_shown_follows_what_was_learnt() {
         let spec = spec(false);
         let mut previous = DcsTaskQueryStatus {
@@ -596,6 +658,7 @@ mod tests {
                     wait_started_at: at(0),
                     wait_deadline: None,
                     credentials_revision: None,
+                    last_good_at: None,
                     now: at(1),
                 },
                 previous_digest: Some(content_digest(&previous)),

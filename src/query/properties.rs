@@ -170,6 +170,7 @@ proptest! {
             wait_started_at: created,
             wait_deadline: None,
             credentials_revision: None,
+            last_good_at: None,
             now,
         };
         match plan(&spec, &context) {

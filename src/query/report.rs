@@ -83,6 +83,10 @@ pub struct StatusContext<'a> {
     pub wait_deadline: Option<DateTime<Utc>>,
     /// Identifies the credentials in use (a Secret's resourceVersion), recorded with errors.
     pub credentials_revision: Option<&'a str>,
+    /// When the upstream last answered well, if newer than `lastSyncTime` says: an unchanged
+    /// answer is not written (only at the sync heartbeat), so the status alone can show an
+    /// older time than the feed knows.
+    pub last_good_at: Option<DateTime<Utc>>,
     pub now: DateTime<Utc>,
 }
 
@@ -367,12 +371,22 @@ fn within_glitch_grace(context: &StatusContext<'_>) -> bool {
         return false;
     };
     let ready = conditions::find(&previous.conditions, READY).is_some_and(|c| c.status == "True");
-    let fresh = previous.last_sync_time.as_ref().is_some_and(|synced| {
-        (context.now - to_chrono(synced))
+    let fresh = last_good_answer(context).is_some_and(|at| {
+        (context.now - at)
             .to_std()
             .is_ok_and(|age| age < GLITCH_GRACE)
     });
     ready && fresh
+}
+
+/// When the upstream last answered well: the newer of the written `lastSyncTime` and what the
+/// caller knows beyond it.
+pub fn last_good_answer(context: &StatusContext<'_>) -> Option<DateTime<Utc>> {
+    let written = context
+        .previous
+        .and_then(|p| p.last_sync_time.as_ref())
+        .map(to_chrono);
+    written.max(context.last_good_at)
 }
 
 fn fetched_conditions(evaluation: &Evaluation) -> Vec<DesiredCondition> {
@@ -529,6 +543,7 @@ mod tests {
             wait_started_at: at(0),
             wait_deadline: None,
             credentials_revision: None,
+            last_good_at: None,
             now: at(now),
         }
     }
