@@ -8,8 +8,8 @@
 //! after each answer wakes exactly the subscribers whose view of it may have changed: those that
 //! have not seen the previous answer, and those a changed task concerns
 //! ([`crate::query::evaluate::concerns`]). Awaiting subscribers are woken at once; settled ones
-//! are paced over a bounded spread, so a change seen by thousands of objects does not push the
-//! waiters' writes behind everybody else's.
+//! after them and paced over a bounded spread, so a change seen by thousands of objects does not
+//! push the waiters' writes behind everybody else's.
 //!
 //! Upstream calls are therefore one per key per interval, whatever the number of subscribers,
 //! and a waiter learns of a change one feed interval (plus its own write) after it happens.
@@ -89,11 +89,15 @@ pub trait FeedObserver: Send + Sync {
     fn polled(&self, source: FetchSource, took: Duration, result: &FetchResult);
 }
 
-/// Per subscriber, for every settled subscriber woken by one answer: the spread of their
-/// wakes grows by this much, so the apiserver sees a steady stream of writes.
-pub const SETTLED_WAKE_PACE: Duration = Duration::from_millis(10);
+/// The time one woken subscriber's status write is assumed to take the apiserver (a 2-core
+/// control plane writes about 200 statuses a second). Settled subscribers woken by an answer
+/// start after the awaiting ones have had this much each, and are spread at this pace, so a
+/// change seen by thousands of objects reaches the waiters first and the apiserver sees a
+/// steady stream of writes rather than a burst.
+pub const SETTLED_WAKE_PACE: Duration = Duration::from_millis(5);
 
-/// The longest spread of settled subscribers' wakes (and never more than half their interval).
+/// The longest delay, and the longest spread, of settled subscribers' wakes (each also at most
+/// half their interval, so they are never more than one interval behind).
 pub const MAX_SETTLED_WAKE_SPREAD: Duration = Duration::from_secs(30);
 
 /// Every feed of the process, and who subscribes to which.
@@ -484,7 +488,7 @@ where
     });
     memory.previous = Some(answer.clone());
 
-    let (now, settled, spread) = {
+    let wakes = {
         let mut state = lock(&feeds.state);
         let Some(entry) = state.feeds.get_mut(key) else {
             return false;
@@ -494,24 +498,34 @@ where
         signals.answers.send_replace(Some(answer.clone()));
         who_to_wake(entry, previous.as_deref(), &answer)
     };
-    for subscriber in now {
+    for subscriber in wakes.now {
         (feeds.wake)(subscriber);
     }
-    if !settled.is_empty() {
+    if !wakes.settled.is_empty() {
         let feeds = Arc::downgrade(feeds);
-        tokio::spawn(wake_paced(feeds, settled, spread));
+        tokio::spawn(wake_paced(feeds, wakes.settled, wakes.delay, wakes.spread));
     }
     true
 }
 
-/// The subscribers to wake at once (awaiting or active ones), the settled ones to wake paced,
-/// and the spread to pace them over. A subscriber that saw the previous answer and is not
+/// Whom an answer wakes, and when.
+struct Wakes<S> {
+    /// Awaiting (or otherwise active) subscribers: at once.
+    now: Vec<S>,
+    /// Settled subscribers: after `delay`, spread over `spread`.
+    settled: Vec<S>,
+    delay: Duration,
+    spread: Duration,
+}
+
+/// The subscribers an answer wakes: awaiting or active ones at once, settled ones paced after
+/// them (see [`SETTLED_WAKE_PACE`]). A subscriber that saw the previous answer and is not
 /// concerned by this one has, in effect, seen this one too: its view did not change.
 fn who_to_wake<S: Clone>(
     entry: &mut FeedEntry<S>,
     previous: Option<&Answer>,
     answer: &Answer,
-) -> (Vec<S>, Vec<S>, Duration) {
+) -> Wakes<S> {
     let change = Change::between(previous, answer);
     let mut now = Vec::new();
     let mut settled = Vec::new();
@@ -538,18 +552,41 @@ fn who_to_wake<S: Clone>(
             settled.push(subscriber.clone());
         }
     }
-    let paced = SETTLED_WAKE_PACE
-        .saturating_mul(u32::try_from(settled.len()).unwrap_or(u32::MAX))
-        .min(MAX_SETTLED_WAKE_SPREAD)
-        .min(shortest_settled / 2);
-    (now, settled, paced)
+    let (delay, spread) = settled_pacing(now.len(), settled.len(), shortest_settled);
+    Wakes {
+        delay,
+        spread,
+        now,
+        settled,
+    }
 }
 
-async fn wake_paced<S>(feeds: Weak<Feeds<S>>, subscribers: Vec<S>, spread: Duration)
-where
+/// When settled subscribers are woken after an answer that also wakes `awaiting` ones: after
+/// the awaiting ones' share of the apiserver, spread at the same pace, each part within
+/// [`MAX_SETTLED_WAKE_SPREAD`] and half the shortest settled interval.
+fn settled_pacing(
+    awaiting: usize,
+    settled: usize,
+    shortest_settled_interval: Duration,
+) -> (Duration, Duration) {
+    let paced = |count: usize| {
+        SETTLED_WAKE_PACE
+            .saturating_mul(u32::try_from(count).unwrap_or(u32::MAX))
+            .min(MAX_SETTLED_WAKE_SPREAD)
+            .min(shortest_settled_interval / 2)
+    };
+    (paced(awaiting), paced(settled))
+}
+
+async fn wake_paced<S>(
+    feeds: Weak<Feeds<S>>,
+    subscribers: Vec<S>,
+    delay: Duration,
+    spread: Duration,
+) where
     S: Clone + Eq + Hash + Send + Sync + 'static,
 {
-    let start = Instant::now();
+    let start = Instant::now() + delay;
     let count = u32::try_from(subscribers.len()).unwrap_or(u32::MAX).max(1);
     for (index, subscriber) in subscribers.into_iter().enumerate() {
         let index = u32::try_from(index).unwrap_or(u32::MAX);

@@ -378,3 +378,27 @@ async fn an_error_keeps_the_last_good_listing_and_wakes_everyone() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(bench.wakes("a") >= 1);
 }
+
+#[test]
+fn settled_subscribers_come_after_the_waiters_and_within_their_interval() {
+    let minute = Duration::from_secs(60);
+    // 5,000 waiters and 5,000 settled objects: waiters first, then the others over 25 s.
+    assert_eq!(
+        settled_pacing(5000, 5000, minute),
+        (Duration::from_secs(25), Duration::from_secs(25))
+    );
+    // Nobody awaiting: at once, spread by the pace.
+    assert_eq!(
+        settled_pacing(0, 100, minute),
+        (Duration::ZERO, Duration::from_millis(500))
+    );
+    // Never more than the cap, nor than half the shortest settled interval.
+    assert_eq!(
+        settled_pacing(usize::MAX, usize::MAX, Duration::from_secs(3600)),
+        (MAX_SETTLED_WAKE_SPREAD, MAX_SETTLED_WAKE_SPREAD)
+    );
+    assert_eq!(
+        settled_pacing(100_000, 100_000, Duration::from_secs(20)),
+        (Duration::from_secs(10), Duration::from_secs(10))
+    );
+}
