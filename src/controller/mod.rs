@@ -2,6 +2,7 @@
 //! task center. The only module that knows both Kubernetes and DCS.
 
 pub mod credentials;
+pub mod events;
 pub mod leader;
 pub mod memory;
 pub mod metrics;
@@ -101,7 +102,8 @@ pub struct Context {
     /// Discovered project ids, per credential, region and IAM endpoint.
     pub projects: projects::ProjectCache,
     pub default_credentials: Option<credentials::DefaultCredentials>,
-    pub recorder: Recorder,
+    /// Events to publish, off the reconcile path.
+    pub events: events::EventQueue,
     pub metrics: Arc<Metrics>,
     pub memory: Arc<Memory>,
     pub upstream_sharing: UpstreamSharing,
@@ -263,6 +265,13 @@ pub async fn run_with_client(
             Default::default(),
         );
 
+    let (event_queue, event_publisher) = events::EventQueue::start(Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.to_string(),
+            instance: Some(config.identity.clone()),
+        },
+    ));
     let context = Arc::new(Context {
         client: client.clone(),
         secrets: secret_reader.clone(),
@@ -281,13 +290,7 @@ pub async fn run_with_client(
         ),
         projects: projects::ProjectCache::default(),
         default_credentials: config.default_credentials.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.to_string(),
-                instance: Some(config.identity.clone()),
-            },
-        ),
+        events: event_queue,
         metrics: metrics.clone(),
         memory,
         upstream_sharing: config.upstream_sharing,
@@ -362,6 +365,9 @@ pub async fn run_with_client(
     context.feeds.stop_all();
     housekeeping.abort();
     readiness.abort();
+    // The statuses written have their events: publish what is queued (the lease is still
+    // held, or was lost and nothing more is written but events).
+    event_publisher.drain(SHUTDOWN_GRACE).await;
     match stop {
         Stop::Ended | Stop::Requested => {
             if let Some(lease) = leadership {

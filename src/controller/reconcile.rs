@@ -634,7 +634,8 @@ async fn write_status(
     Ok(())
 }
 
-/// Publishes the decision's events; a failure to publish is logged, never fatal.
+/// Queues the decision's events (see [`super::events`]); a failure to publish is logged, never
+/// fatal.
 async fn publish(ctx: &Context, query: &DcsTaskQuery, notices: &[Notice]) {
     for notice in notices {
         let event = Event {
@@ -648,11 +649,7 @@ async fn publish(ctx: &Context, query: &DcsTaskQuery, notices: &[Notice]) {
             action: "Poll".to_string(),
             secondary: None,
         };
-        if let Err(error) = ctx.recorder.publish(&event, &query.object_ref(&())).await {
-            warn!(name = %query.name_any(), %error, "could not publish event");
-        } else {
-            info!(name = %query.name_any(), reason = %notice.reason, "published event");
-        }
+        ctx.events.send(event, query.object_ref(&())).await;
     }
 }
 

@@ -1,0 +1,103 @@
+//! Publishing events off the reconcile path.
+//!
+//! A transition's event costs the apiserver a write as large as the status write before it.
+//! When one answer resolves thousands of waits, publishing inline would halve the rate at which
+//! waiters' statuses (what `kubectl wait` reads) reach the apiserver. So reconciles queue their
+//! events here, and a small pool publishes them in order of arrival: every event is still
+//! published, after its status, and a graceful shutdown drains the queue for a bounded time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, Recorder};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+/// Events queued before a reconcile waits for room (backpressure, not loss).
+pub const EVENT_QUEUE: usize = 10_000;
+
+/// Events published at once.
+pub const PUBLISHERS: usize = 2;
+
+/// One event for one object.
+pub struct QueuedEvent {
+    pub event: Event,
+    pub object: ObjectReference,
+}
+
+/// The sending side, held by the reconciles.
+#[derive(Clone)]
+pub struct EventQueue {
+    sender: mpsc::Sender<QueuedEvent>,
+}
+
+/// The publishing side, held by the controller until shutdown.
+pub struct EventPublisher {
+    worker: JoinHandle<()>,
+    closing: Arc<Notify>,
+}
+
+impl EventQueue {
+    /// A queue and the task that publishes what enters it through `recorder`.
+    pub fn start(recorder: Recorder) -> (EventQueue, EventPublisher) {
+        let (sender, receiver) = mpsc::channel::<QueuedEvent>(EVENT_QUEUE);
+        let closing = Arc::new(Notify::new());
+        let queued = futures::stream::unfold(
+            (receiver, closing.clone(), false),
+            |(mut receiver, closing, mut closed)| async move {
+                loop {
+                    if closed {
+                        let queued = receiver.recv().await?;
+                        return Some((queued, (receiver, closing, closed)));
+                    }
+                    tokio::select! {
+                        queued = receiver.recv() => {
+                            return queued.map(|queued| (queued, (receiver, closing, closed)));
+                        }
+                        _ = closing.notified() => {
+                            // No new events; what is queued is still published.
+                            receiver.close();
+                            closed = true;
+                        }
+                    }
+                }
+            },
+        );
+        let worker = tokio::spawn(queued.for_each_concurrent(PUBLISHERS, move |queued| {
+            let recorder = recorder.clone();
+            async move { publish(&recorder, queued).await }
+        }));
+        (EventQueue { sender }, EventPublisher { worker, closing })
+    }
+
+    /// Queues `event` about `object`, waiting for room when the queue is full.
+    pub async fn send(&self, event: Event, object: ObjectReference) {
+        let queued = QueuedEvent { event, object };
+        if self.sender.send(queued).await.is_err() {
+            warn!("the event publisher has stopped; an event was not published");
+        }
+    }
+}
+
+impl EventPublisher {
+    /// Takes no more events and publishes those still queued, for at most `grace`.
+    pub async fn drain(self, grace: Duration) {
+        self.closing.notify_one();
+        let abort = self.worker.abort_handle();
+        if tokio::time::timeout(grace, self.worker).await.is_err() {
+            abort.abort();
+            warn!(?grace, "events still queued at shutdown were dropped");
+        }
+    }
+}
+
+async fn publish(recorder: &Recorder, queued: QueuedEvent) {
+    let name = queued.object.name.clone().unwrap_or_default();
+    match recorder.publish(&queued.event, &queued.object).await {
+        Ok(()) => info!(%name, reason = %queued.event.reason, "published event"),
+        Err(error) => warn!(%name, %error, "could not publish event"),
+    }
+}
