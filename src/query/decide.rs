@@ -492,6 +492,19 @@ mod tests {
                 20,
             ));
             assert!(again.events.is_empty() && !again.write, "{phase:?}");
+            // Nor when the task list around it changed and is written.
+            let newer = evaluation(phase, "SUCCESS-AGAIN", 30);
+            let refreshed = run(case(
+                Some(&resolved.status),
+                PollOutcome::Fetched(&newer),
+                30,
+            ));
+            assert!(refreshed.write, "{phase:?}");
+            assert!(
+                refreshed.events.is_empty(),
+                "{phase:?}: {:?}",
+                refreshed.events
+            );
         }
     }
 
