@@ -22,8 +22,6 @@ struct ObjectMemory {
     written: Option<Written>,
     /// Consecutive failures of what the object retries by itself (project discovery).
     failures: u32,
-    /// Whether the object's last answer had something awaited or running.
-    active: Option<bool>,
 }
 
 struct Written {
@@ -133,15 +131,6 @@ impl Memory {
         if let Some(entry) = self.lock().get_mut(object) {
             entry.failures = 0;
         }
-    }
-
-    /// Whether the object's last answer had something awaited or running, if known.
-    pub fn active(&self, object: &ObjectRef<DcsTaskQuery>) -> Option<bool> {
-        self.lock().get(object).and_then(|entry| entry.active)
-    }
-
-    pub fn set_active(&self, object: &ObjectRef<DcsTaskQuery>, active: bool) {
-        self.lock().entry(object.clone()).or_default().active = Some(active);
     }
 
     /// Forgets objects that are gone.

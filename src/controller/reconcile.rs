@@ -306,11 +306,8 @@ pub async fn reconcile(
         Metrics::count_shared(&ctx.metrics, SharedOutcome::Fed);
         if decision.resolved {
             ctx.feeds.unsubscribe(&object);
-        } else if let Outcome::Fetched { evaluation, .. } = &outcome
-            && ctx.memory.active(&object) != Some(evaluation.active)
-        {
+        } else if let Outcome::Fetched { evaluation, .. } = &outcome {
             // Tell the feed the interval this object needs now.
-            ctx.memory.set_active(&object, evaluation.active);
             ctx.feeds.set_active(&object, evaluation.active);
         }
     }
@@ -344,7 +341,8 @@ async fn read_feed(
     plan: &Arc<QueryPlan>,
     refresh_requested: bool,
 ) -> Option<Arc<Answer>> {
-    let active = ctx.memory.active(object).unwrap_or(plan.wait.is_some());
+    // What the object needed on its feed so far; a new subscriber with a wait starts active.
+    let active = ctx.feeds.is_active(object).unwrap_or(plan.wait.is_some());
     let interest = Interest {
         plan: plan.clone(),
         active,

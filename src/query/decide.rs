@@ -360,26 +360,39 @@ mod tests {
         retry_after: Option<Duration>,
     }
 
-    fn run(case: Case<'_>) -> Decision {
-        let spec = spec(true);
-        decide(DecisionInput {
+    /// A decision about `spec` at `now` with nothing else known; tests set what they vary.
+    fn input<'a>(
+        spec: &'a DcsTaskQuerySpec,
+        previous: Option<&'a DcsTaskQueryStatus>,
+        outcome: PollOutcome<'a>,
+        now: i64,
+    ) -> DecisionInput<'a> {
+        DecisionInput {
             context: StatusContext {
-                previous: case.previous,
+                previous,
                 generation: Some(1),
-                has_wait: true,
+                has_wait: spec.wait_for.is_some(),
                 wait_started_at: at(0),
-                wait_deadline: case.deadline.map(at),
+                wait_deadline: None,
                 credentials_revision: None,
                 last_good_at: None,
-                now: at(case.now),
+                now: at(now),
             },
-            previous_digest: case.previous.map(content_digest),
-            outcome: case.outcome,
-            spec: &spec,
+            previous_digest: previous.map(content_digest),
+            outcome,
+            spec,
             requested_at: None,
-            retry_after: case.retry_after,
+            retry_after: None,
             project: ProjectShown::Unchanged,
-        })
+        }
+    }
+
+    fn run(case: Case<'_>) -> Decision {
+        let spec = spec(true);
+        let mut input = input(&spec, case.previous, case.outcome, case.now);
+        input.context.wait_deadline = case.deadline.map(at);
+        input.retry_after = case.retry_after;
+        decide(input)
     }
 
     fn case<'a>(
@@ -568,22 +581,8 @@ mod tests {
             ..evaluation(WaitPhase::Pending, "SUCCESS", 0)
         };
         let input = |previous, outcome, now| DecisionInput {
-            context: StatusContext {
-                previous,
-                generation: Some(1),
-                has_wait: false,
-                wait_started_at: at(0),
-                wait_deadline: None,
-                credentials_revision: None,
-                last_good_at: None,
-                now: at(now),
-            },
-            previous_digest: previous.map(content_digest),
-            outcome,
-            spec: &spec,
-            requested_at: None,
-            retry_after: None,
             project: ProjectShown::Queried("p1"),
+            ..input(&spec, previous, outcome, now)
         };
         let ready = decide(input(None, PollOutcome::Fetched(&synced), 0));
         assert_eq!(ready.status.project_id.as_deref(), Some("p1"));
@@ -609,32 +608,17 @@ mod tests {
             active: false,
             ..evaluation(WaitPhase::Pending, "SUCCESS", 0)
         };
-        let context = |previous, now, last_good_at| StatusContext {
-            previous,
-            generation: Some(1),
-            has_wait: false,
-            wait_started_at: at(0),
-            wait_deadline: None,
-            credentials_revision: None,
-            last_good_at,
-            now: at(now),
-        };
-        let input = |context, outcome| DecisionInput {
-            context,
-            previous_digest: None,
-            outcome,
-            spec: &spec,
-            requested_at: None,
-            retry_after: None,
-            project: ProjectShown::Unchanged,
-        };
-        let ready = decide(input(context(None, 0, None), PollOutcome::Fetched(&synced)));
+        let ready = decide(input(&spec, None, PollOutcome::Fetched(&synced), 0));
         // Twenty minutes of unchanged answers wrote nothing; the last one came a minute ago.
         let error = server_error();
-        let glitch = decide(input(
-            context(Some(&ready.status), 1200, Some(at(1140))),
+        let mut after_a_minute = input(
+            &spec,
+            Some(&ready.status),
             PollOutcome::FetchFailed(&error),
-        ));
+            1200,
+        );
+        after_a_minute.context.last_good_at = Some(at(1140));
+        let glitch = decide(after_a_minute);
         let ready_now = conditions::find(&glitch.status.conditions, "Ready").unwrap();
         assert_eq!(ready_now.status, "True", "a one-minute-old answer is fresh");
         assert_eq!(
@@ -643,8 +627,10 @@ mod tests {
         );
         // Without that knowledge the written time is all there is: the grace is over.
         let stale = decide(input(
-            context(Some(&ready.status), 1200, None),
+            &spec,
+            Some(&ready.status),
             PollOutcome::FetchFailed(&error),
+            1200,
         ));
         let ready_then = conditions::find(&stale.status.conditions, "Ready").unwrap();
         assert_eq!(ready_then.status, "False");
@@ -664,22 +650,14 @@ mod tests {
             (ProjectShown::Unchanged, Some("old")),
         ] {
             let decision = decide(DecisionInput {
-                context: StatusContext {
-                    previous: Some(&previous),
-                    generation: Some(1),
-                    has_wait: false,
-                    wait_started_at: at(0),
-                    wait_deadline: None,
-                    credentials_revision: None,
-                    last_good_at: None,
-                    now: at(1),
-                },
-                previous_digest: Some(content_digest(&previous)),
-                outcome: PollOutcome::EndpointNotAllowed("spec.endpoint: not allowed"),
-                spec: &spec,
                 requested_at: Some("2026-11-28T12:00:00Z"),
-                retry_after: None,
                 project: shown,
+                ..input(
+                    &spec,
+                    Some(&previous),
+                    PollOutcome::EndpointNotAllowed("spec.endpoint: not allowed"),
+                    1,
+                )
             });
             assert_eq!(decision.status.project_id.as_deref(), expected, "{shown:?}");
             assert_eq!(

@@ -196,12 +196,7 @@ where
             .subscribers
             .insert(subscriber.clone(), Subscription { interest, seen });
         subscriptions.insert(subscriber, target.key);
-        if entry
-            .planned_interval
-            .is_some_and(|planned| needs < planned)
-        {
-            entry.signals.poke.notify_one();
-        }
+        entry.replan_if_sooner(needs);
         entry.signals.answers.subscribe()
     }
 
@@ -209,31 +204,29 @@ where
     /// not concern it need not wake it.
     pub fn saw(&self, subscriber: &S, sequence: u64) {
         let mut state = lock(&self.state);
-        let State {
-            feeds,
-            subscriptions,
-        } = &mut *state;
-        if let Some(subscription) = subscriptions
-            .get(subscriber)
-            .and_then(|key| feeds.get_mut(key))
+        if let Some(subscription) = state
+            .feed_of(subscriber)
             .and_then(|entry| entry.subscribers.get_mut(subscriber))
         {
             subscription.seen = Some(sequence);
         }
     }
 
+    /// Whether `subscriber` last told its feed it needs `activeInterval` (`None` when it is not
+    /// subscribed).
+    pub fn is_active(&self, subscriber: &S) -> Option<bool> {
+        let mut state = lock(&self.state);
+        state
+            .feed_of(subscriber)
+            .and_then(|entry| entry.subscribers.get(subscriber))
+            .map(|subscription| subscription.interest.active)
+    }
+
     /// Tells `subscriber`'s feed whether the subscriber now awaits a task or sees one running
     /// (and so needs `activeInterval`); the feed replans when that shortens its interval.
     pub fn set_active(&self, subscriber: &S, active: bool) {
         let mut state = lock(&self.state);
-        let State {
-            feeds,
-            subscriptions,
-        } = &mut *state;
-        let Some(entry) = subscriptions
-            .get(subscriber)
-            .and_then(|key| feeds.get_mut(key))
-        else {
+        let Some(entry) = state.feed_of(subscriber) else {
             return;
         };
         let Some(subscription) = entry.subscribers.get_mut(subscriber) else {
@@ -241,22 +234,13 @@ where
         };
         subscription.interest.active = active;
         let needs = subscription.interest.interval();
-        if entry
-            .planned_interval
-            .is_some_and(|planned| needs < planned)
-        {
-            entry.signals.poke.notify_one();
-        }
+        entry.replan_if_sooner(needs);
     }
 
     /// Asks `subscriber`'s feed to poll now (Flux's "reconcile now").
     pub fn refresh(&self, subscriber: &S) {
-        let state = lock(&self.state);
-        if let Some(entry) = state
-            .subscriptions
-            .get(subscriber)
-            .and_then(|key| state.feeds.get(key))
-        {
+        let mut state = lock(&self.state);
+        if let Some(entry) = state.feed_of(subscriber) {
             entry.signals.refresh.store(true, Ordering::SeqCst);
             entry.signals.poke.notify_one();
         }
@@ -325,7 +309,23 @@ where
     }
 }
 
+impl<S> FeedEntry<S> {
+    /// Tells the poll loop to plan again when a subscriber now needs a shorter interval than
+    /// the one it planned with.
+    fn replan_if_sooner(&self, needs: Duration) {
+        if self.planned_interval.is_some_and(|planned| needs < planned) {
+            self.signals.poke.notify_one();
+        }
+    }
+}
+
 impl<S: Clone + Eq + Hash> State<S> {
+    /// The feed `subscriber` is on.
+    fn feed_of(&mut self, subscriber: &S) -> Option<&mut FeedEntry<S>> {
+        let key = self.subscriptions.get(subscriber)?;
+        self.feeds.get_mut(key)
+    }
+
     fn leave(&mut self, subscriber: &S, key: &FeedKey) {
         self.subscriptions.remove(subscriber);
         let Some(entry) = self.feeds.get_mut(key) else {
