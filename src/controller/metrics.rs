@@ -48,7 +48,6 @@ label_values!(UpstreamOutcome {
 
 label_values!(SharedOutcome {
     Fed => "fed",
-    Joined => "joined",
     CoolingDown => "cooling_down",
 });
 
@@ -94,7 +93,7 @@ pub struct Metrics {
     /// Latency of upstream calls (all pages of one query), seconds.
     pub upstream_latency: Histogram,
     /// Answers served without an upstream call of their own: an object's evaluation of its
-    /// feed's answer (`fed`), a poll that joined one in flight, or a refusal remembered.
+    /// feed's answer (`fed`), or a refusal remembered (`cooling_down`).
     pub shared_fetches: Family<SharedLabels, Counter>,
     /// Reconciles by result.
     pub reconciles: Family<ReconcileLabels, Counter>,
@@ -126,7 +125,7 @@ impl Default for Metrics {
         let shared_fetches = Family::<SharedLabels, Counter>::default();
         registry.register(
             "shared_fetches",
-            "Answers served without an upstream call of their own (fed by a shared feed, joined, or a remembered refusal)",
+            "Answers served without an upstream call of their own (fed by a shared feed, or a remembered refusal)",
             shared_fetches.clone(),
         );
         let feeds = Gauge::default();
@@ -267,7 +266,6 @@ impl FeedObserver for Metrics {
                 self.upstream_latency.observe(took.as_secs_f64());
                 self.count_upstream(UpstreamOutcome::of(result));
             }
-            FetchSource::Joined => self.count_shared(SharedOutcome::Joined),
             FetchSource::CoolingDown => self.count_shared(SharedOutcome::CoolingDown),
         }
     }

@@ -225,6 +225,11 @@ impl DcsClient {
         account_of(&self.credentials)
     }
 
+    /// How this client's credential may be named to users (see [`Credentials::public_label`]).
+    pub fn credential_label(&self) -> String {
+        self.credentials.public_label()
+    }
+
     /// `ListCenterTask` for `request`, paging through the window when asked.
     ///
     /// Paging reads `task_count` from each page and stops when the window is covered, so

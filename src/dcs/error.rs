@@ -102,10 +102,18 @@ pub enum DcsError {
     #[error("could not reach the DCS API at {endpoint}: {detail}")]
     Transport { endpoint: String, detail: String },
 
+    /// Another credential with the same access key (a different secret key) failed
+    /// authentication here often enough that no untried credential of that key is sent until
+    /// the oldest failure ages out: this one is not refused, it is waiting its turn.
     #[error(
-        "the DCS API at {endpoint} is answering slowly: the operator already has {in_flight} listings in flight there, so this one waits for the next poll"
+        "{access_key} is cooling down at {endpoint} after {failures} failed authentications with a different secret key; this credential has not been tried and will be once the oldest of those failures is 5 minutes old (the API gateway locks an access key after 5 failures in 5 minutes)"
     )]
-    EndpointBusy { endpoint: String, in_flight: usize },
+    AccessKeyCoolingDown {
+        endpoint: String,
+        /// The access key's public label (`AK ABCD…`), never the key.
+        access_key: String,
+        failures: usize,
+    },
 
     #[error("the DCS API at {endpoint} sent a response that is not the task list: {detail}")]
     Decode { endpoint: String, detail: String },
@@ -129,7 +137,7 @@ impl DcsError {
             }
             DcsError::Timeout { .. }
             | DcsError::Transport { .. }
-            | DcsError::EndpointBusy { .. } => true,
+            | DcsError::AccessKeyCoolingDown { .. } => true,
             DcsError::Decode { .. }
             | DcsError::Redirected { .. }
             | DcsError::BodyTooLarge { .. }

@@ -12,4 +12,4 @@ pub mod feed;
 pub mod fetcher;
 
 pub use feed::{Answer, FeedKey, FeedObserver, FeedTarget, Feeds, Interest};
-pub use fetcher::{FetchLimits, FetchResult, FetchSource, RequestKey, SharedFetcher};
+pub use fetcher::{FetchLimits, FetchResult, FetchSource, InFlight, RequestKey, SharedFetcher};
