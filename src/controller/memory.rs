@@ -22,6 +22,9 @@ struct ObjectMemory {
     written: Option<Written>,
     /// Consecutive failures of what the object retries by itself (project discovery).
     failures: u32,
+    /// A refresh (Flux's `requestedAt`) asked of the feed and not yet answered: the value to
+    /// echo, and the feed's answer sequence it must come after.
+    refresh: Option<(String, u64)>,
 }
 
 struct Written {
@@ -130,6 +133,34 @@ impl Memory {
     pub fn recovered(&self, object: &ObjectRef<DcsTaskQuery>) {
         if let Some(entry) = self.lock().get_mut(object) {
             entry.failures = 0;
+        }
+    }
+
+    /// The answer sequence a refresh requested as `requested_at` waits to see exceeded, when that
+    /// refresh was already asked of the feed.
+    pub fn pending_refresh(
+        &self,
+        object: &ObjectRef<DcsTaskQuery>,
+        requested_at: &str,
+    ) -> Option<u64> {
+        self.lock()
+            .get(object)
+            .and_then(|entry| entry.refresh.as_ref())
+            .filter(|(asked, _)| asked == requested_at)
+            .map(|(_, after)| *after)
+    }
+
+    /// Remembers a refresh asked of the feed when its latest answer was `after` (`None`: the
+    /// refresh was served, or no longer applies).
+    pub fn refresh_asked(&self, object: &ObjectRef<DcsTaskQuery>, asked: Option<(String, u64)>) {
+        let mut memory = self.lock();
+        match asked {
+            Some(asked) => memory.entry(object.clone()).or_default().refresh = Some(asked),
+            None => {
+                if let Some(entry) = memory.get_mut(object) {
+                    entry.refresh = None;
+                }
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! Prometheus metrics, registered on an explicit registry (no globals).
 
 use std::fmt::Write;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use prometheus_client::encoding::{
@@ -14,7 +15,7 @@ use prometheus_client::registry::Registry;
 
 use crate::api::{DcsTaskQuery, WaitPhase};
 use crate::dcs::DcsError;
-use crate::upstream::{FeedObserver, FetchResult, FetchSource};
+use crate::upstream::{FeedObserver, FetchResult, FetchSource, SharedFetcher};
 
 /// A label value written as its `as_str()`, so dashboards and alerts see stable snake_case
 /// names whatever the Rust variant is called.
@@ -105,6 +106,12 @@ pub struct Metrics {
     pub status_writes: Counter,
     /// Objects by wait phase (`none` for objects without waitFor).
     pub objects: Family<PhaseLabels, Gauge>,
+    /// What the fetcher holds, read at each scrape: all zero when nothing is being fetched, so
+    /// a leak shows as a gauge that never comes back down.
+    pub listings_in_flight: Gauge,
+    pub auth_probes_in_flight: Gauge,
+    pub requests_queued: Gauge,
+    fetcher: OnceLock<Weak<SharedFetcher>>,
 }
 
 impl Default for Metrics {
@@ -154,7 +161,29 @@ impl Default for Metrics {
             "DcsTaskQuery objects by wait phase",
             objects.clone(),
         );
+        let listings_in_flight = Gauge::default();
+        registry.register(
+            "upstream_listings_in_flight",
+            "Task listings holding an account and endpoint slot",
+            listings_in_flight.clone(),
+        );
+        let auth_probes_in_flight = Gauge::default();
+        registry.register(
+            "upstream_auth_probes_in_flight",
+            "Listings trying a credential not yet known to work (each holds its account's probe lock)",
+            auth_probes_in_flight.clone(),
+        );
+        let requests_queued = Gauge::default();
+        registry.register(
+            "upstream_requests_queued",
+            "HTTP requests waiting for their account's turn at the global request budget",
+            requests_queued.clone(),
+        );
         Self {
+            listings_in_flight,
+            auth_probes_in_flight,
+            requests_queued,
+            fetcher: OnceLock::new(),
             registry,
             upstream_calls,
             upstream_latency,
@@ -219,7 +248,19 @@ impl Metrics {
     }
 
     /// The text exposition format for `/metrics`.
+    /// Reads the in-flight gauges from `fetcher` at every scrape from now on.
+    pub fn watch_fetcher(&self, fetcher: &Arc<SharedFetcher>) {
+        let _ = self.fetcher.set(Arc::downgrade(fetcher));
+    }
+
     pub fn render(&self) -> String {
+        if let Some(fetcher) = self.fetcher.get().and_then(Weak::upgrade) {
+            let held = fetcher.in_flight();
+            let gauge = |count: usize| i64::try_from(count).unwrap_or(i64::MAX);
+            self.listings_in_flight.set(gauge(held.listings));
+            self.auth_probes_in_flight.set(gauge(held.probes));
+            self.requests_queued.set(gauge(held.queued_requests));
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

@@ -214,6 +214,7 @@ pub async fn run_with_client(
         listing_deadline: fetcher::listing_deadline(config.request_timeout),
         ..FetchLimits::default()
     }));
+    metrics.watch_fetcher(&fetcher);
     // Feeds wake objects through the controller's own queue (reconcile_on).
     let (wake, woken) = futures::channel::mpsc::unbounded();
     let observer: Arc<dyn FeedObserver> = metrics.clone();

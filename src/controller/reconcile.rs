@@ -14,12 +14,12 @@ use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::credentials::{self, SecretCredentialsError};
 use super::memory::Previous;
 use super::metrics::{Metrics, ReconcileResult, SharedOutcome};
-use super::projects::DiscoveryKey;
+use super::projects::{self, DiscoveryKey, Lookup};
 use super::{Context, FIELD_MANAGER, UpstreamSharing};
 use crate::api::time::to_chrono;
 use crate::api::{DcsTaskQuery, DcsTaskQueryStatus, LastError};
@@ -41,9 +41,6 @@ pub const FLUX_REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
 /// How long a reconcile waits for its feed's first answer before writing a "first poll in
 /// progress" status: an answer within this time is the object's first write.
 pub const FIRST_ANSWER_WAIT: Duration = Duration::from_secs(2);
-
-/// How long a requested refresh (Flux's annotation) waits for the new answer.
-pub const REFRESH_WAIT: Duration = Duration::from_secs(30);
 
 /// How long a reconcile waits for the Secret cache's first list before saying so in status.
 pub const SECRET_CACHE_WAIT: Duration = Duration::from_secs(5);
@@ -116,6 +113,8 @@ enum Problem {
         error: Arc<ProjectDiscoveryError>,
         message: String,
     },
+    /// Project discovery is still running: nothing is known yet, and nothing is wrong.
+    DiscoveryPending,
 }
 
 /// The object's upstream target once resolved.
@@ -184,6 +183,7 @@ pub async fn reconcile(
     // Phase 2 and 3: the target, and the feed's answer.
     let mut revision = None;
     let mut project = None;
+    let mut refreshed = false;
     let outcome = match (unplanned, &plan) {
         (Some(unplanned), _) => unplanned,
         (None, None) => Outcome::NoAnswerYet,
@@ -195,9 +195,10 @@ pub async fn reconcile(
                 match remembered_refusal(previous.as_ref(), &target, now) {
                     Some(cooling) => cooling,
                     None => {
-                        let answer =
-                            read_feed(&ctx, &object, target, plan, refresh_requested).await;
-                        match answer {
+                        let refresh = requested_at.as_deref().filter(|_| refresh_requested);
+                        let read = read_feed(&ctx, &object, target, plan, refresh).await;
+                        refreshed = read.refreshed;
+                        match read.answer {
                             None => Outcome::NoAnswerYet,
                             Some(answer) => match answer.result.clone() {
                                 Ok(listing) => Outcome::Fetched {
@@ -219,6 +220,17 @@ pub async fn reconcile(
     if matches!(outcome, Outcome::NoAnswerYet) && previous.is_some() {
         // The feed wakes the object with its first answer; what is written stays until then.
         return Ok(Action::await_change());
+    }
+    if let Outcome::Unserved(Unserved {
+        problem: Problem::DiscoveryPending,
+        kind,
+    }) = &outcome
+        && previous.is_some()
+    {
+        // What is written stays true while the project is being discovered again.
+        let intervals = plan.as_ref().map(|p| p.intervals()).unwrap_or_default();
+        let retry = next_poll(*kind, intervals, 0.0).unwrap_or(projects::DISCOVERY_WAIT);
+        return Ok(Action::requeue(retry));
     }
 
     // Phase 4: the decision.
@@ -273,7 +285,10 @@ pub async fn reconcile(
     let shown = match (&outcome, &project) {
         (
             Outcome::Unserved(Unserved {
-                problem: Problem::Discovery(_) | Problem::DiscoveryTransient { .. },
+                problem:
+                    Problem::Discovery(_)
+                    | Problem::DiscoveryTransient { .. }
+                    | Problem::DiscoveryPending,
                 ..
             }),
             _,
@@ -286,7 +301,10 @@ pub async fn reconcile(
         previous_digest,
         outcome: poll_outcome,
         spec: &query.spec,
-        requested_at: requested_at.as_deref(),
+        // A refresh is echoed once an answer polled after it is decided on.
+        requested_at: requested_at
+            .as_deref()
+            .filter(|_| !refresh_requested || refreshed),
         retry_after: retry
             .and_then(|kind| next_poll(kind, intervals, rand::random_range(-1.0..=1.0))),
         project: shown,
@@ -327,20 +345,29 @@ impl Problem {
                 Some(upstream) => PollOutcome::FetchFailed(upstream),
                 None => PollOutcome::ProjectDiscoveryFailed(message),
             },
+            Problem::DiscoveryPending => PollOutcome::FirstPoll,
         }
     }
 }
 
+/// What the object reads from its feed.
+struct FeedRead {
+    answer: Option<Arc<Answer>>,
+    /// The requested refresh (if any) is answered: `answer` was polled after it was asked.
+    refreshed: bool,
+}
+
 /// Subscribes the object to its feed and returns the answer to decide on: the feed's latest,
-/// or, for a new feed, its first answer if it comes within [`FIRST_ANSWER_WAIT`]; after a
-/// requested refresh, the answer polled after the request.
+/// or, for a new feed, its first answer if it comes within [`FIRST_ANSWER_WAIT`]. A requested
+/// refresh (`refresh`: the annotation's value) asks the feed to poll now and waits for that
+/// answer no longer than [`FIRST_ANSWER_WAIT`] either: a slower answer wakes the object itself.
 async fn read_feed(
     ctx: &Context,
     object: &ObjectRef<DcsTaskQuery>,
     target: Target,
     plan: &Arc<QueryPlan>,
-    refresh_requested: bool,
-) -> Option<Arc<Answer>> {
+    refresh: Option<&str>,
+) -> FeedRead {
     // What the object needed on its feed so far; a new subscriber with a wait starts active.
     let active = ctx.feeds.is_active(object).unwrap_or(plan.wait.is_some());
     let interest = Interest {
@@ -349,21 +376,48 @@ async fn read_feed(
     };
     let mut answers: AnswerReceiver = ctx.feeds.subscribe(object.clone(), target.feed, interest);
     let current = answers.borrow_and_update().clone();
-    let answer = if refresh_requested {
-        let after = current.as_ref().map_or(0, |answer| answer.sequence);
-        ctx.feeds.refresh(object);
-        newer_answer(&mut answers, after, REFRESH_WAIT)
-            .await
-            .or(current)
-    } else if current.is_none() {
-        newer_answer(&mut answers, 0, FIRST_ANSWER_WAIT).await
-    } else {
-        current
+    let latest = current.as_ref().map_or(0, |answer| answer.sequence);
+    let Some(requested) = refresh else {
+        let answer = match current {
+            None => newer_answer(&mut answers, 0, FIRST_ANSWER_WAIT).await,
+            current => current,
+        };
+        if let Some(answer) = &answer {
+            ctx.feeds.saw(object, answer.sequence);
+        }
+        return FeedRead {
+            answer,
+            refreshed: false,
+        };
     };
-    if let Some(answer) = &answer {
-        ctx.feeds.saw(object, answer.sequence);
+    let after = match ctx.memory.pending_refresh(object, requested) {
+        Some(after) => after,
+        None => {
+            ctx.feeds.refresh(object);
+            ctx.memory
+                .refresh_asked(object, Some((requested.to_string(), latest)));
+            latest
+        }
+    };
+    let refreshed = match current.filter(|answer| answer.sequence > after) {
+        Some(answer) => Some(answer),
+        None => newer_answer(&mut answers, after, FIRST_ANSWER_WAIT).await,
+    };
+    match refreshed {
+        Some(answer) => {
+            ctx.memory.refresh_asked(object, None);
+            ctx.feeds.saw(object, answer.sequence);
+            FeedRead {
+                answer: Some(answer),
+                refreshed: true,
+            }
+        }
+        // Not marked seen: the refreshed answer wakes the object.
+        None => FeedRead {
+            answer: answers.borrow().clone(),
+            refreshed: false,
+        },
     }
-    answer
 }
 
 /// The first answer after `after`, if it comes within `wait`.
@@ -420,9 +474,16 @@ async fn resolve_target(
     })?;
     let project = match chosen {
         Some(project) => project,
-        None => discover_project(ctx, &query.spec.region, &set)
-            .await
-            .map_err(|error| discovery_failed(ctx, object, &error))?,
+        None => match discover_project(ctx, &query.spec.region, &set).await {
+            Ok(project) => project,
+            Err(Undiscovered::Failed(error)) => return Err(discovery_failed(ctx, object, &error)),
+            Err(Undiscovered::Pending) => {
+                return Err(Unserved {
+                    problem: Problem::DiscoveryPending,
+                    kind: PollKind::OperatorNotReady,
+                });
+            }
+        },
     };
     ctx.memory.recovered(object);
     let revision = match &source {
@@ -511,12 +572,13 @@ async fn known_content(
 }
 
 /// The project IAM names for `region`, remembered per credential, region and IAM endpoint
-/// (see [`super::projects`]), so polls do not repeat the call.
+/// (see [`super::projects`]), so polls do not repeat the call. Waits at most
+/// [`projects::DISCOVERY_WAIT`] for a discovery in flight.
 async fn discover_project(
     ctx: &Context,
     region: &str,
     set: &CredentialSet,
-) -> Result<String, Arc<ProjectDiscoveryError>> {
+) -> Result<String, Undiscovered> {
     let key = DiscoveryKey {
         credential: set.credentials.fingerprint(),
         region: region.to_string(),
@@ -528,18 +590,22 @@ async fn discover_project(
         set.credentials.clone(),
     )
     .with_gate(ctx.fetcher.gate());
-    let (discovery, called) = ctx.projects.discover(key, client).await;
-    if called {
-        match &discovery {
-            Ok(project) => {
-                info!(region, project, iam = %ctx.iam_endpoint, "discovered the project id through IAM")
-            }
-            Err(error) => {
-                warn!(region, iam = %ctx.iam_endpoint, %error, "project discovery failed")
-            }
-        }
+    match ctx
+        .projects
+        .discover(key, client, projects::DISCOVERY_WAIT)
+        .await
+    {
+        Lookup::Known(Ok(project)) => Ok(project),
+        Lookup::Known(Err(error)) => Err(Undiscovered::Failed(error)),
+        Lookup::Discovering => Err(Undiscovered::Pending),
     }
-    discovery
+}
+
+/// Why no project id is known yet.
+enum Undiscovered {
+    Failed(Arc<ProjectDiscoveryError>),
+    /// The discovery outlived the reconcile's wait and goes on by itself.
+    Pending,
 }
 
 /// A transient IAM failure is retried like a failed fetch; anything else (no project, several,

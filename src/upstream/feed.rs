@@ -237,10 +237,14 @@ where
         entry.replan_if_sooner(needs);
     }
 
-    /// Asks `subscriber`'s feed to poll now (Flux's "reconcile now").
+    /// Asks `subscriber`'s feed to poll now (Flux's "reconcile now"); the answer wakes the
+    /// subscriber whatever it holds, so the caller need not wait for it.
     pub fn refresh(&self, subscriber: &S) {
         let mut state = lock(&self.state);
         if let Some(entry) = state.feed_of(subscriber) {
+            if let Some(subscription) = entry.subscribers.get_mut(subscriber) {
+                subscription.seen = None;
+            }
             entry.signals.refresh.store(true, Ordering::SeqCst);
             entry.signals.poke.notify_one();
         }
