@@ -22,6 +22,7 @@ pub use error::{
 };
 pub use iam::{IamClient, ProjectDiscoveryError};
 pub use model::{
-    CenterTask, ListCenterTaskResponse, MAX_TASKS_PER_PAGE, TaskDetails, decode_task_page,
+    CenterTask, ListCenterTaskResponse, MAX_DECODED_PARAMS_BYTES, MAX_DECODED_TEXT_BYTES,
+    MAX_DECODED_TIME_BYTES, MAX_TASKS_PER_PAGE, TaskDetails, decode_task_page,
 };
 pub use time::{QueryTime, TaskTime};
