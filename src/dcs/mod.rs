@@ -12,7 +12,8 @@ pub mod time;
 
 pub use client::{
     AccountKey, DEFAULT_MAX_BODY_BYTES, DcsClient, HttpClient, HttpSettings, MAX_LIMIT,
-    PageRequest, Paging, RequestGate, RetryPolicy, TaskListing,
+    MAX_LISTING_BYTES, MAX_LISTING_TASKS, PageRequest, Paging, RequestGate, RetryPolicy,
+    TaskListing,
 };
 pub use credentials::{CredentialSet, Credentials, CredentialsError, SecretString};
 pub use endpoint::{AllowedEndpoint, Endpoint, EndpointError, EndpointPolicy};
