@@ -38,7 +38,8 @@ pub const MAX_LISTING_TASKS: usize = 20_000;
 /// that would pass it is dropped whole. A full page of 1000 realistic tasks is about 0.5 to
 /// 1.5 MiB, so 64 MiB holds the 20 pages of [`MAX_LISTING_TASKS`] with room to spare, while 100
 /// pages of 32 MiB (3.2 GiB) no longer can be gathered. Decoded text is never longer than its
-/// wire form (each field is also cut, see [`super::model`]), so this bounds a listing's text.
+/// wire form (each field is also cut, see [`super::model`]; only a number read as text may grow,
+/// to at most 24 bytes), so this bounds the text a listing keeps.
 pub const MAX_LISTING_BYTES: usize = 64 * 1024 * 1024;
 
 /// The longest host name kept from a `Location` header (DNS names have at most 253 bytes).
@@ -306,6 +307,8 @@ impl DcsClient {
             }
             page.offset = next_offset;
         }
+        // Pages were appended one by one; keep no spare capacity of up to as many again.
+        listing.tasks.shrink_to_fit();
         Ok(listing)
     }
 

@@ -59,11 +59,10 @@ macro_rules! lenient_object {
 pub const MAX_TASKS_PER_PAGE: usize = 10_000;
 
 /// The most elements kept from a list field (`details.rename_commands`); the rest are read past.
-/// DCS lets a handful of commands be renamed (`command`, `keys`, `flushdb`, `flushall`,
-/// `hgetall`, `scan`, ...) and the status shows at most 64, so 64 loses nothing real, while each
-/// element kept costs a `String` (24 bytes plus its allocation) even when the wire spent 2 bytes
-/// on it.
-pub const MAX_LIST_ITEMS: usize = 64;
+/// DCS lets nine commands be renamed (`command`, `keys`, `flushdb`, `flushall`, `hgetall`,
+/// `scan`, `hscan`, `sscan`, `zscan`), so 16 loses nothing real, while each element kept costs a
+/// `String` (24 bytes plus its allocation) even when the wire spent 2 bytes on it.
+pub const MAX_LIST_ITEMS: usize = 16;
 
 /// The longest `params` kept per task, in bytes, cut on a character boundary and marked while
 /// decoding. `params` is a JSON document in a string, and `filter.paramsContains` (up to 16
