@@ -251,8 +251,8 @@ impl DcsClient {
     /// A listing holds at most [`MAX_LISTING_TASKS`] tasks and [`MAX_LISTING_BYTES`] of bodies
     /// (one page is always read, within its own body limit). Reaching either stops paging with
     /// what was gathered and `complete = false`, as `max_pages` does, rather than an error: the
-    /// tasks kept are real, and an awaited task not among them is "not found yet", never
-    /// "not there".
+    /// tasks kept (the first the API sent) are real and still serve every subscriber, and the
+    /// status says paging stopped early.
     pub async fn list_tasks(
         &self,
         request: &PageRequest,
