@@ -5,15 +5,36 @@
 #![no_main]
 
 use dcs_task_operator::dcs::model::{ErrorBody, MAX_LIST_ITEMS, decode_task_page};
-use dcs_task_operator::dcs::{MAX_ERROR_CODE_BYTES, MAX_ERROR_MSG_BYTES, MAX_TASKS_PER_PAGE};
+use dcs_task_operator::dcs::{
+    MAX_DECODED_PARAMS_BYTES, MAX_DECODED_TEXT_BYTES, MAX_DECODED_TIME_BYTES, MAX_ERROR_CODE_BYTES,
+    MAX_ERROR_MSG_BYTES, MAX_TASKS_PER_PAGE,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(page) = decode_task_page(data) {
         assert!(page.tasks.len() <= MAX_TASKS_PER_PAGE);
+        let within =
+            |text: &Option<String>, cap: usize| text.as_ref().is_none_or(|t| t.len() <= cap);
         for task in &page.tasks {
+            assert!(within(&task.params, MAX_DECODED_PARAMS_BYTES));
+            for text in [
+                &task.id,
+                &task.name,
+                &task.user_name,
+                &task.user_id,
+                &task.status,
+            ] {
+                assert!(within(text, MAX_DECODED_TEXT_BYTES));
+            }
+            for time in [&task.created_at, &task.updated_at].into_iter().flatten() {
+                assert!(time.raw.len() <= MAX_DECODED_TIME_BYTES);
+            }
             if let Some(details) = &task.details {
                 assert!(details.rename_commands.len() <= MAX_LIST_ITEMS);
+                for command in &details.rename_commands {
+                    assert!(command.len() <= MAX_DECODED_TEXT_BYTES);
+                }
             }
         }
     }

@@ -25,6 +25,23 @@ pub const MAX_LIMIT: u32 = 1000;
 /// every field filled.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
+/// The most tasks one listing keeps, summed over its pages. A listing stops paging when it
+/// reaches this many and is marked incomplete (as at `max_pages`), keeping the tasks the API
+/// sent first. 20 full pages: the status shows at most a few hundred tasks and a wait looks for
+/// one, and a window holding more than 20,000 tasks is far beyond what either needs; without a
+/// cap, 100 pages of 10,000 blank `{}` tasks (about 30 MiB on the wire) would keep a million task
+/// records, about a GiB.
+pub const MAX_LISTING_TASKS: usize = 20_000;
+
+/// The most response-body bytes one listing reads, summed over its pages (or one page's limit,
+/// when that is set higher). Reaching it stops paging and marks the listing incomplete; the page
+/// that would pass it is dropped whole. A full page of 1000 realistic tasks is about 0.5 to
+/// 1.5 MiB, so 64 MiB holds the 20 pages of [`MAX_LISTING_TASKS`] with room to spare, while 100
+/// pages of 32 MiB (3.2 GiB) no longer can be gathered. Decoded text is never longer than its
+/// wire form (each field is also cut, see [`super::model`]; only a number read as text may grow,
+/// to at most 24 bytes), so this bounds the text a listing keeps.
+pub const MAX_LISTING_BYTES: usize = 64 * 1024 * 1024;
+
 /// The longest host name kept from a `Location` header (DNS names have at most 253 bytes).
 const MAX_LOCATION_HOST_BYTES: usize = 253;
 
@@ -144,7 +161,8 @@ pub struct TaskListing {
     pub tasks: Vec<CenterTask>,
     /// Upstream calls that succeeded (retries not counted).
     pub pages: u32,
-    /// `false` when `max_pages` stopped paging before `task_count` was reached.
+    /// `false` when paging stopped before `task_count` was reached: at `max_pages`, or at
+    /// [`MAX_LISTING_TASKS`] or [`MAX_LISTING_BYTES`].
     pub complete: bool,
     /// When the last page arrived: how fresh the data is, however long a cache then keeps it.
     pub fetched_at: Option<DateTime<Utc>>,
@@ -234,6 +252,12 @@ impl DcsClient {
     ///
     /// Paging reads `task_count` from each page and stops when the window is covered, so
     /// 2,500 tasks at limit 1000 take exactly 3 calls (no trailing empty-page call).
+    ///
+    /// A listing holds at most [`MAX_LISTING_TASKS`] tasks and [`MAX_LISTING_BYTES`] of bodies
+    /// (one page is always read, within its own body limit). Reaching either stops paging with
+    /// what was gathered and `complete = false`, as `max_pages` does, rather than an error: the
+    /// tasks kept (the first the API sent) are real and still serve every subscriber, and the
+    /// status says paging stopped early.
     pub async fn list_tasks(
         &self,
         request: &PageRequest,
@@ -243,14 +267,25 @@ impl DcsClient {
             Paging::Single => 1,
             Paging::All { max_pages } => max_pages.max(1),
         };
+        let max_bytes = MAX_LISTING_BYTES.max(self.http.settings.max_body_bytes);
         let mut listing = TaskListing::default();
+        let mut bytes = 0usize;
         let mut page = request.clone();
         loop {
-            let response = self.list_page(&page).await?;
+            let (mut response, body_bytes) = self.fetch_page(&page).await?;
+            if listing.pages > 0 && bytes.saturating_add(body_bytes) > max_bytes {
+                debug!(endpoint = %self.endpoint, bytes, body_bytes, max_bytes, "listing stopped at its byte cap; last page dropped");
+                listing.complete = false;
+                break;
+            }
             listing.fetched_at = Some(Utc::now());
+            bytes = bytes.saturating_add(body_bytes);
             let received = u32::try_from(response.tasks.len()).unwrap_or(u32::MAX);
             listing.pages += 1;
             listing.task_count = response.task_count;
+            let room = MAX_LISTING_TASKS.saturating_sub(listing.tasks.len());
+            let cut = response.tasks.len() > room;
+            response.tasks.truncate(room);
             listing.tasks.extend(response.tasks);
             if paging == Paging::Single {
                 listing.complete = true;
@@ -262,8 +297,13 @@ impl DcsClient {
                 // Without a count, a full page is the only hint that more may follow.
                 None => page.limit.is_some_and(|limit| received >= limit),
             };
-            if !more || received == 0 {
+            if !cut && (!more || received == 0) {
                 listing.complete = true;
+                break;
+            }
+            if cut || listing.tasks.len() >= MAX_LISTING_TASKS || bytes >= max_bytes {
+                debug!(endpoint = %self.endpoint, tasks = listing.tasks.len(), bytes, "listing stopped at its task or byte cap");
+                listing.complete = false;
                 break;
             }
             if listing.pages >= max_pages {
@@ -272,18 +312,29 @@ impl DcsClient {
             }
             page.offset = next_offset;
         }
+        // Pages were appended one by one; keep no spare capacity of up to as many again.
+        listing.tasks.shrink_to_fit();
         Ok(listing)
     }
 
     /// One `GET /v2/{project_id}/tasks`, retried on throttling and transient failures.
     pub async fn list_page(&self, page: &PageRequest) -> Result<ListCenterTaskResponse, DcsError> {
+        self.fetch_page(page).await.map(|(response, _)| response)
+    }
+
+    /// [`Self::list_page`], with the size of the body it decoded.
+    async fn fetch_page(
+        &self,
+        page: &PageRequest,
+    ) -> Result<(ListCenterTaskResponse, usize), DcsError> {
         let path = format!("/v2/{}/tasks", self.project_id);
         let query = page.query_pairs();
         let body = self.signed_get().get(&path, &query).await?;
-        decode_task_page(&body).map_err(|error| DcsError::Decode {
+        let response = decode_task_page(&body).map_err(|error| DcsError::Decode {
             endpoint: self.endpoint.to_string(),
             detail: error.to_string(),
-        })
+        })?;
+        Ok((response, body.len()))
     }
 
     fn signed_get(&self) -> SignedGet<'_> {
@@ -954,6 +1005,144 @@ tasks:
         assert!(error.is_auth_failure(), "{error:?}");
         assert_eq!(error.api_error().unwrap().http_status, 401);
         assert_eq!(error.api_error().unwrap().error_msg, None);
+    }
+
+    /// Serves a window of tasks `t0`, `t1`, ... by `offset`/`limit`: as many as the project id
+    /// (the path segment) says, each page announcing that total as `task_count`.
+    async fn serve_counted_tasks() -> std::net::SocketAddr {
+        use std::collections::HashMap;
+        serve_router(axum::Router::new().route(
+            "/v2/{project}/tasks",
+            axum::routing::get(
+                |axum::extract::Path(project): axum::extract::Path<String>,
+                 axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>| async move {
+                    let number = |key: &str| query.get(key).and_then(|v| v.parse::<usize>().ok());
+                    let total: usize = project.parse().unwrap();
+                    let offset = number("offset").unwrap_or(0);
+                    let limit = number("limit").unwrap_or(10);
+                    let tasks: Vec<String> = (offset..total.min(offset + limit))
+                        .map(|i| format!(r#"{{"id":"t{i}","status":"SUCCESS"}}"#))
+                        .collect();
+                    format!(r#"{{"task_count":{total},"tasks":[{}]}}"#, tasks.join(","))
+                },
+            ),
+        ))
+        .await
+    }
+
+    /// A listing keeps at most `MAX_LISTING_TASKS` tasks: a window of exactly that many is
+    /// complete; one task more stops paging there (no 21st call), and a page that crosses the
+    /// cap is cut; both say they are incomplete and keep the first tasks the API sent.
+    #[tokio::test]
+    async fn listings_stop_at_the_task_cap_and_say_so() {
+        let server = serve_counted_tasks().await;
+        let list = |total: usize, limit: u32| {
+            let mut client = loopback_client(server, DEFAULT_MAX_BODY_BYTES);
+            client.project_id = total.to_string();
+            async move {
+                let page = PageRequest {
+                    limit: Some(limit),
+                    ..PageRequest::default()
+                };
+                client
+                    .list_tasks(&page, Paging::All { max_pages: 100 })
+                    .await
+                    .unwrap()
+            }
+        };
+        let ids_in_order = |listing: &TaskListing| {
+            listing
+                .tasks
+                .iter()
+                .enumerate()
+                .all(|(i, task)| task.id.as_deref() == Some(format!("t{i}").as_str()))
+        };
+
+        let exact = list(MAX_LISTING_TASKS, 1000).await;
+        assert_eq!(exact.tasks.len(), MAX_LISTING_TASKS);
+        assert_eq!((exact.pages, exact.complete), (20, true));
+
+        let over = list(MAX_LISTING_TASKS + 1, 1000).await;
+        assert_eq!(over.tasks.len(), MAX_LISTING_TASKS);
+        assert_eq!((over.pages, over.complete), (20, false));
+        assert!(ids_in_order(&over));
+
+        // Pages of 3000: the 7th page brings 18,000 + 3000, of which 2000 are kept.
+        let crossing = list(25_000, 3000).await;
+        assert_eq!(crossing.tasks.len(), MAX_LISTING_TASKS);
+        assert_eq!((crossing.pages, crossing.complete), (7, false));
+        assert!(ids_in_order(&crossing));
+        assert_eq!(crossing.task_count, Some(25_000));
+    }
+
+    /// A listing reads at most `MAX_LISTING_BYTES` of bodies over its pages (each page within
+    /// the 32 MiB page limit): pages summing to exactly the cap give a complete listing; one byte
+    /// more and the page that passes the cap is dropped, the listing incomplete; a listing that
+    /// reaches the cap exactly with pages still to come stops without asking for them.
+    #[tokio::test]
+    async fn listings_stop_at_the_byte_cap_and_say_so() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let half = MAX_LISTING_BYTES / 2;
+        let sizes = move |case: &str| -> [usize; 3] {
+            match case {
+                "exact" => [half, half - 100, 100],
+                "over" => [half, half - 100, 101],
+                _ => [half, half, 100],
+            }
+        };
+        let server = serve_router(axum::Router::new().route(
+            "/v2/{project}/tasks",
+            axum::routing::get(
+                move |axum::extract::Path(project): axum::extract::Path<String>,
+                      axum::extract::Query(query): axum::extract::Query<
+                    std::collections::HashMap<String, String>,
+                >| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let offset: usize = query["offset"].parse().unwrap();
+                        let page = format!(r#"{{"task_count":3,"tasks":[{{"id":"p{offset}"}}]}}"#);
+                        let size = sizes(&project)[offset];
+                        format!("{page}{}", " ".repeat(size - page.len()))
+                    }
+                },
+            ),
+        ))
+        .await;
+        let list = |case: &str| {
+            let mut client = loopback_client(server, DEFAULT_MAX_BODY_BYTES);
+            client.project_id = case.to_string();
+            async move {
+                let page = PageRequest {
+                    limit: Some(1),
+                    ..PageRequest::default()
+                };
+                client
+                    .list_tasks(&page, Paging::All { max_pages: 100 })
+                    .await
+                    .unwrap()
+            }
+        };
+
+        let exact = list("exact").await;
+        assert_eq!(
+            (exact.tasks.len(), exact.pages, exact.complete),
+            (3, 3, true)
+        );
+
+        let over = list("over").await;
+        assert_eq!((over.tasks.len(), over.pages, over.complete), (2, 2, false));
+        assert_eq!(over.tasks[1].id.as_deref(), Some("p1"));
+
+        requests.store(0, Ordering::SeqCst);
+        let full = list("full").await;
+        assert_eq!((full.tasks.len(), full.pages, full.complete), (2, 2, false));
+        assert_eq!(
+            requests.load(Ordering::SeqCst),
+            2,
+            "a page past the cap was asked for"
+        );
     }
 
     /// Counts admissions per account, the way a budget would charge them.

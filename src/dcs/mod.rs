@@ -12,7 +12,8 @@ pub mod time;
 
 pub use client::{
     AccountKey, DEFAULT_MAX_BODY_BYTES, DcsClient, HttpClient, HttpSettings, MAX_LIMIT,
-    PageRequest, Paging, RequestGate, RetryPolicy, TaskListing,
+    MAX_LISTING_BYTES, MAX_LISTING_TASKS, PageRequest, Paging, RequestGate, RetryPolicy,
+    TaskListing,
 };
 pub use credentials::{CredentialSet, Credentials, CredentialsError, SecretString};
 pub use endpoint::{AllowedEndpoint, Endpoint, EndpointError, EndpointPolicy};
@@ -22,6 +23,7 @@ pub use error::{
 };
 pub use iam::{IamClient, ProjectDiscoveryError};
 pub use model::{
-    CenterTask, ListCenterTaskResponse, MAX_TASKS_PER_PAGE, TaskDetails, decode_task_page,
+    CenterTask, ListCenterTaskResponse, MAX_DECODED_PARAMS_BYTES, MAX_DECODED_TEXT_BYTES,
+    MAX_DECODED_TIME_BYTES, MAX_TASKS_PER_PAGE, TaskDetails, decode_task_page,
 };
 pub use time::{QueryTime, TaskTime};

@@ -7,8 +7,11 @@
 //!
 //! Decoding streams straight from the body bytes into these types: no field is first turned into
 //! a `serde_json::Value` tree, so a hostile page costs about its own size in memory plus at most
-//! [`MAX_TASKS_PER_PAGE`] task records (lists inside a task keep at most [`MAX_LIST_ITEMS`]). A
-//! misshapen field is read past (serde's `IgnoredAny`, which keeps no data) and becomes `None`;
+//! [`MAX_TASKS_PER_PAGE`] task records (lists inside a task keep at most [`MAX_LIST_ITEMS`]). Every
+//! text field is cut while it is decoded ([`MAX_DECODED_PARAMS_BYTES`] for `params`,
+//! [`MAX_DECODED_TIME_BYTES`] for times, [`MAX_DECODED_TEXT_BYTES`] for the rest): only the kept
+//! prefix is ever copied out of the body, so what a task retains is bounded by these caps whatever
+//! the page held. A misshapen field is read past (serde's `IgnoredAny`, which keeps no data) and becomes `None`;
 //! only text that is not JSON at all, or a page that is not a JSON object, fails to decode.
 //! Repeated keys behave as in a JSON object: the last one wins.
 
@@ -56,7 +59,30 @@ macro_rules! lenient_object {
 pub const MAX_TASKS_PER_PAGE: usize = 10_000;
 
 /// The most elements kept from a list field (`details.rename_commands`); the rest are read past.
-pub const MAX_LIST_ITEMS: usize = 256;
+/// DCS lets nine commands be renamed (`command`, `keys`, `flushdb`, `flushall`, `hgetall`,
+/// `scan`, `hscan`, `sscan`, `zscan`), so 16 loses nothing real, while each element kept costs a
+/// `String` (24 bytes plus its allocation) even when the wire spent 2 bytes on it.
+pub const MAX_LIST_ITEMS: usize = 16;
+
+/// The longest `params` kept per task, in bytes, cut on a character boundary and marked while
+/// decoding. `params` is a JSON document in a string, and `filter.paramsContains` (up to 16
+/// substrings of up to 256 characters) must match anywhere in it, so it gets far more room than
+/// a name: the request documents DCS records are a few hundred bytes to a few KiB, so 64 KiB
+/// keeps every realistic one whole and matching exact; only a substring lying beyond 64 KiB of a
+/// hostile `params` is not found.
+pub const MAX_DECODED_PARAMS_BYTES: usize = 64 * 1024;
+
+/// The longest other text field kept per task (ids, names, user names, statuses, error codes,
+/// `details` text and each `rename_commands` element), in bytes. Real values are at most a few
+/// dozen bytes. Every spec value compared exactly with one of these (`filter.userNames` and the
+/// like, at most 256 characters, so at most 1 KiB of UTF-8) fits whole, so a cut value (longer
+/// than 1 KiB, and ending in the truncation mark) can equal no realistic spec value; the status
+/// shows at most 256 bytes of it anyway.
+pub const MAX_DECODED_TEXT_BYTES: usize = 1024;
+
+/// The longest `created_at`/`updated_at` text kept, in bytes. An RFC 3339 time with nanoseconds
+/// and an offset is 35 bytes; longer text is no time, and is kept (cut) only to be shown.
+pub const MAX_DECODED_TIME_BYTES: usize = 64;
 
 /// Decodes one `ListCenterTask` page from the raw response body.
 ///
@@ -101,18 +127,18 @@ pub struct CenterTask {
 }
 
 lenient_object!(CenterTask {
-    id: Lenient<String>,
-    name: Lenient<String>,
+    id: Text,
+    name: Text,
     details: Nested<TaskDetails>,
-    user_name: Lenient<String>,
-    user_id: Lenient<String>,
-    params: Lenient<String>,
-    status: Lenient<String>,
+    user_name: Text,
+    user_id: Text,
+    params: Text<MAX_DECODED_PARAMS_BYTES>,
+    status: Text,
     created_at: Lenient<TaskTime>,
     updated_at: Lenient<TaskTime>,
-    error_code: Lenient<String>,
+    error_code: Text,
     enable_show: Lenient<bool>,
-    job_id: Lenient<String>,
+    job_id: Text,
 });
 
 /// `DetailsBody`: what changed, for the task kinds that report it.
@@ -147,38 +173,38 @@ pub struct TaskDetails {
 }
 
 lenient_object!(TaskDetails {
-    old_capacity: Lenient<String>,
-    new_capacity: Lenient<String>,
+    old_capacity: Text,
+    new_capacity: Text,
     enable_public_ip: Lenient<bool>,
-    public_ip_id: Lenient<String>,
-    public_ip_address: Lenient<String>,
+    public_ip_id: Text,
+    public_ip_address: Text,
     enable_ssl: Lenient<bool>,
-    old_cache_mode: Lenient<String>,
-    new_cache_mode: Lenient<String>,
-    old_resource_spec_code: Lenient<String>,
-    new_resource_spec_code: Lenient<String>,
+    old_cache_mode: Text,
+    new_cache_mode: Text,
+    old_resource_spec_code: Text,
+    new_resource_spec_code: Text,
     old_replica_num: Lenient<i64>,
     new_replica_num: Lenient<i64>,
-    old_cache_type: Lenient<String>,
-    new_cache_type: Lenient<String>,
-    replica_ip: Lenient<String>,
-    replica_az: Lenient<String>,
-    group_name: Lenient<String>,
+    old_cache_type: Text,
+    new_cache_type: Text,
+    replica_ip: Text,
+    replica_az: Text,
+    group_name: Text,
     old_port: Lenient<i64>,
     new_port: Lenient<i64>,
     is_only_adjust_charging: Lenient<bool>,
-    account_name: Lenient<String>,
-    source_ip: Lenient<String>,
-    target_ip: Lenient<String>,
-    node_name: Lenient<String>,
-    rename_commands: LenientList<String>,
+    account_name: Text,
+    source_ip: Text,
+    target_ip: Text,
+    node_name: Text,
+    rename_commands: TextList,
     updated_config_length: Lenient<i64>,
 });
 
 /// A DCS or APIG error body: `{error_code, error_msg}` or the older `{code, message}`.
 ///
-/// Both fields are cut to [`MAX_ERROR_CODE_BYTES`] and [`MAX_ERROR_MSG_BYTES`] while decoding, so
-/// an upstream that sends a 2 MiB `error_msg` costs a bounded string in every error, status
+/// Both fields are cut to [`MAX_ERROR_CODE_BYTES`] and [`MAX_ERROR_MSG_BYTES`] while decoding (by
+/// the same reader as task fields), so an upstream that sends a 2 MiB `error_msg` costs a bounded string in every error, status
 /// message and log line that carries it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ErrorBody {
@@ -212,16 +238,10 @@ impl ErrorBody {
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match key.as_str() {
                 "error_code" | "code" => {
-                    body.error_code = map
-                        .next_value::<Lenient<Capped<MAX_ERROR_CODE_BYTES>>>()?
-                        .0
-                        .map(|c| c.0);
+                    body.error_code = map.next_value::<Text<MAX_ERROR_CODE_BYTES>>()?.0;
                 }
                 "error_msg" | "message" => {
-                    body.error_msg = map
-                        .next_value::<Lenient<Capped<MAX_ERROR_MSG_BYTES>>>()?
-                        .0
-                        .map(|m| m.0);
+                    body.error_msg = map.next_value::<Text<MAX_ERROR_MSG_BYTES>>()?.0;
                 }
                 _ if descend && nested.is_none() => {
                     nested = map
@@ -344,29 +364,6 @@ trait Scalar: Sized {
     }
 }
 
-/// Text, or the JSON text of a number or a boolean (`0.125` reads as `"0.125"`).
-impl Scalar for String {
-    fn from_text(text: &str) -> Option<Self> {
-        Some(text.to_owned())
-    }
-    fn from_owned(text: String) -> Option<Self> {
-        Some(text)
-    }
-    fn from_i64(n: i64) -> Option<Self> {
-        Some(n.to_string())
-    }
-    fn from_u64(n: u64) -> Option<Self> {
-        Some(n.to_string())
-    }
-    fn from_f64(n: f64) -> Option<Self> {
-        // serde_json's own rendering, so `1.0` stays `1.0` (Rust's `Display` would say `1`).
-        serde_json::Number::from_f64(n).map(|number| number.to_string())
-    }
-    fn from_bool(flag: bool) -> Option<Self> {
-        Some(flag.to_string())
-    }
-}
-
 /// A whole number, or text holding one. Fractions and out-of-range values are `None`.
 impl Scalar for i64 {
     fn from_text(text: &str) -> Option<Self> {
@@ -406,34 +403,45 @@ impl Scalar for bool {
     }
 }
 
-/// Any scalar as text (as for `String`), parsed as a timestamp when it is one.
+/// Any scalar as capped text (as for [`Capped`], at most [`MAX_DECODED_TIME_BYTES`]), parsed as a
+/// timestamp when it is one.
 impl Scalar for TaskTime {
     fn from_text(text: &str) -> Option<Self> {
-        Some(TaskTime::new(text))
+        time(Capped::from_text(text))
     }
     fn from_owned(text: String) -> Option<Self> {
-        Some(TaskTime::new(text))
+        time(Capped::from_owned(text))
     }
     fn from_i64(n: i64) -> Option<Self> {
-        String::from_i64(n).map(TaskTime::new)
+        time(Capped::from_i64(n))
     }
     fn from_u64(n: u64) -> Option<Self> {
-        String::from_u64(n).map(TaskTime::new)
+        time(Capped::from_u64(n))
     }
     fn from_f64(n: f64) -> Option<Self> {
-        String::from_f64(n).map(TaskTime::new)
+        time(Capped::from_f64(n))
     }
     fn from_bool(flag: bool) -> Option<Self> {
-        String::from_bool(flag).map(TaskTime::new)
+        time(Capped::from_bool(flag))
     }
 }
 
-/// Text cut to at most `MAX` bytes (on a character boundary, marked) before it is copied.
+fn time(raw: Option<Capped<MAX_DECODED_TIME_BYTES>>) -> Option<TaskTime> {
+    raw.map(|Capped(raw)| TaskTime::new(raw))
+}
+
+/// Text, or the JSON text of a number or a boolean (`0.125` reads as `"0.125"`), cut to at most
+/// `MAX` bytes (on a character boundary, marked). This is the only way text leaves a body: a
+/// string borrowed from the body (no escapes) is copied only as far as the cut, so a 5 MiB
+/// `params` never becomes a 5 MiB `String`.
 struct Capped<const MAX: usize>(String);
 
 impl<const MAX: usize> Scalar for Capped<MAX> {
     fn from_text(text: &str) -> Option<Self> {
-        Some(Capped(truncate_bytes(text, MAX).into_owned()))
+        let mut kept = truncate_bytes(text, MAX).into_owned();
+        // A cut text is built by `format!`, which may reserve up to twice what it keeps.
+        kept.shrink_to_fit();
+        Some(Capped(kept))
     }
     fn from_owned(text: String) -> Option<Self> {
         if text.len() <= MAX {
@@ -443,16 +451,17 @@ impl<const MAX: usize> Scalar for Capped<MAX> {
         }
     }
     fn from_i64(n: i64) -> Option<Self> {
-        String::from_i64(n).and_then(Self::from_owned)
+        Self::from_owned(n.to_string())
     }
     fn from_u64(n: u64) -> Option<Self> {
-        String::from_u64(n).and_then(Self::from_owned)
+        Self::from_owned(n.to_string())
     }
     fn from_f64(n: f64) -> Option<Self> {
-        String::from_f64(n).and_then(Self::from_owned)
+        // serde_json's own rendering, so `1.0` stays `1.0` (Rust's `Display` would say `1`).
+        serde_json::Number::from_f64(n).and_then(|number| Self::from_owned(number.to_string()))
     }
     fn from_bool(flag: bool) -> Option<Self> {
-        String::from_bool(flag).and_then(Self::from_owned)
+        Self::from_owned(flag.to_string())
     }
 }
 
@@ -638,6 +647,29 @@ impl<T: Scalar> Reader for LenientList<T> {
         }
         skip_seq(seq)?;
         Ok(LenientList(items))
+    }
+}
+
+/// A text field: [`Lenient`] over [`Capped`] text, so `Some` for any JSON scalar (as text) and at
+/// most `MAX` bytes. Every free-text field of the model, and of error bodies, reads through this.
+struct Text<const MAX: usize = MAX_DECODED_TEXT_BYTES>(Option<String>);
+
+impl<'de, const MAX: usize> Deserialize<'de> for Text<MAX> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Lenient(text) = Lenient::<Capped<MAX>>::deserialize(deserializer)?;
+        Ok(Text(text.map(|Capped(text)| text)))
+    }
+}
+
+/// A list of text: [`LenientList`] over [`Capped`] text, each element at most `MAX` bytes.
+struct TextList<const MAX: usize = MAX_DECODED_TEXT_BYTES>(Vec<String>);
+
+impl<'de, const MAX: usize> Deserialize<'de> for TextList<MAX> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let LenientList(items) = LenientList::<Capped<MAX>>::deserialize(deserializer)?;
+        Ok(TextList(
+            items.into_iter().map(|Capped(item)| item).collect(),
+        ))
     }
 }
 
@@ -835,6 +867,81 @@ mod tests {
         let page = decode_task_page(commands.as_bytes()).unwrap();
         let kept = &page.tasks[0].details.as_ref().unwrap().rename_commands;
         assert_eq!(kept.len(), MAX_LIST_ITEMS);
+    }
+
+    /// Every text field of a task is cut while decoding, whether the body's string is borrowed
+    /// (plain or CJK) or unescaped (`\n`): a 5 MiB `params` keeps 64 KiB, and no kept string
+    /// holds more than its cap (its capacity included, so nothing of the rest stays allocated).
+    /// A value of exactly its cap is kept whole; one byte more is cut and marked.
+    #[test]
+    fn task_text_fields_are_capped_while_decoding() {
+        use crate::text::TRUNCATION_MARK;
+        for filler in ["x", "任", "\\n"] {
+            let huge = |bytes: usize| filler.repeat(bytes / filler.len().min(2));
+            let params = huge(5 * 1024 * 1024);
+            let text = huge(10 * 1024);
+            let body = format!(
+                r#"{{"tasks":[{{"id":"{text}","name":"{text}","user_name":"{text}","user_id":"{text}","params":"{params}","status":"{text}","error_code":"{text}","job_id":"{text}","created_at":"{text}","updated_at":"{text}","details":{{"old_capacity":"{text}","node_name":"{text}","account_name":"{text}","rename_commands":["{text}","{text}"]}}}}]}}"#
+            );
+            let page = decode_task_page(body.as_bytes()).unwrap();
+            let task = &page.tasks[0];
+            let kept = |field: &Option<String>, cap: usize| {
+                let field = field.as_ref().unwrap();
+                assert!(field.len() <= cap, "{filler}: {} > {cap}", field.len());
+                assert!(
+                    field.capacity() <= cap,
+                    "{filler}: capacity {}",
+                    field.capacity()
+                );
+                assert!(field.ends_with(TRUNCATION_MARK), "{filler}");
+                assert!(field.len() > cap - TRUNCATION_MARK.len() - 4, "{filler}");
+            };
+            kept(&task.params, MAX_DECODED_PARAMS_BYTES);
+            for field in [
+                &task.id,
+                &task.name,
+                &task.user_name,
+                &task.user_id,
+                &task.status,
+                &task.error_code,
+                &task.job_id,
+            ] {
+                kept(field, MAX_DECODED_TEXT_BYTES);
+            }
+            for time in [&task.created_at, &task.updated_at] {
+                let time = time.as_ref().unwrap();
+                kept(&Some(time.raw.clone()), MAX_DECODED_TIME_BYTES);
+                assert!(time.raw.capacity() <= MAX_DECODED_TIME_BYTES);
+            }
+            let details = task.details.as_ref().unwrap();
+            for field in [
+                &details.old_capacity,
+                &details.node_name,
+                &details.account_name,
+            ] {
+                kept(field, MAX_DECODED_TEXT_BYTES);
+            }
+            assert_eq!(details.rename_commands.len(), 2);
+            for command in &details.rename_commands {
+                kept(&Some(command.clone()), MAX_DECODED_TEXT_BYTES);
+            }
+        }
+
+        // At the cap the value is whole; one byte over, it is cut.
+        for (extra, whole) in [(0, true), (1, false)] {
+            let params = format!(
+                r#"{{\"k\":\"{}\"}}"#,
+                "p".repeat(MAX_DECODED_PARAMS_BYTES - 8 + extra)
+            );
+            let id = "i".repeat(MAX_DECODED_TEXT_BYTES + extra);
+            let body = format!(r#"{{"tasks":[{{"id":"{id}","params":"{params}"}}]}}"#);
+            let task = &decode_task_page(body.as_bytes()).unwrap().tasks[0];
+            let params = task.params.as_deref().unwrap();
+            assert_eq!(params.len(), MAX_DECODED_PARAMS_BYTES, "{extra}");
+            assert_eq!(params.ends_with("\"}"), whole, "{extra}");
+            assert_eq!(task.id.as_deref() == Some(id.as_str()), whole, "{extra}");
+            assert_eq!(task.id.as_ref().unwrap().len(), MAX_DECODED_TEXT_BYTES);
+        }
     }
 
     /// A 2 MiB `error_msg` (escaped or not) and a long code are cut while decoding.
