@@ -71,6 +71,59 @@ impl Tenant {
     }
 }
 
+/// The simulator and the two tenants of one test, with the label its controller selects.
+struct World {
+    sim: SimProcess,
+    a: Tenant,
+    b: Tenant,
+    selector: String,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn new(prefix: &str) -> Self {
+        let client = ControlPlane::shared().admin_client();
+        let dir = tempfile::tempdir().unwrap();
+        let sim = SimProcess::start(Some(&scenario_file(&dir)), &[]);
+        let a = Tenant::new(
+            &client,
+            &format!("{prefix}-a"),
+            "TENANTAKEY",
+            "tenant-a-sk",
+            "project-a",
+        )
+        .await;
+        let b = Tenant::new(
+            &client,
+            &format!("{prefix}-b"),
+            "TENANTBKEY",
+            "tenant-b-sk",
+            "project-b",
+        )
+        .await;
+        Self {
+            sim,
+            a,
+            b,
+            selector: format!("tenant-isolation={prefix}"),
+            _dir: dir,
+        }
+    }
+
+    /// How long a new object of tenant B takes to be `Ready`.
+    async fn b_serves_a_new_object(&self, name: &str) -> Duration {
+        let created = Instant::now();
+        self.b
+            .create(name, &self.sim, &self.selector, json!({}))
+            .await;
+        wait_until(&self.b.api, name, Duration::from_secs(20), "Ready", |o| {
+            is(o, "Ready", "True")
+        })
+        .await;
+        created.elapsed()
+    }
+}
+
 fn scenario_file(dir: &tempfile::TempDir) -> PathBuf {
     let path = dir.path().join("scenario.yaml");
     std::fs::write(&path, TWO_TENANTS).unwrap();
@@ -99,23 +152,18 @@ fn controller(selector: &str, extra: &[&str]) -> OperatorProcess {
 /// once, and the slot and probe gauges come back to 0.
 #[tokio::test]
 async fn objects_deleted_mid_poll_leak_nothing_and_another_tenant_is_served_at_once() {
-    let plane = ControlPlane::shared();
-    let client = plane.admin_client();
-    let dir = tempfile::tempdir().unwrap();
-    let sim = SimProcess::start(Some(&scenario_file(&dir)), &[]);
+    let world = World::new("leak").await;
+    let (sim, a) = (&world.sim, &world.a);
     sim.inject_fault(json!({"count": 1000, "latency": "4s", "projectId": "project-a"}));
-    let a = Tenant::new(&client, "leak-a", "TENANTAKEY", "tenant-a-sk", "project-a").await;
-    let b = Tenant::new(&client, "leak-b", "TENANTBKEY", "tenant-b-sk", "project-b").await;
-    let selector = "tenant-isolation=leak";
-    let controller = controller(selector, &[]);
+    let controller = controller(&world.selector, &[]);
 
     for round in 0..8 {
         let name = format!("doomed-{round}");
         // A query of its own (its own feed) each time.
         a.create(
             &name,
-            &sim,
-            selector,
+            sim,
+            &world.selector,
             json!({"query": {"limit": 100 + round}}),
         )
         .await;
@@ -124,13 +172,7 @@ async fn objects_deleted_mid_poll_leak_nothing_and_another_tenant_is_served_at_o
         a.api.delete(&name, &DeleteParams::default()).await.unwrap();
     }
 
-    let created = Instant::now();
-    b.create("served", &sim, selector, json!({})).await;
-    wait_until(&b.api, "served", Duration::from_secs(15), "Ready", |o| {
-        is(o, "Ready", "True")
-    })
-    .await;
-    let took = created.elapsed();
+    let took = world.b_serves_a_new_object("served").await;
     assert!(took < Duration::from_secs(6), "tenant B waited {took:?}");
 
     // Everything the abandoned polls held is released once their requests are answered.
@@ -170,29 +212,10 @@ async fn objects_deleted_mid_poll_leak_nothing_and_another_tenant_is_served_at_o
 /// and the feed wakes the object with the refreshed answer, which is then echoed.
 #[tokio::test]
 async fn a_refresh_of_a_slow_query_holds_no_worker_and_is_echoed_when_answered() {
-    let plane = ControlPlane::shared();
-    let client = plane.admin_client();
-    let dir = tempfile::tempdir().unwrap();
-    let sim = SimProcess::start(Some(&scenario_file(&dir)), &[]);
-    let a = Tenant::new(
-        &client,
-        "refresh-a",
-        "TENANTAKEY",
-        "tenant-a-sk",
-        "project-a",
-    )
-    .await;
-    let b = Tenant::new(
-        &client,
-        "refresh-b",
-        "TENANTBKEY",
-        "tenant-b-sk",
-        "project-b",
-    )
-    .await;
-    let selector = "tenant-isolation=refresh";
-    let _controller = controller(selector, &["--concurrency", "1"]);
-    a.create("slow", &sim, selector, json!({"interval": "1h"}))
+    let world = World::new("refresh").await;
+    let (sim, a) = (&world.sim, &world.a);
+    let _controller = controller(&world.selector, &["--concurrency", "1"]);
+    a.create("slow", sim, &world.selector, json!({"interval": "1h"}))
         .await;
     wait_until(&a.api, "slow", Duration::from_secs(20), "Ready", |o| {
         is(o, "Ready", "True")
@@ -209,13 +232,7 @@ async fn a_refresh_of_a_slow_query_holds_no_worker_and_is_echoed_when_answered()
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let created = Instant::now();
-    b.create("meanwhile", &sim, selector, json!({})).await;
-    wait_until(&b.api, "meanwhile", Duration::from_secs(20), "Ready", |o| {
-        is(o, "Ready", "True")
-    })
-    .await;
-    let took = created.elapsed();
+    let took = world.b_serves_a_new_object("meanwhile").await;
     assert!(took < Duration::from_secs(5), "tenant B waited {took:?}");
 
     let echoed = wait_until(&a.api, "slow", Duration::from_secs(30), "the echo", |o| {

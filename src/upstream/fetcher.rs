@@ -703,6 +703,22 @@ mod tests {
         admin(running, reqwest::Method::GET, "/_sim/stats", None).await
     }
 
+    /// A simulator with two accounts (`ACCOUNTONE`/`one-sk`, `ACCOUNTTWO`/`two-sk`) and `tasks`
+    /// tasks, one a minute.
+    async fn two_accounts(tasks: usize) -> sim::RunningSimulator {
+        let scenario = sim::Scenario::from_yaml(&format!(
+            r#"
+credentials:
+  - {{accessKey: ACCOUNTONE, secretKey: one-sk}}
+  - {{accessKey: ACCOUNTTWO, secretKey: two-sk}}
+generate:
+  - {{count: {tasks}, name: EXTEND, firstCreatedAt: "-2h", every: 1m}}
+"#
+        ))
+        .unwrap();
+        sim::serve_on_loopback(scenario).await.unwrap()
+    }
+
     /// A simulator whose every task-list request hangs for 30 s (longer than the test lasts).
     async fn hanging_simulator() -> sim::RunningSimulator {
         let running = sim::serve_on_loopback(sim::Scenario::default_demo())
@@ -744,17 +760,7 @@ mod tests {
     /// started at the same moment does not queue behind them.
     #[tokio::test]
     async fn each_account_spends_its_own_budget() {
-        let scenario = sim::Scenario::from_yaml(
-            r#"
-credentials:
-  - {accessKey: ACCOUNTONE, secretKey: one-sk}
-  - {accessKey: ACCOUNTTWO, secretKey: two-sk}
-generate:
-  - {count: 5, name: EXTEND, firstCreatedAt: "-1h", every: 1m}
-"#,
-        )
-        .unwrap();
-        let running = sim::serve_on_loopback(scenario).await.unwrap();
+        let running = two_accounts(5).await;
         let endpoint = running.endpoint();
         let fetcher = Arc::new(SharedFetcher::with_limits(FetchLimits {
             account_requests_per_second: NonZeroU32::new(2).unwrap(),
@@ -1113,20 +1119,10 @@ generate:
     /// account's budget, and the second account got `EndpointBusy` after 2 s.
     #[tokio::test]
     async fn one_account_saturating_does_not_delay_another() {
-        let scenario = sim::Scenario::from_yaml(
-            r#"
-credentials:
-  - {accessKey: BUSYACCOUNT, secretKey: busy-sk}
-  - {accessKey: QUIETACCOUNT, secretKey: quiet-sk}
-generate:
-  - {count: 100, name: EXTEND, firstCreatedAt: "-2h", every: 1m}
-"#,
-        )
-        .unwrap();
-        let running = sim::serve_on_loopback(scenario).await.unwrap();
+        let running = two_accounts(100).await;
         let endpoint = running.endpoint();
         let fetcher = Arc::new(SharedFetcher::with_limits(FetchLimits::default()));
-        let busy = Credentials::ak_sk("BUSYACCOUNT", "busy-sk");
+        let busy = Credentials::ak_sk("ACCOUNTONE", "one-sk");
         let saturating: Vec<_> = (0..6u32)
             .map(|n| {
                 let fetcher = fetcher.clone();
@@ -1138,7 +1134,7 @@ generate:
             })
             .collect();
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let quiet = Credentials::ak_sk("QUIETACCOUNT", "quiet-sk");
+        let quiet = Credentials::ak_sk("ACCOUNTTWO", "two-sk");
         let started = Instant::now();
         let (result, _) = fetcher
             .fetch(
