@@ -113,6 +113,11 @@ impl RequestBudget {
         self.admitted.load(Ordering::Relaxed)
     }
 
+    /// Accounts whose budget state is remembered (idle ones are forgotten now and then).
+    fn accounts_remembered(&self) -> usize {
+        self.per_account.len()
+    }
+
     /// Requests queued for the global budget right now (a gauge for tests and metrics).
     pub fn queued(&self) -> usize {
         lock(&self.global.lines)
@@ -233,6 +238,64 @@ mod tests {
         assert!(busy_took >= Duration::from_millis(400), "{busy_took:?}");
         assert!(quiet_took < Duration::from_millis(200), "{quiet_took:?}");
         assert_eq!(budget.admitted(), 4);
+    }
+
+    /// Nobody waiting, no token is spent: the burst is there for the next requests.
+    #[tokio::test]
+    async fn an_idle_budget_keeps_its_burst() {
+        let budget =
+            RequestBudget::new(NonZeroU32::new(2).unwrap(), NonZeroU32::new(1000).unwrap());
+        let anyone = account("ANYONE");
+        budget.admit(&anyone).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let started = Instant::now();
+        budget.admit(&anyone).await;
+        budget.admit(&anyone).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// The dispatcher of the global tokens ends with its budget (a fetcher per test, per CLI
+    /// run, must not leave a task behind).
+    #[tokio::test]
+    async fn the_dispatcher_ends_with_its_budget() {
+        let budget = RequestBudget::new(NonZeroU32::new(10).unwrap(), NonZeroU32::new(10).unwrap());
+        let joined = budget.global.joined.clone();
+        budget.admit(&account("ANYONE")).await;
+        assert_eq!(
+            Arc::strong_count(&joined),
+            3,
+            "the queue, the dispatcher and this test"
+        );
+        drop(budget);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(Arc::strong_count(&joined), 1);
+    }
+
+    /// Every FORGET_IDLE_EVERY admissions, accounts whose budget is full again are forgotten, so
+    /// many accounts passing through do not grow the budget's memory for ever.
+    #[tokio::test]
+    async fn idle_accounts_are_forgotten() {
+        let budget = RequestBudget::new(
+            NonZeroU32::new(100_000).unwrap(),
+            NonZeroU32::new(1000).unwrap(),
+        );
+        let until_forgetting = usize::try_from(FORGET_IDLE_EVERY - 1).unwrap();
+        for n in 0..until_forgetting {
+            budget.admit(&account(&format!("PASSING{n}"))).await;
+        }
+        assert_eq!(budget.accounts_remembered(), until_forgetting);
+        // Their budgets fill up again; the next admission forgets them.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        budget.admit(&account("LAST")).await;
+        assert!(
+            budget.accounts_remembered() <= 1,
+            "{}",
+            budget.accounts_remembered()
+        );
     }
 
     /// Accounts within their own budgets share the global one in turns: with 40 requests of one
