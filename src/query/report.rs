@@ -87,6 +87,12 @@ pub struct StatusContext<'a> {
     /// answer is not written (only at the sync heartbeat), so the status alone can show an
     /// older time than the feed knows.
     pub last_good_at: Option<DateTime<Utc>>,
+    /// When the poll behind a failed outcome finished (`upstream::feed::Answer::fetched_at`):
+    /// the wait clock judges a failure by when it happened, so a failure from before the
+    /// deadline read after it does not time the wait out; the poll after the deadline does.
+    /// `None` when no poll was made (no credentials, a remembered refusal, no answer yet):
+    /// those are judged at `now`.
+    pub answered_at: Option<DateTime<Utc>>,
     pub now: DateTime<Utc>,
 }
 
@@ -345,7 +351,7 @@ fn run_wait_clock(
         wait.started_at = Some(from_chrono(context.wait_started_at));
     }
     let deadline = context.wait_deadline?;
-    if context.now < deadline {
+    if context.answered_at.unwrap_or(context.now) < deadline {
         return None;
     }
     let waited = (deadline - context.wait_started_at)
@@ -544,6 +550,7 @@ mod tests {
             wait_deadline: None,
             credentials_revision: None,
             last_good_at: None,
+            answered_at: None,
             now: at(now),
         }
     }
@@ -714,6 +721,38 @@ mod tests {
             assert_eq!(reason_of(&timed_out, STALLED), reason::TIMED_OUT);
             assert_eq!(status_of(&timed_out, COMPLETE), "False");
         }
+    }
+
+    #[test]
+    fn a_failed_poll_times_the_wait_out_only_if_it_failed_at_or_after_the_deadline() {
+        let pending = build_status(
+            &context(None, 1, 10),
+            PollOutcome::Fetched(&evaluation(WaitPhase::Pending)),
+        );
+        // Read after the deadline, but the poll failed before it: the poll after the deadline
+        // gives the task its last chance.
+        let mut read_late = context(Some(&pending), 1, 45);
+        read_late.wait_deadline = Some(at(30));
+        read_late.answered_at = Some(at(29));
+        let early_failure = build_status(&read_late, PollOutcome::FetchFailed(&api_error(503)));
+        assert_eq!(early_failure.wait_for.unwrap().phase, WaitPhase::Pending);
+        // That final poll failing times it out, whenever it is read.
+        for answered in [30, 31] {
+            read_late.answered_at = Some(at(answered));
+            let final_failure = build_status(&read_late, PollOutcome::FetchFailed(&api_error(503)));
+            assert_eq!(
+                final_failure.wait_for.unwrap().phase,
+                WaitPhase::TimedOut,
+                "{answered}"
+            );
+        }
+        // Without a poll (no credentials), now is all there is.
+        read_late.answered_at = None;
+        let unserved = build_status(
+            &read_late,
+            PollOutcome::CredentialsUnavailable("Secret ns/x not found"),
+        );
+        assert_eq!(unserved.wait_for.unwrap().phase, WaitPhase::TimedOut);
     }
 
     #[test]

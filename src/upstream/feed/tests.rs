@@ -402,3 +402,92 @@ fn settled_subscribers_come_after_the_waiters_and_within_their_interval() {
         (Duration::from_secs(10), Duration::from_secs(10))
     );
 }
+
+/// A settled (hourly) interest awaiting a job that never appears, whose wait started at
+/// `started_at` and ends at `deadline`.
+fn settled_wait(
+    bench: &Bench,
+    started_at: DateTime<Utc>,
+    deadline: Option<DateTime<Utc>>,
+) -> Interest {
+    let mut interest = bench.interest(json!({"waitFor": {"jobId": "job-never"}}), false);
+    let plan = Arc::make_mut(&mut interest.plan);
+    plan.interval = Duration::from_secs(3600);
+    let wait = plan.wait.as_mut().unwrap();
+    wait.started_at = started_at;
+    wait.deadline = deadline;
+    interest
+}
+
+#[tokio::test]
+async fn a_settled_feed_polls_just_after_a_wait_deadline_and_wakes_its_waiter() {
+    let bench = Bench::start().await;
+    let deadline = Utc::now() + chrono::TimeDelta::milliseconds(1500);
+    let interest = settled_wait(&bench, Utc::now(), Some(deadline));
+    let mut answers = bench
+        .feeds
+        .subscribe("waiter".into(), bench.target(1000), interest);
+    let first = answer_at_least(&mut answers, 1).await;
+    assert!(first.fetched_at < deadline);
+    bench.feeds.saw(&"waiter".to_string(), first.sequence);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    bench.clear_wakes();
+    // Hourly otherwise: the deadline alone brings the next poll, just after it.
+    let second = answer_at_least(&mut answers, 2).await;
+    assert!(
+        second.fetched_at >= deadline,
+        "fetched at {} for a deadline at {deadline}",
+        second.fetched_at
+    );
+    assert!(second.fetched_at < deadline + chrono::TimeDelta::seconds(2));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        bench.wakes("waiter"),
+        1,
+        "nothing changed, but this answer can time the wait out"
+    );
+    // One poll for the deadline, not one per plan.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(bench.fetcher.upstream_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_wait_joining_a_settled_feed_gets_an_answer_fetched_after_it_started() {
+    let bench = Bench::start().await;
+    let mut answers = bench.feeds.subscribe(
+        "old".into(),
+        bench.target(1000),
+        settled_wait(&bench, Utc::now(), None),
+    );
+    let first = answer_at_least(&mut answers, 1).await;
+    let polled_first = tokio::time::Instant::now();
+    bench.feeds.saw(&"old".to_string(), first.sequence);
+    // Ten waits start after that answer, at once; each evaluated the stale answer.
+    let started = Utc::now();
+    for n in 0..10 {
+        let name = format!("new-{n}");
+        bench.feeds.subscribe(
+            name.clone(),
+            bench.target(1000),
+            settled_wait(&bench, started, None),
+        );
+        bench.feeds.saw(&name, first.sequence);
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    bench.clear_wakes();
+    let second = answer_at_least(&mut answers, 2).await;
+    assert!(second.fetched_at >= started);
+    assert!(
+        polled_first.elapsed() >= MIN_FRESH_POLL_SPACING - Duration::from_millis(50),
+        "not sooner than the spacing after the last poll"
+    );
+    // Settled subscribers are woken paced (5 ms each).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 0..10 {
+        assert_eq!(bench.wakes(&format!("new-{n}")), 1, "new-{n}");
+    }
+    assert_eq!(bench.wakes("old"), 0, "its view did not change");
+    // One call for the ten, and none after: each has its fresh answer now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(bench.fetcher.upstream_calls(), 2);
+}
