@@ -616,12 +616,7 @@ fn who_to_wake<S: Clone>(
             .wait
             .as_ref()
             .is_some_and(|wait| crossed(wait.started_at) || wait.deadline.is_some_and(crossed));
-        let concerned = match &change {
-            Change::Everything => true,
-            Change::Tasks(tasks) => tasks
-                .iter()
-                .any(|task| concerns(&subscription.interest.plan, task)),
-        };
+        let concerned = change.concerns(&subscription.interest.plan);
         if !(missed || concerned || wait_due) {
             subscription.seen = Some(answer.sequence);
             continue;
@@ -684,11 +679,22 @@ enum Change<'a> {
     /// Anything may have changed (first answer, an error, counts or completeness changed,
     /// tasks without ids changed).
     Everything,
-    /// Only these tasks appeared, changed or vanished.
+    /// Only these tasks appeared, changed or vanished: both copies of a changed task (the one
+    /// before and the one after), since a task that leaves a subscriber's filter (EXECUTING to
+    /// CANCELLED under `statuses: [EXECUTING, SUCCESS, FAILED]`) concerns it by its old copy.
     Tasks(Vec<&'a CenterTask>),
 }
 
 impl<'a> Change<'a> {
+    /// Whether the change may alter what `plan` makes of the listing: anything, or a task whose
+    /// copy before or after concerns it.
+    fn concerns(&self, plan: &QueryPlan) -> bool {
+        match self {
+            Change::Everything => true,
+            Change::Tasks(tasks) => tasks.iter().any(|task| concerns(plan, task)),
+        }
+    }
+
     fn between(previous: Option<&'a Answer>, answer: &'a Answer) -> Change<'a> {
         let (Some(Ok(old)), Ok(new)) = (previous.map(|p| &p.result), &answer.result) else {
             // A first answer, or an error on either side: errors are rare and backed off, and
@@ -712,11 +718,14 @@ impl<'a> Change<'a> {
                 Change::Everything
             };
         };
-        let mut changed: Vec<&CenterTask> = after
-            .iter()
-            .filter(|(id, task)| before.get(*id) != Some(*task))
-            .map(|(_, task)| *task)
-            .collect();
+        let mut changed: Vec<&CenterTask> = Vec::new();
+        for (id, task) in &after {
+            match before.get(id) {
+                Some(old) if old == task => {}
+                Some(old) => changed.extend([*old, *task]),
+                None => changed.push(task),
+            }
+        }
         changed.extend(
             before
                 .iter()

@@ -52,7 +52,7 @@ impl Bench {
     /// A target for `limit` (distinct limits are distinct feeds).
     fn target(&self, limit: u32) -> FeedTarget {
         let set = sim::demo_credentials();
-        let plan = self.plan(json!({}), limit);
+        let plan = fast_plan(json!({}), limit);
         FeedTarget {
             key: FeedKey {
                 endpoint: self.sim.endpoint().to_string(),
@@ -70,23 +70,9 @@ impl Bench {
         }
     }
 
-    /// A plan with `extra` spec fields, polling every 300 ms when active and 600 ms when settled
-    /// (below what a spec may ask, so the test runs fast).
-    fn plan(&self, extra: Value, limit: u32) -> QueryPlan {
-        let mut spec = json!({"region": "cn-north-4", "query": {"limit": limit}});
-        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-            spec.extend(extra.clone());
-        }
-        let spec = serde_json::from_value(spec).unwrap();
-        let mut plan = plan(&spec, &PlanContext::starting_at(Utc::now())).unwrap();
-        plan.active_interval = Duration::from_millis(300);
-        plan.interval = Duration::from_millis(600);
-        plan
-    }
-
     fn interest(&self, extra: Value, active: bool) -> Interest {
         Interest {
-            plan: Arc::new(self.plan(extra, 1000)),
+            plan: Arc::new(fast_plan(extra, 1000)),
             active,
         }
     }
@@ -136,6 +122,20 @@ impl Bench {
         )
         .await;
     }
+}
+
+/// A plan with `extra` spec fields, polling every 300 ms when active and 600 ms when settled
+/// (below what a spec may ask, so the test runs fast).
+fn fast_plan(extra: Value, limit: u32) -> QueryPlan {
+    let mut spec = json!({"region": "cn-north-4", "query": {"limit": limit}});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    let spec = serde_json::from_value(spec).unwrap();
+    let mut plan = plan(&spec, &PlanContext::starting_at(Utc::now())).unwrap();
+    plan.active_interval = Duration::from_millis(300);
+    plan.interval = Duration::from_millis(600);
+    plan
 }
 
 /// Waits (up to 10 s) until `receiver` holds an answer with at least `sequence`.
@@ -490,4 +490,46 @@ async fn a_wait_joining_a_settled_feed_gets_an_answer_fetched_after_it_started()
     // One call for the ten, and none after: each has its fresh answer now.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(bench.fetcher.upstream_calls(), 2);
+}
+
+/// An answer holding `tasks`, fetched now.
+fn answer(sequence: u64, tasks: Vec<CenterTask>) -> Answer {
+    let listing = TaskListing {
+        task_count: Some(tasks.len() as u64),
+        tasks,
+        pages: 1,
+        complete: true,
+        fetched_at: Some(Utc::now()),
+    };
+    Answer {
+        sequence,
+        result: Ok(Arc::new(listing)),
+        fetched_at: Utc::now(),
+        last_good: None,
+    }
+}
+
+fn center_task(id: &str, status: &str) -> CenterTask {
+    CenterTask {
+        id: Some(id.into()),
+        name: Some("restartInstance".into()),
+        status: Some(status.into()),
+        ..CenterTask::default()
+    }
+}
+
+#[test]
+fn a_task_leaving_a_filter_concerns_the_subscribers_it_left() {
+    let watching = fast_plan(
+        json!({"filter": {"statuses": ["EXECUTING", "SUCCESS", "FAILED"]}}),
+        1000,
+    );
+    let before = answer(1, vec![center_task("t1", "EXECUTING")]);
+    let after = answer(2, vec![center_task("t1", "CANCELLED")]);
+    // The status showed t1 running; now it is gone from the object's view.
+    assert!(Change::between(Some(&before), &after).concerns(&watching));
+    // And entering the filter concerns it just the same.
+    assert!(Change::between(Some(&after), &before).concerns(&watching));
+    let others = fast_plan(json!({"filter": {"names": ["flushInstance"]}}), 1000);
+    assert!(!Change::between(Some(&before), &after).concerns(&others));
 }
