@@ -609,6 +609,58 @@ mod tests {
         );
     }
 
+    fn failure(http_status: u16, request_id: &str) -> DcsError {
+        DcsError::Api {
+            endpoint: "https://e".into(),
+            error: ApiError {
+                http_status,
+                error_code: (http_status == 401).then(|| "APIG.0301".to_string()),
+                error_msg: Some("busy".into()),
+                request_id: Some(request_id.into()),
+                retry_after: None,
+            },
+        }
+    }
+
+    #[test]
+    fn the_same_error_again_costs_no_write() {
+        let first_error = failure(503, "req-1");
+        let first = run(case(None, PollOutcome::FetchFailed(&first_error), 10));
+        assert!(first.write);
+        // The outage goes on: the same failure (another request id), 30 s and 5 min later.
+        let again_error = failure(503, "req-2");
+        for now in [40, 310] {
+            let again = run(case(
+                Some(&first.status),
+                PollOutcome::FetchFailed(&again_error),
+                now,
+            ));
+            assert!(!again.write, "at {now}: {:?}", again.status.last_error);
+            assert_eq!(again.digest, first.digest);
+            assert_eq!(again.status.last_error, first.status.last_error);
+        }
+        // Another failure is news, written with its own time.
+        let other_error = failure(502, "req-3");
+        let other = run(case(
+            Some(&first.status),
+            PollOutcome::FetchFailed(&other_error),
+            40,
+        ));
+        assert!(other.write);
+        let recorded = other.status.last_error.as_ref().unwrap();
+        assert_eq!(to_chrono(&recorded.time), at(40));
+        // A refusal's time starts the access key's cool-down: renewed at each refusal.
+        let refused = failure(401, "req-4");
+        let first_refusal = run(case(None, PollOutcome::FetchFailed(&refused), 10));
+        let refused_again = run(case(
+            Some(&first_refusal.status),
+            PollOutcome::FetchFailed(&refused),
+            400,
+        ));
+        let recorded = refused_again.status.last_error.as_ref().unwrap();
+        assert_eq!(to_chrono(&recorded.time), at(400));
+    }
+
     #[test]
     fn a_settled_object_rechecks_when_its_glitch_grace_ends() {
         let spec = spec(false);

@@ -187,19 +187,18 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
             }
         }
         PollOutcome::FetchFailed(error) | PollOutcome::StillRefused(_, error) => {
-            let api = error.api_error();
-            status.last_error = Some(LastError {
-                http_status: api.map(|a| i32::from(a.http_status)),
-                error_code: api
-                    .and_then(|a| a.error_code.as_deref())
-                    .map(|code| bounded(code, MAX_ERROR_CODE_BYTES)),
-                error_msg: api
-                    .and_then(|a| a.error_msg.as_deref())
-                    .map(|msg| bounded(msg, MAX_MESSAGE_BYTES)),
-                message: bounded(&error.to_string(), MAX_MESSAGE_BYTES),
-                time: now.clone(),
-                credentials_revision: context.credentials_revision.map(str::to_string),
+            let record = ErrorRecord::of(error);
+            let revision = context.credentials_revision.map(str::to_string);
+            // The same failure again keeps the time it was first seen, so an outage costs one
+            // write, not one per retry; a refusal is the exception, its time starts the
+            // access key's cool-down (see `remembered_refusal`).
+            let repeated = status.last_error.as_ref().filter(|previous| {
+                !error.is_auth_failure()
+                    && ErrorRecord::from_last_error(previous) == record
+                    && previous.credentials_revision == revision
             });
+            let time = repeated.map_or(context.now, |previous| to_chrono(&previous.time));
+            status.last_error = Some(record.at(time, revision));
             if let PollOutcome::StillRefused(recorded, _) = outcome {
                 // Its time starts the cool-down: a remembered refusal must not renew it.
                 status.last_error = Some(recorded.clone());
@@ -285,6 +284,58 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
             conditions::merge(&status.conditions, &desired, context.generation, &now);
     }
     status
+}
+
+/// What `lastError` records of a failure, its time and credentials aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ErrorRecord {
+    http_status: Option<i32>,
+    error_code: Option<String>,
+    error_msg: Option<String>,
+    message: String,
+}
+
+impl ErrorRecord {
+    fn of(error: &DcsError) -> Self {
+        let api = error.api_error();
+        Self {
+            http_status: api.map(|a| i32::from(a.http_status)),
+            error_code: api
+                .and_then(|a| a.error_code.as_deref())
+                .map(|code| bounded(code, MAX_ERROR_CODE_BYTES)),
+            error_msg: api
+                .and_then(|a| a.error_msg.as_deref())
+                .map(|msg| bounded(msg, MAX_MESSAGE_BYTES)),
+            message: bounded(&error.to_string(), MAX_MESSAGE_BYTES),
+        }
+    }
+
+    fn from_last_error(last: &LastError) -> Self {
+        Self {
+            http_status: last.http_status,
+            error_code: last.error_code.clone(),
+            error_msg: last.error_msg.clone(),
+            message: last.message.clone(),
+        }
+    }
+
+    fn at(self, time: DateTime<Utc>, credentials_revision: Option<String>) -> LastError {
+        LastError {
+            http_status: self.http_status,
+            error_code: self.error_code,
+            error_msg: self.error_msg,
+            message: self.message,
+            time: from_chrono(time),
+            credentials_revision,
+        }
+    }
+}
+
+/// Whether two failures would show the same in `lastError` (HTTP status, `error_code`,
+/// `error_msg` and message; the request id and `Retry-After`, which differ per request, are
+/// not shown): a feed's error answer the same as its previous one changes no subscriber's view.
+pub fn same_error(a: &DcsError, b: &DcsError) -> bool {
+    ErrorRecord::of(a) == ErrorRecord::of(b)
 }
 
 /// Event reason when a `waitFor.name` matched several tasks (searchable in `kubectl describe`).

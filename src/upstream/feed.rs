@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use super::fetcher::{FetchResult, FetchSource, RequestKey, SharedFetcher};
 use crate::dcs::{CenterTask, DcsClient, TaskListing};
 use crate::query::evaluate::concerns;
+use crate::query::report::same_error;
 use crate::query::schedule::{Intervals, PollKind, next_poll, until_deadline_poll};
 use crate::query::{ListRequest, QueryPlan};
 
@@ -444,12 +445,6 @@ where
         .values()
         .map(|subscription| subscription.interest.interval())
         .min()?;
-    let shortest_active = entry
-        .subscribers
-        .values()
-        .map(|subscription| subscription.interest.plan.active_interval)
-        .min()
-        .unwrap_or(needed);
     entry.planned_interval = Some(needed);
     let (Some(last_poll), Some(kind)) = (memory.last_poll, memory.last_kind) else {
         return Some(Instant::now());
@@ -457,12 +452,12 @@ where
     if signals.refresh.load(Ordering::SeqCst) {
         return Some(Instant::now());
     }
+    // Answered polls follow the needed interval, and failures back off from it: a settled
+    // feed retries at `interval`, doubling, not at some subscriber's `activeInterval`.
     let intervals = Intervals {
-        active: shortest_active,
+        active: needed,
         settled: needed,
     };
-    // Answered polls follow the needed interval (`active` picks `intervals.active`, so pass
-    // the needed one as both); failures back off from the shortest active interval.
     let delay = match kind {
         PollKind::Answered { .. } => next_poll(
             PollKind::Answered {
@@ -696,10 +691,16 @@ impl<'a> Change<'a> {
     }
 
     fn between(previous: Option<&'a Answer>, answer: &'a Answer) -> Change<'a> {
-        let (Some(Ok(old)), Ok(new)) = (previous.map(|p| &p.result), &answer.result) else {
-            // A first answer, or an error on either side: errors are rare and backed off, and
-            // every subscriber shows them.
-            return Change::Everything;
+        let (old, new) = match (previous.map(|p| &p.result), &answer.result) {
+            (Some(Ok(old)), Ok(new)) => (old, new),
+            // The same failure again: every subscriber shows it already (and a subscriber
+            // whose deadline it passes is woken all the same, see `who_to_wake`).
+            (Some(Err(old)), Err(new)) if same_error(old, new) => {
+                return Change::Tasks(Vec::new());
+            }
+            // A first answer, an error that is new, or the end of one: every subscriber shows
+            // it.
+            _ => return Change::Everything,
         };
         if old.task_count != new.task_count || old.complete != new.complete {
             return Change::Everything;

@@ -533,3 +533,62 @@ fn a_task_leaving_a_filter_concerns_the_subscribers_it_left() {
     let others = fast_plan(json!({"filter": {"names": ["flushInstance"]}}), 1000);
     assert!(!Change::between(Some(&before), &after).concerns(&others));
 }
+
+/// A failed answer: HTTP `status` with `request_id` (which differs per request).
+fn failed(sequence: u64, status: u16, request_id: &str) -> Answer {
+    let error = crate::dcs::DcsError::Api {
+        endpoint: "https://dcs.example".into(),
+        error: crate::dcs::ApiError {
+            http_status: status,
+            error_code: Some("DCS.5000".into()),
+            error_msg: Some("Internal service error.".into()),
+            request_id: Some(request_id.into()),
+            retry_after: None,
+        },
+    };
+    Answer {
+        sequence,
+        result: Err(Arc::new(error)),
+        fetched_at: Utc::now(),
+        last_good: None,
+    }
+}
+
+#[test]
+fn the_same_error_again_changes_nobodys_view() {
+    let everything = fast_plan(json!({}), 1000);
+    let first = failed(2, 503, "req-1");
+    let again = failed(3, 503, "req-2");
+    assert!(
+        !Change::between(Some(&first), &again).concerns(&everything),
+        "only the request id differs"
+    );
+    let other = failed(4, 502, "req-3");
+    assert!(Change::between(Some(&again), &other).concerns(&everything));
+    let good = answer(5, vec![]);
+    assert!(Change::between(Some(&other), &good).concerns(&everything));
+    assert!(Change::between(Some(&good), &first).concerns(&everything));
+}
+
+#[tokio::test]
+async fn a_settled_feed_backs_off_from_its_own_interval() {
+    let bench = Bench::start().await;
+    // A garbled body: transient, and not retried inside the listing, so each poll is one call.
+    bench
+        .admin(
+            reqwest::Method::POST,
+            "/_sim/faults",
+            json!({"count": 100, "status": 200, "body": "not the task list"}),
+        )
+        .await;
+    let mut settled = bench.interest(json!({}), false);
+    Arc::make_mut(&mut settled.plan).interval = Duration::from_secs(3);
+    let mut answers = bench
+        .feeds
+        .subscribe("settled".into(), bench.target(1000), settled);
+    let first = answer_at_least(&mut answers, 1).await;
+    assert!(first.result.is_err(), "{:?}", first.result);
+    // Its subscriber's activeInterval is 300 ms, but nobody needs it: no retry before 2.7 s.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(bench.fetcher.upstream_calls(), 1);
+}
