@@ -76,12 +76,8 @@ impl WaitVerdict {
 
 /// Judges `listing` against `plan` at `now`.
 pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> Evaluation {
-    let mut ordered: Vec<&CenterTask> = listing.tasks.iter().collect();
+    let mut ordered = distinct_tasks(&listing.tasks);
     ordered.sort_by(|a, b| newest_first(a, b));
-    // A task created while paging shifts the pages, so the next page repeats the last task of
-    // the previous one: count each id once (tasks without an id are kept as they are).
-    let mut seen = std::collections::HashSet::new();
-    ordered.retain(|task| task.id.as_deref().is_none_or(|id| seen.insert(id)));
 
     let matched: Vec<&CenterTask> = ordered
         .iter()
@@ -140,6 +136,37 @@ pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> 
         incomplete: !listing.complete,
         fetched_at: listing.fetched_at,
     }
+}
+
+/// One copy of each task id, in the order ids first appear; tasks without an id are all kept.
+///
+/// A task created while paging shifts the pages, so a later page repeats a task of an earlier
+/// one, possibly changed in between. The copy with the newest `updated_at` wins (an unreadable
+/// one counts as oldest); on a tie, the later copy in listing order, which came from the later
+/// page. Evaluation and the feeds' change detection both use this, so the copy that decides a
+/// verdict is the copy whose change wakes the object.
+pub fn distinct_tasks(tasks: &[CenterTask]) -> Vec<&CenterTask> {
+    let updated = |task: &CenterTask| task.updated_at.as_ref().and_then(|t| t.parsed);
+    let mut kept: Vec<&CenterTask> = Vec::with_capacity(tasks.len());
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for task in tasks {
+        let Some(id) = task.id.as_deref() else {
+            kept.push(task);
+            continue;
+        };
+        match index.get(id) {
+            Some(&at) => {
+                if updated(task) >= updated(kept[at]) {
+                    kept[at] = task;
+                }
+            }
+            None => {
+                index.insert(id, kept.len());
+                kept.push(task);
+            }
+        }
+    }
+    kept
 }
 
 /// Newest `created_at` first; tasks without a readable `created_at` last; equal times ordered
@@ -621,6 +648,41 @@ mod tests {
         );
         assert_eq!(e.matched_count, 3);
         assert_eq!(ids(&e), vec!["b", "a", ""]);
+    }
+
+    #[test]
+    fn a_task_repeated_across_pages_keeps_its_newest_copy_in_either_order() {
+        let p = planned(
+            serde_json::json!({"waitFor": {"jobId": "job-a"}}),
+            PlanContext::starting_at(at(0, 0)),
+        );
+        let copy = |status: &str, updated: Option<DateTime<Utc>>| {
+            let mut t = task("a", "EXTEND", status, Some(at(1, 0)));
+            t.updated_at = updated
+                .map(|u| TaskTime::new(u.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
+            t
+        };
+        let running = copy("EXECUTING", Some(at(1, 0)));
+        let done = copy("SUCCESS", Some(at(1, 5)));
+        for tasks in [
+            vec![running.clone(), done.clone()],
+            vec![done.clone(), running.clone()],
+        ] {
+            let e = evaluate(&p, &listing(tasks), at(2, 0));
+            assert_eq!(e.matched_count, 1);
+            assert_eq!(e.wait.unwrap().phase, WaitPhase::Succeeded);
+        }
+        // Equal or unreadable times: the later copy, from the later page.
+        let untimed = [copy("EXECUTING", None), copy("SUCCESS", None)];
+        let kept = distinct_tasks(&untimed);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].status.as_deref(), Some("SUCCESS"));
+        let unreadable_later = [done.clone(), copy("EXECUTING", None)];
+        assert_eq!(
+            distinct_tasks(&unreadable_later)[0].status.as_deref(),
+            Some("SUCCESS"),
+            "an unreadable time is the oldest"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use super::fetcher::{FetchResult, FetchSource, RequestKey, SharedFetcher};
 use crate::dcs::{CenterTask, DcsClient, TaskListing};
-use crate::query::evaluate::concerns;
+use crate::query::evaluate::{concerns, distinct_tasks};
 use crate::query::report::same_error;
 use crate::query::schedule::{Intervals, PollKind, next_poll, until_deadline_poll};
 use crate::query::{ListRequest, QueryPlan};
@@ -705,10 +705,10 @@ impl<'a> Change<'a> {
         if old.task_count != new.task_count || old.complete != new.complete {
             return Change::Everything;
         }
+        // The copy of a repeated id that evaluation keeps is the one compared.
         let ids = |listing: &'a TaskListing| -> Option<HashMap<&'a str, &'a CenterTask>> {
-            listing
-                .tasks
-                .iter()
+            distinct_tasks(&listing.tasks)
+                .into_iter()
                 .map(|task| task.id.as_deref().map(|id| (id, task)))
                 .collect()
         };

@@ -494,8 +494,14 @@ async fn a_wait_joining_a_settled_feed_gets_an_answer_fetched_after_it_started()
 
 /// An answer holding `tasks`, fetched now.
 fn answer(sequence: u64, tasks: Vec<CenterTask>) -> Answer {
+    let count = tasks.len() as u64;
+    answer_counting(sequence, tasks, count)
+}
+
+/// An answer holding `tasks` whose `task_count` says `task_count`, fetched now.
+fn answer_counting(sequence: u64, tasks: Vec<CenterTask>, task_count: u64) -> Answer {
     let listing = TaskListing {
-        task_count: Some(tasks.len() as u64),
+        task_count: Some(task_count),
         tasks,
         pages: 1,
         complete: true,
@@ -591,4 +597,37 @@ async fn a_settled_feed_backs_off_from_its_own_interval() {
     // Its subscriber's activeInterval is 300 ms, but nobody needs it: no retry before 2.7 s.
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(bench.fetcher.upstream_calls(), 1);
+}
+
+#[test]
+fn evaluation_and_change_detection_keep_the_same_copy_of_a_repeated_task() {
+    let waiter = fast_plan(json!({"waitFor": {"jobId": "job-1"}}), 1000);
+    let copy = |status: &str, updated: &str| CenterTask {
+        job_id: Some("job-1".into()),
+        updated_at: Some(crate::dcs::TaskTime::new(updated.to_string())),
+        ..center_task("t1", status)
+    };
+    let running = copy("EXECUTING", "2026-11-27T12:01:00.000Z");
+    let done = copy("SUCCESS", "2026-11-27T12:05:00.000Z");
+    let settled = answer(1, vec![done.clone()]);
+    // Pages shifted while paging: the task is listed twice, before and after it succeeded.
+    for tasks in [
+        vec![running.clone(), done.clone()],
+        vec![done.clone(), running.clone()],
+    ] {
+        let shifted = answer_counting(2, tasks, 1);
+        let Ok(listing) = &shifted.result else {
+            unreachable!()
+        };
+        let seen = crate::query::evaluate(&waiter, listing, Utc::now());
+        assert_eq!(
+            seen.wait.unwrap().phase,
+            crate::api::WaitPhase::Succeeded,
+            "evaluation keeps the newest copy"
+        );
+        // So the settled listing after it changes nothing the waiter saw, and the shifted one
+        // changes what a waiter of the settled one saw not at all either.
+        assert!(!Change::between(Some(&shifted), &settled).concerns(&waiter));
+        assert!(!Change::between(Some(&settled), &shifted).concerns(&waiter));
+    }
 }
