@@ -671,8 +671,8 @@ async fn wake_paced<S>(
 
 /// What changed between two answers, as far as subscribers' views go.
 enum Change<'a> {
-    /// Anything may have changed (first answer, an error, counts or completeness changed,
-    /// tasks without ids changed).
+    /// Anything may have changed (first answer, a new error, completeness changed, tasks
+    /// without ids changed).
     Everything,
     /// Only these tasks appeared, changed or vanished: both copies of a changed task (the one
     /// before and the one after), since a task that leaves a subscriber's filter (EXECUTING to
@@ -702,7 +702,10 @@ impl<'a> Change<'a> {
             // it.
             _ => return Change::Everything,
         };
-        if old.task_count != new.task_count || old.complete != new.complete {
+        // `task_count` alone is not a reason to wake everyone: a task the listing gained or
+        // lost shows as that task below, and wakes those it concerns; the others' `taskCount`
+        // catches up at their next concerned change or the sync heartbeat.
+        if old.complete != new.complete {
             return Change::Everything;
         }
         // The copy of a repeated id that evaluation keeps is the one compared.

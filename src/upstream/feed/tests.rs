@@ -631,3 +631,22 @@ fn evaluation_and_change_detection_keep_the_same_copy_of_a_repeated_task() {
         assert!(!Change::between(Some(&settled), &shifted).concerns(&waiter));
     }
 }
+
+#[test]
+fn a_task_count_change_alone_concerns_only_whom_the_changed_task_concerns() {
+    let restarts = fast_plan(json!({"filter": {"names": ["restartInstance"]}}), 1000);
+    let flushes = fast_plan(json!({"filter": {"names": ["flushInstance"]}}), 1000);
+    let before = answer(1, vec![center_task("t1", "SUCCESS")]);
+    // A new restart task: the count grows with it.
+    let grown = answer(
+        2,
+        vec![center_task("t1", "SUCCESS"), center_task("t2", "EXECUTING")],
+    );
+    let change = Change::between(Some(&before), &grown);
+    assert!(change.concerns(&restarts));
+    assert!(!change.concerns(&flushes), "no flush task changed");
+    // The count moves with no listed task changing (a task beyond the page limit).
+    let recounted = answer_counting(3, vec![center_task("t1", "SUCCESS")], 7);
+    let change = Change::between(Some(&before), &recounted);
+    assert!(!change.concerns(&restarts) && !change.concerns(&flushes));
+}
