@@ -603,7 +603,7 @@ fn who_to_wake<S: Clone>(
         }
         let missed = subscription.seen != previous.map(|p| p.sequence);
         let crossed = |moment: DateTime<Utc>| {
-            previous.is_some_and(|p| p.fetched_at < moment) && moment <= answer.fetched_at
+            first_fetched_since(previous.map(|p| p.fetched_at), answer.fetched_at, moment)
         };
         let wait_due = subscription
             .interest
@@ -630,6 +630,17 @@ fn who_to_wake<S: Clone>(
         now,
         settled,
     }
+}
+
+/// Whether an answer fetched at `answered_at` is the first at or after `moment`, the previous
+/// one having been fetched at `previous_at` (`None`: no previous answer, which wakes everyone
+/// anyway). The same boundary as the wait's judgement: fetched at `moment` counts as after it.
+fn first_fetched_since(
+    previous_at: Option<DateTime<Utc>>,
+    answered_at: DateTime<Utc>,
+    moment: DateTime<Utc>,
+) -> bool {
+    previous_at.is_some_and(|previous| previous < moment) && moment <= answered_at
 }
 
 /// When settled subscribers are woken after an answer that also wakes `awaiting` ones: after

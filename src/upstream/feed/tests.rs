@@ -650,3 +650,35 @@ fn a_task_count_change_alone_concerns_only_whom_the_changed_task_concerns() {
     let change = Change::between(Some(&before), &recounted);
     assert!(!change.concerns(&restarts) && !change.concerns(&flushes));
 }
+
+#[test]
+fn a_wait_asks_for_an_answer_only_until_one_is_fetched_at_or_after_its_moments() {
+    let start = Utc::now();
+    let second = chrono::TimeDelta::seconds(1);
+    let mut waiter = fast_plan(json!({"waitFor": {"jobId": "job-1"}}), 1000);
+    waiter.wait.as_mut().unwrap().started_at = start;
+    // Fetched before the wait started: at once; at or after its start: nothing more.
+    assert_eq!(
+        wait_needs_within(&waiter, start - second, start),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(wait_needs_within(&waiter, start, start), None);
+    assert_eq!(wait_needs_within(&waiter, start + second, start), None);
+    // The first answer fetched at or after a moment is the one that wakes for it.
+    assert!(first_fetched_since(Some(start - second), start, start));
+    assert!(first_fetched_since(
+        Some(start - second),
+        start + second,
+        start
+    ));
+    assert!(
+        !first_fetched_since(Some(start), start + second, start),
+        "seen already"
+    );
+    assert!(!first_fetched_since(
+        Some(start - second * 2),
+        start - second,
+        start
+    ));
+    assert!(!first_fetched_since(None, start, start));
+}
