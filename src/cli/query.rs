@@ -203,6 +203,7 @@ async fn poll_loop(
         let mut context = status_context(manifest, shown.as_ref(), started, now);
         context.wait_deadline = plan.wait.as_ref().and_then(|wait| wait.deadline);
         context.last_good_at = answer.last_good.as_ref().and_then(|l| l.fetched_at);
+        context.answered_at = Some(answer.fetched_at);
         let decision = query::decide(DecisionInput {
             context,
             previous_digest: shown.as_ref().map(query::content_digest),
@@ -335,6 +336,7 @@ fn status_context<'a>(
         wait_deadline: None,
         credentials_revision: None,
         last_good_at: None,
+        answered_at: None,
         now,
     }
 }

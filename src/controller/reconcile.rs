@@ -248,6 +248,7 @@ pub async fn reconcile(
             .answer()
             .and_then(|answer| answer.last_good.as_ref())
             .and_then(|listing| listing.fetched_at),
+        answered_at: outcome.answer().map(|answer| answer.fetched_at),
         now,
     };
     // Anything but a fresh listing keeps the tasks already known, which the cache dropped.

@@ -178,9 +178,11 @@ fn recheck_after(input: &DecisionInput<'_>, status: &DcsTaskQueryStatus) -> Opti
     let now = context.now;
     let until = |at: DateTime<Utc>| (at - now).to_std().unwrap_or(Duration::ZERO);
     let mut reasons = vec![input.retry_after];
-    // A wait times out at its deadline even when no answer ever changes.
+    // A wait times out at its deadline even when no answer ever changes. Once the deadline
+    // has passed, a wait still pending waits for the feed's poll after the deadline, whose
+    // answer wakes it (rechecking would only re-read the older answer, every margin).
     if context.has_wait
-        && let Some(deadline) = context.wait_deadline
+        && let Some(deadline) = context.wait_deadline.filter(|deadline| *deadline > now)
     {
         reasons.push(Some(until(deadline) + DEADLINE_MARGIN));
     }
@@ -376,6 +378,7 @@ mod tests {
                 wait_deadline: None,
                 credentials_revision: None,
                 last_good_at: None,
+                answered_at: None,
                 now: at(now),
             },
             previous_digest: previous.map(content_digest),
@@ -570,6 +573,92 @@ mod tests {
         });
         assert_eq!(reasons(&timed_out), vec![EventReason::WaitTimedOut]);
         assert!(timed_out.resolved);
+    }
+
+    #[test]
+    fn a_wait_past_its_deadline_on_an_older_answer_waits_for_the_feed_without_spinning() {
+        // Fetched at 25, read at 31 with the deadline at 30: pending, the feed's poll after
+        // the deadline will wake the object; no recheck every margin meanwhile.
+        let older = evaluation(WaitPhase::Pending, "RUNNING", 25);
+        let pending = run(Case {
+            deadline: Some(30),
+            ..case(None, PollOutcome::Fetched(&older), 31)
+        });
+        assert!(!pending.resolved);
+        let heartbeat = SYNC_HEARTBEAT - Duration::from_secs(6);
+        assert_eq!(pending.recheck, Some(heartbeat));
+        // The same for a poll that failed at 29, read at 31.
+        let spec = spec(true);
+        let error = server_error();
+        let mut failed = input(
+            &spec,
+            Some(&pending.status),
+            PollOutcome::FetchFailed(&error),
+            31,
+        );
+        failed.context.wait_deadline = Some(at(30));
+        failed.context.answered_at = Some(at(29));
+        let failed = decide(failed);
+        assert!(!failed.resolved);
+        assert!(
+            failed
+                .recheck
+                .is_some_and(|after| after > Duration::from_secs(60)),
+            "{:?}",
+            failed.recheck
+        );
+    }
+
+    fn failure(http_status: u16, request_id: &str) -> DcsError {
+        DcsError::Api {
+            endpoint: "https://e".into(),
+            error: ApiError {
+                http_status,
+                error_code: (http_status == 401).then(|| "APIG.0301".to_string()),
+                error_msg: Some("busy".into()),
+                request_id: Some(request_id.into()),
+                retry_after: None,
+            },
+        }
+    }
+
+    #[test]
+    fn the_same_error_again_costs_no_write() {
+        let first_error = failure(503, "req-1");
+        let first = run(case(None, PollOutcome::FetchFailed(&first_error), 10));
+        assert!(first.write);
+        // The outage goes on: the same failure (another request id), 30 s and 5 min later.
+        let again_error = failure(503, "req-2");
+        for now in [40, 310] {
+            let again = run(case(
+                Some(&first.status),
+                PollOutcome::FetchFailed(&again_error),
+                now,
+            ));
+            assert!(!again.write, "at {now}: {:?}", again.status.last_error);
+            assert_eq!(again.digest, first.digest);
+            assert_eq!(again.status.last_error, first.status.last_error);
+        }
+        // Another failure is news, written with its own time.
+        let other_error = failure(502, "req-3");
+        let other = run(case(
+            Some(&first.status),
+            PollOutcome::FetchFailed(&other_error),
+            40,
+        ));
+        assert!(other.write);
+        let recorded = other.status.last_error.as_ref().unwrap();
+        assert_eq!(to_chrono(&recorded.time), at(40));
+        // A refusal's time starts the access key's cool-down: renewed at each refusal.
+        let refused = failure(401, "req-4");
+        let first_refusal = run(case(None, PollOutcome::FetchFailed(&refused), 10));
+        let refused_again = run(case(
+            Some(&first_refusal.status),
+            PollOutcome::FetchFailed(&refused),
+            400,
+        ));
+        let recorded = refused_again.status.last_error.as_ref().unwrap();
+        assert_eq!(to_chrono(&recorded.time), at(400));
     }
 
     #[test]

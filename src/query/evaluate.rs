@@ -76,12 +76,8 @@ impl WaitVerdict {
 
 /// Judges `listing` against `plan` at `now`.
 pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> Evaluation {
-    let mut ordered: Vec<&CenterTask> = listing.tasks.iter().collect();
+    let mut ordered = distinct_tasks(&listing.tasks);
     ordered.sort_by(|a, b| newest_first(a, b));
-    // A task created while paging shifts the pages, so the next page repeats the last task of
-    // the previous one: count each id once (tasks without an id are kept as they are).
-    let mut seen = std::collections::HashSet::new();
-    ordered.retain(|task| task.id.as_deref().is_none_or(|id| seen.insert(id)));
 
     let matched: Vec<&CenterTask> = ordered
         .iter()
@@ -111,13 +107,19 @@ pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> 
         .as_ref()
         .map(|wait| judge_wait(wait, plan, &ordered, listing, now));
     let running = matched.iter().any(|task| is_running(plan, task));
+    // A verdict held back for a fresher answer (see `judge_wait`) needs that answer soon.
+    let unconfirmed = plan
+        .wait
+        .as_ref()
+        .is_some_and(|wait| answered_at(listing, now) < wait.started_at);
     let awaiting = wait.as_ref().is_some_and(|w| {
         !w.phase.is_resolved()
-            && w.task.as_ref().is_none_or(|task| {
-                task.status
-                    .as_deref()
-                    .is_none_or(|status| RUNNING_STATUSES.contains(&status))
-            })
+            && (unconfirmed
+                || w.task.as_ref().is_none_or(|task| {
+                    task.status
+                        .as_deref()
+                        .is_none_or(|status| RUNNING_STATUSES.contains(&status))
+                }))
     });
     let active = running || awaiting;
 
@@ -134,6 +136,37 @@ pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> 
         incomplete: !listing.complete,
         fetched_at: listing.fetched_at,
     }
+}
+
+/// One copy of each task id, in the order ids first appear; tasks without an id are all kept.
+///
+/// A task created while paging shifts the pages, so a later page repeats a task of an earlier
+/// one, possibly changed in between. The copy with the newest `updated_at` wins (an unreadable
+/// one counts as oldest); on a tie, the later copy in listing order, which came from the later
+/// page. Evaluation and the feeds' change detection both use this, so the copy that decides a
+/// verdict is the copy whose change wakes the object.
+pub fn distinct_tasks(tasks: &[CenterTask]) -> Vec<&CenterTask> {
+    let updated = |task: &CenterTask| task.updated_at.as_ref().and_then(|t| t.parsed);
+    let mut kept: Vec<&CenterTask> = Vec::with_capacity(tasks.len());
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for task in tasks {
+        let Some(id) = task.id.as_deref() else {
+            kept.push(task);
+            continue;
+        };
+        match index.get(id) {
+            Some(&at) => {
+                if updated(task) >= updated(kept[at]) {
+                    kept[at] = task;
+                }
+            }
+            None => {
+                index.insert(id, kept.len());
+                kept.push(task);
+            }
+        }
+    }
+    kept
 }
 
 /// Newest `created_at` first; tasks without a readable `created_at` last; equal times ordered
@@ -236,7 +269,6 @@ fn judge_wait(
     listing: &TaskListing,
     now: DateTime<Utc>,
 ) -> WaitVerdict {
-    let page: &PageRequest = &plan.page;
     let candidates: Vec<&CenterTask> = newest_first
         .iter()
         .copied()
@@ -258,10 +290,65 @@ fn judge_wait(
             target && passes_wait_filter(&plan.filter, task)
         })
         .collect();
+    let filtered = describe_wait_filter(&plan.filter);
+    // Judged by when the answer was fetched, not by when it is read: an answer fetched before
+    // the deadline may miss a task that finished just before it, so only the poll at or after
+    // the deadline (which the feed makes) can time the wait out.
+    let fetched_at = answered_at(listing, now);
+    let timed_out = wait.deadline.is_some_and(|deadline| fetched_at >= deadline);
+    let verdict = judge_found(wait, plan, &candidates, listing, &filtered, timed_out);
+    hold_back_unconfirmed(verdict, wait, fetched_at, now)
+}
+
+/// When `listing` was fetched upstream; a listing that does not say counts as fetched `now`.
+fn answered_at(listing: &TaskListing, now: DateTime<Utc>) -> DateTime<Utc> {
+    listing.fetched_at.unwrap_or(now)
+}
+
+/// Keeps a wait `Pending`, saying why, where the answer cannot be trusted for a verdict yet:
+/// it was fetched before the wait started (a feed's last answer can be up to one interval old
+/// when an object joins it), or the deadline passed after it was fetched (the poll after the
+/// deadline decides between the task's last chance and `TimedOut`).
+fn hold_back_unconfirmed(
+    mut verdict: WaitVerdict,
+    wait: &WaitPlan,
+    fetched_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> WaitVerdict {
+    let time = |at: DateTime<Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if fetched_at < wait.started_at {
+        verdict.phase = WaitPhase::Pending;
+        verdict.message = format!(
+            "{}; that answer was fetched at {}, before this wait started at {}: confirming with a fresh answer",
+            verdict.message,
+            time(fetched_at),
+            time(wait.started_at)
+        );
+    } else if verdict.phase == WaitPhase::Pending
+        && let Some(deadline) = wait.deadline.filter(|deadline| now >= *deadline)
+    {
+        verdict.message = format!(
+            "{}; spec.waitFor.timeout ran out at {} after this answer was fetched at {}: confirming with the poll after the deadline",
+            verdict.message,
+            time(deadline),
+            time(fetched_at)
+        );
+    }
+    verdict
+}
+
+/// The verdict on the newest of `candidates` (none: not found), timed out or not.
+fn judge_found(
+    wait: &WaitPlan,
+    plan: &QueryPlan,
+    candidates: &[&CenterTask],
+    listing: &TaskListing,
+    filtered: &str,
+    timed_out: bool,
+) -> WaitVerdict {
+    let page: &PageRequest = &plan.page;
     let matched = candidates.len();
     let found = candidates.first().copied();
-    let filtered = describe_wait_filter(&plan.filter);
-    let timed_out = wait.deadline.is_some_and(|deadline| now >= deadline);
     let Some(task) = found else {
         let mut message = format!("{}{filtered} not found in the task list yet", wait.target);
         if !listing.complete {
@@ -564,6 +651,41 @@ mod tests {
     }
 
     #[test]
+    fn a_task_repeated_across_pages_keeps_its_newest_copy_in_either_order() {
+        let p = planned(
+            serde_json::json!({"waitFor": {"jobId": "job-a"}}),
+            PlanContext::starting_at(at(0, 0)),
+        );
+        let copy = |status: &str, updated: Option<DateTime<Utc>>| {
+            let mut t = task("a", "EXTEND", status, Some(at(1, 0)));
+            t.updated_at = updated
+                .map(|u| TaskTime::new(u.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
+            t
+        };
+        let running = copy("EXECUTING", Some(at(1, 0)));
+        let done = copy("SUCCESS", Some(at(1, 5)));
+        for tasks in [
+            vec![running.clone(), done.clone()],
+            vec![done.clone(), running.clone()],
+        ] {
+            let e = evaluate(&p, &listing(tasks), at(2, 0));
+            assert_eq!(e.matched_count, 1);
+            assert_eq!(e.wait.unwrap().phase, WaitPhase::Succeeded);
+        }
+        // Equal or unreadable times: the later copy, from the later page.
+        let untimed = [copy("EXECUTING", None), copy("SUCCESS", None)];
+        let kept = distinct_tasks(&untimed);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].status.as_deref(), Some("SUCCESS"));
+        let unreadable_later = [done.clone(), copy("EXECUTING", None)];
+        assert_eq!(
+            distinct_tasks(&unreadable_later)[0].status.as_deref(),
+            Some("SUCCESS"),
+            "an unreadable time is the oldest"
+        );
+    }
+
+    #[test]
     fn filter_and_bound() {
         let p = planned(
             serde_json::json!({"filter": {"names": ["EXTEND", "BindEip"], "statuses": ["SUCCESS"]}, "maxTasks": 1}),
@@ -746,6 +868,66 @@ mod tests {
             at(6, 0),
         );
         assert_eq!(done.wait.unwrap().phase, WaitPhase::Succeeded);
+    }
+
+    fn fetched(tasks: Vec<CenterTask>, at: DateTime<Utc>) -> TaskListing {
+        TaskListing {
+            fetched_at: Some(at),
+            ..listing(tasks)
+        }
+    }
+
+    #[test]
+    fn a_wait_times_out_only_on_an_answer_fetched_at_or_after_its_deadline() {
+        let p = planned(
+            serde_json::json!({"waitFor": {"jobId": "job-a", "timeout": "5m"}}),
+            PlanContext::starting_at(at(0, 0)),
+        );
+        let running = vec![task("a", "EXTEND", "EXECUTING", Some(at(1, 0)))];
+        // Read a minute after the deadline, but fetched a second before it: the task may have
+        // finished since, so the poll after the deadline decides.
+        for tasks in [vec![], running.clone()] {
+            let e = evaluate(&p, &fetched(tasks, at(4, 59)), at(6, 0));
+            let wait = e.wait.unwrap();
+            assert_eq!(wait.phase, WaitPhase::Pending);
+            assert!(
+                wait.message
+                    .contains("confirming with the poll after the deadline"),
+                "{}",
+                wait.message
+            );
+            assert!(e.active, "the last chance is polled for");
+        }
+        let late = evaluate(&p, &fetched(running, at(5, 0)), at(5, 1));
+        assert_eq!(late.wait.unwrap().phase, WaitPhase::TimedOut);
+        // The task's success in the answer after the deadline is its last chance, taken.
+        let done = vec![task("a", "EXTEND", "SUCCESS", Some(at(1, 0)))];
+        let e = evaluate(&p, &fetched(done, at(5, 0)), at(5, 1));
+        assert_eq!(e.wait.unwrap().phase, WaitPhase::Succeeded);
+    }
+
+    #[test]
+    fn a_first_verdict_needs_an_answer_fetched_after_the_wait_started() {
+        let p = planned(
+            serde_json::json!({"waitFor": {"jobId": "job-a"}}),
+            PlanContext::starting_at(at(10, 0)),
+        );
+        // The feed's answer from before the object existed shows the previous run's result.
+        for status in ["SUCCESS", "FAILED"] {
+            let tasks = vec![task("a", "EXTEND", status, Some(at(1, 0)))];
+            let stale = evaluate(&p, &fetched(tasks.clone(), at(9, 59)), at(10, 0));
+            let wait = stale.wait.unwrap();
+            assert_eq!(wait.phase, WaitPhase::Pending, "{status}");
+            assert!(
+                wait.message.contains("confirming with a fresh answer"),
+                "{}",
+                wait.message
+            );
+            assert_eq!(wait.task.unwrap().status.as_deref(), Some(status));
+            assert!(stale.active, "a fresh answer is wanted soon");
+            let fresh = evaluate(&p, &fetched(tasks, at(10, 0)), at(10, 1));
+            assert!(fresh.wait.unwrap().phase.is_resolved(), "{status}");
+        }
     }
 
     #[test]

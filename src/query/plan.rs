@@ -16,10 +16,11 @@ pub const SINCE_ALIGNMENT: TimeDelta = TimeDelta::minutes(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanContext {
     pub now: DateTime<Utc>,
-    /// The object's creation time (the CLI: the command's start). `waitFor.createdAfter`
-    /// defaults to this minus `lookback`.
+    /// The object's creation time (the CLI: the command's start).
     pub created_at: DateTime<Utc>,
-    /// When this generation's wait started; `waitFor.timeout` counts from here.
+    /// When this generation's wait started (for generation 1, the object's creation; see
+    /// `report::wait_started_at`): `waitFor.timeout` counts from here, and
+    /// `waitFor.createdAfter` defaults to this minus `lookback`.
     pub wait_started_at: DateTime<Utc>,
 }
 
@@ -161,14 +162,16 @@ pub fn plan(spec: &DcsTaskQuerySpec, context: &PlanContext) -> Result<QueryPlan,
                 (None, name) => {
                     let created_after = match &wait.created_after {
                         Some(explicit) => crate::api::time::to_chrono(explicit),
+                        // From this generation's wait: a re-armed wait looks for the run
+                        // it was re-armed for, not the previous run's result.
                         None => shifted(
-                            context.created_at,
+                            context.wait_started_at,
                             valid.lookback.unwrap_or_default(),
                             Shift::Back,
                             "spec.waitFor.lookback",
                             &mut errors,
                         )
-                        .unwrap_or(context.created_at),
+                        .unwrap_or(context.wait_started_at),
                     };
                     WaitTarget::Name {
                         name: name.clone().unwrap_or_default(),
@@ -360,7 +363,7 @@ mod tests {
     }
 
     #[test]
-    fn wait_by_name_defaults_to_creation_minus_lookback() {
+    fn wait_by_name_defaults_to_the_wait_start_minus_lookback() {
         let s = spec(
             serde_json::json!({"waitFor": {"name": "masterStandbySwapJob", "timeout": "10m"}}),
         );
@@ -369,12 +372,14 @@ mod tests {
             created_at: at(12, 0, 0),
             wait_started_at: at(12, 10, 0),
         };
+        // A re-armed wait (its generation's wait started at 12:10, after the object's creation
+        // at 12:00): the previous run's tasks, created before 12:05, do not count.
         let wait = plan(&s, &context).unwrap().wait.unwrap();
         assert_eq!(
             wait.target,
             WaitTarget::Name {
                 name: "masterStandbySwapJob".into(),
-                created_after: at(11, 55, 0)
+                created_after: at(12, 5, 0)
             }
         );
         assert_eq!(wait.deadline, Some(at(12, 20, 0)));
@@ -416,25 +421,32 @@ mod tests {
             "query": {"since": "8760h"},
             "waitFor": {"name": "n", "lookback": "8760h", "timeout": "720h"}
         }));
-        let errors = plan(
-            &s,
-            &PlanContext {
-                now: DateTime::<Utc>::MIN_UTC,
-                created_at: DateTime::<Utc>::MIN_UTC,
-                wait_started_at: DateTime::<Utc>::MAX_UTC,
-            },
-        )
-        .unwrap_err();
-        let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        let fields = |wait_started_at: DateTime<Utc>| {
+            let errors = plan(
+                &s,
+                &PlanContext {
+                    now: DateTime::<Utc>::MIN_UTC,
+                    created_at: DateTime::<Utc>::MIN_UTC,
+                    wait_started_at,
+                },
+            )
+            .unwrap_err();
+            assert!(errors.0[0].rule.contains("outside the supported calendar"));
+            errors
+                .0
+                .into_iter()
+                .map(|e| e.field)
+                .collect::<Vec<String>>()
+        };
+        // The lookback counts back from the wait's start, the timeout forward from it.
         assert_eq!(
-            fields,
-            vec![
-                "spec.query.since",
-                "spec.waitFor.lookback",
-                "spec.waitFor.timeout"
-            ]
+            fields(DateTime::<Utc>::MIN_UTC),
+            vec!["spec.query.since", "spec.waitFor.lookback"]
         );
-        assert!(errors.0[0].rule.contains("outside the supported calendar"));
+        assert_eq!(
+            fields(DateTime::<Utc>::MAX_UTC),
+            vec!["spec.query.since", "spec.waitFor.timeout"]
+        );
     }
 
     #[test]

@@ -171,6 +171,7 @@ proptest! {
             wait_deadline: None,
             credentials_revision: None,
             last_good_at: None,
+            answered_at: None,
             now,
         };
         match plan(&spec, &context) {

@@ -87,6 +87,12 @@ pub struct StatusContext<'a> {
     /// answer is not written (only at the sync heartbeat), so the status alone can show an
     /// older time than the feed knows.
     pub last_good_at: Option<DateTime<Utc>>,
+    /// When the poll behind a failed outcome finished (`upstream::feed::Answer::fetched_at`):
+    /// the wait clock judges a failure by when it happened, so a failure from before the
+    /// deadline read after it does not time the wait out; the poll after the deadline does.
+    /// `None` when no poll was made (no credentials, a remembered refusal, no answer yet):
+    /// those are judged at `now`.
+    pub answered_at: Option<DateTime<Utc>>,
     pub now: DateTime<Utc>,
 }
 
@@ -181,19 +187,18 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
             }
         }
         PollOutcome::FetchFailed(error) | PollOutcome::StillRefused(_, error) => {
-            let api = error.api_error();
-            status.last_error = Some(LastError {
-                http_status: api.map(|a| i32::from(a.http_status)),
-                error_code: api
-                    .and_then(|a| a.error_code.as_deref())
-                    .map(|code| bounded(code, MAX_ERROR_CODE_BYTES)),
-                error_msg: api
-                    .and_then(|a| a.error_msg.as_deref())
-                    .map(|msg| bounded(msg, MAX_MESSAGE_BYTES)),
-                message: bounded(&error.to_string(), MAX_MESSAGE_BYTES),
-                time: now.clone(),
-                credentials_revision: context.credentials_revision.map(str::to_string),
+            let record = ErrorRecord::of(error);
+            let revision = context.credentials_revision.map(str::to_string);
+            // The same failure again keeps the time it was first seen, so an outage costs one
+            // write, not one per retry; a refusal is the exception, its time starts the
+            // access key's cool-down (see `remembered_refusal`).
+            let repeated = status.last_error.as_ref().filter(|previous| {
+                !error.is_auth_failure()
+                    && ErrorRecord::from_last_error(previous) == record
+                    && previous.credentials_revision == revision
             });
+            let time = repeated.map_or(context.now, |previous| to_chrono(&previous.time));
+            status.last_error = Some(record.at(time, revision));
             if let PollOutcome::StillRefused(recorded, _) = outcome {
                 // Its time starts the cool-down: a remembered refusal must not renew it.
                 status.last_error = Some(recorded.clone());
@@ -281,6 +286,58 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
     status
 }
 
+/// What `lastError` records of a failure, its time and credentials aside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ErrorRecord {
+    http_status: Option<i32>,
+    error_code: Option<String>,
+    error_msg: Option<String>,
+    message: String,
+}
+
+impl ErrorRecord {
+    fn of(error: &DcsError) -> Self {
+        let api = error.api_error();
+        Self {
+            http_status: api.map(|a| i32::from(a.http_status)),
+            error_code: api
+                .and_then(|a| a.error_code.as_deref())
+                .map(|code| bounded(code, MAX_ERROR_CODE_BYTES)),
+            error_msg: api
+                .and_then(|a| a.error_msg.as_deref())
+                .map(|msg| bounded(msg, MAX_MESSAGE_BYTES)),
+            message: bounded(&error.to_string(), MAX_MESSAGE_BYTES),
+        }
+    }
+
+    fn from_last_error(last: &LastError) -> Self {
+        Self {
+            http_status: last.http_status,
+            error_code: last.error_code.clone(),
+            error_msg: last.error_msg.clone(),
+            message: last.message.clone(),
+        }
+    }
+
+    fn at(self, time: DateTime<Utc>, credentials_revision: Option<String>) -> LastError {
+        LastError {
+            http_status: self.http_status,
+            error_code: self.error_code,
+            error_msg: self.error_msg,
+            message: self.message,
+            time: from_chrono(time),
+            credentials_revision,
+        }
+    }
+}
+
+/// Whether two failures would show the same in `lastError` (HTTP status, `error_code`,
+/// `error_msg` and message; the request id and `Retry-After`, which differ per request, are
+/// not shown): a feed's error answer the same as its previous one changes no subscriber's view.
+pub fn same_error(a: &DcsError, b: &DcsError) -> bool {
+    ErrorRecord::of(a) == ErrorRecord::of(b)
+}
+
 /// Event reason when a `waitFor.name` matched several tasks (searchable in `kubectl describe`).
 pub const AMBIGUOUS_WAIT_EVENT: &str = "AmbiguousWait";
 
@@ -345,7 +402,7 @@ fn run_wait_clock(
         wait.started_at = Some(from_chrono(context.wait_started_at));
     }
     let deadline = context.wait_deadline?;
-    if context.now < deadline {
+    if context.answered_at.unwrap_or(context.now) < deadline {
         return None;
     }
     let waited = (deadline - context.wait_started_at)
@@ -544,6 +601,7 @@ mod tests {
             wait_deadline: None,
             credentials_revision: None,
             last_good_at: None,
+            answered_at: None,
             now: at(now),
         }
     }
@@ -714,6 +772,38 @@ mod tests {
             assert_eq!(reason_of(&timed_out, STALLED), reason::TIMED_OUT);
             assert_eq!(status_of(&timed_out, COMPLETE), "False");
         }
+    }
+
+    #[test]
+    fn a_failed_poll_times_the_wait_out_only_if_it_failed_at_or_after_the_deadline() {
+        let pending = build_status(
+            &context(None, 1, 10),
+            PollOutcome::Fetched(&evaluation(WaitPhase::Pending)),
+        );
+        // Read after the deadline, but the poll failed before it: the poll after the deadline
+        // gives the task its last chance.
+        let mut read_late = context(Some(&pending), 1, 45);
+        read_late.wait_deadline = Some(at(30));
+        read_late.answered_at = Some(at(29));
+        let early_failure = build_status(&read_late, PollOutcome::FetchFailed(&api_error(503)));
+        assert_eq!(early_failure.wait_for.unwrap().phase, WaitPhase::Pending);
+        // That final poll failing times it out, whenever it is read.
+        for answered in [30, 31] {
+            read_late.answered_at = Some(at(answered));
+            let final_failure = build_status(&read_late, PollOutcome::FetchFailed(&api_error(503)));
+            assert_eq!(
+                final_failure.wait_for.unwrap().phase,
+                WaitPhase::TimedOut,
+                "{answered}"
+            );
+        }
+        // Without a poll (no credentials), now is all there is.
+        read_late.answered_at = None;
+        let unserved = build_status(
+            &read_late,
+            PollOutcome::CredentialsUnavailable("Secret ns/x not found"),
+        );
+        assert_eq!(unserved.wait_for.unwrap().phase, WaitPhase::TimedOut);
     }
 
     #[test]

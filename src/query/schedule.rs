@@ -100,21 +100,22 @@ pub fn next_poll(kind: PollKind, intervals: Intervals, jitter: f64) -> Option<Du
     Some(base.mul_f64(1.0 + JITTER_FRACTION * jitter.clamp(-1.0, 1.0)))
 }
 
-/// `delay`, but no later than just after `deadline`: a wait times out at its deadline plus one
-/// poll at most, whatever the backoff or retry delay would have been.
-pub fn no_later_than_deadline(
-    delay: Option<Duration>,
+/// How long from `now` until the poll a wait's `deadline` needs: [`DEADLINE_MARGIN`] after the
+/// deadline, when the last answer (fetched at `answered_at`) predates it. A wait is judged
+/// `TimedOut` only on an answer fetched at or after its deadline, so that poll gives the task
+/// its last chance; once an answer that late exists, the deadline asks for nothing more.
+/// A deadline already behind `now` (a late poll) asks for a poll at once.
+pub fn until_deadline_poll(
     deadline: Option<DateTime<Utc>>,
+    answered_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Option<Duration> {
-    let until = deadline
-        .filter(|deadline| *deadline > now)
-        .and_then(|deadline| (deadline - now).to_std().ok())
-        .map(|left| left + DEADLINE_MARGIN);
-    match (delay, until) {
-        (Some(delay), Some(until)) => Some(delay.min(until)),
-        (delay, _) => delay,
-    }
+    let deadline = deadline.filter(|deadline| *deadline > answered_at)?;
+    let due = chrono::TimeDelta::from_std(DEADLINE_MARGIN)
+        .ok()
+        .and_then(|margin| deadline.checked_add_signed(margin))
+        .unwrap_or(deadline);
+    Some((due - now).to_std().unwrap_or(Duration::ZERO))
 }
 
 /// Polled this long after a wait's deadline, so the deadline has certainly passed.
@@ -219,32 +220,38 @@ mod tests {
     }
 
     #[test]
-    fn no_poll_is_scheduled_past_a_wait_deadline() {
+    fn a_deadline_asks_for_one_poll_after_it_until_an_answer_that_late_exists() {
         let now = chrono::Utc::now();
         let deadline = now + chrono::TimeDelta::seconds(20);
-        let five_minutes = Some(Duration::from_secs(300));
+        let earlier = now - chrono::TimeDelta::seconds(5);
         assert_eq!(
-            no_later_than_deadline(five_minutes, Some(deadline), now),
+            until_deadline_poll(Some(deadline), earlier, now),
             Some(Duration::from_secs(20) + DEADLINE_MARGIN)
         );
+        // Answered at or after the deadline: that answer judged it, nothing more is needed.
+        assert_eq!(until_deadline_poll(Some(deadline), deadline, now), None);
         assert_eq!(
-            no_later_than_deadline(Some(Duration::from_secs(5)), Some(deadline), now),
-            Some(Duration::from_secs(5))
+            until_deadline_poll(
+                Some(deadline),
+                deadline + chrono::TimeDelta::seconds(1),
+                now
+            ),
+            None
         );
-        assert_eq!(
-            no_later_than_deadline(five_minutes, Some(now), now),
-            five_minutes,
-            "a deadline reached now is judged by this poll, not rescheduled"
-        );
+        // The deadline passed since the last answer (a late poll, say after a backoff): at once,
+        // or within the margin.
         let passed = now - chrono::TimeDelta::seconds(1);
         assert_eq!(
-            no_later_than_deadline(five_minutes, Some(passed), now),
-            five_minutes
+            until_deadline_poll(Some(passed), earlier, now),
+            Some(Duration::ZERO)
         );
         assert_eq!(
-            no_later_than_deadline(five_minutes, None, now),
-            five_minutes
+            until_deadline_poll(Some(now), earlier, now),
+            Some(DEADLINE_MARGIN)
         );
-        assert_eq!(no_later_than_deadline(None, Some(deadline), now), None);
+        assert_eq!(until_deadline_poll(None, earlier, now), None);
+        // Times at the end of the calendar plan without panicking.
+        let end = DateTime::<Utc>::MAX_UTC;
+        assert!(until_deadline_poll(Some(end), earlier, now).is_some());
     }
 }

@@ -21,14 +21,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use super::fetcher::{FetchResult, FetchSource, RequestKey, SharedFetcher};
 use crate::dcs::{CenterTask, DcsClient, TaskListing};
-use crate::query::evaluate::concerns;
-use crate::query::schedule::{Intervals, PollKind, next_poll};
+use crate::query::evaluate::{concerns, distinct_tasks};
+use crate::query::report::same_error;
+use crate::query::schedule::{Intervals, PollKind, next_poll, until_deadline_poll};
 use crate::query::{ListRequest, QueryPlan};
 
 /// Everything that makes two subscribers' questions the same upstream call.
@@ -75,6 +76,10 @@ pub struct Answer {
     /// 1 for a feed's first answer, then counting up.
     pub sequence: u64,
     pub result: FetchResult,
+    /// When the answer was fetched: a listing's last page, or the end of a failed poll. A wait
+    /// is judged on answers fetched after it started, and timed out only on one fetched at or
+    /// after its deadline.
+    pub fetched_at: DateTime<Utc>,
     /// The newest successful listing, kept through failures so that an error never erases
     /// what was already known.
     pub last_good: Option<Arc<TaskListing>>,
@@ -100,6 +105,12 @@ pub const SETTLED_WAKE_PACE: Duration = Duration::from_millis(5);
 /// half their interval, so they are never more than one interval behind).
 pub const MAX_SETTLED_WAKE_SPREAD: Duration = Duration::from_secs(30);
 
+/// The least time between a feed's poll and the next one it makes for a wait's own need (its
+/// first answer must be fetched after it started; its deadline needs a poll after it) rather
+/// than for its interval: a burst of new waiters, or of deadlines, on one settled feed costs one
+/// call a second at most, not a call each.
+pub const MIN_FRESH_POLL_SPACING: Duration = Duration::from_secs(1);
+
 /// Every feed of the process, and who subscribes to which.
 pub struct Feeds<S> {
     fetcher: Arc<SharedFetcher>,
@@ -119,6 +130,9 @@ struct FeedEntry<S> {
     signals: Arc<Signals>,
     /// The interval the poll loop last planned with: a subscriber needing less pokes it.
     planned_interval: Option<Duration>,
+    /// When the poll loop last planned to poll: a subscriber whose wait needs an answer sooner
+    /// pokes it.
+    planned_due: Option<Instant>,
     task: tokio::task::AbortHandle,
 }
 
@@ -166,7 +180,9 @@ where
 
     /// Subscribes `subscriber` to the feed of `target.key` (leaving any other feed it was on)
     /// with `interest`, and returns its view of the feed's answers. A new feed polls at once;
-    /// an existing one polls sooner if this subscriber needs a shorter interval.
+    /// an existing one polls sooner if this subscriber needs a shorter interval, or if its wait
+    /// needs an answer sooner (it started after the feed's last answer, or its deadline comes
+    /// before the planned poll: see [`MIN_FRESH_POLL_SPACING`]).
     pub fn subscribe(
         self: &Arc<Self>,
         subscriber: S,
@@ -192,11 +208,18 @@ where
             .get(&subscriber)
             .and_then(|subscription| subscription.seen);
         let needs = interest.interval();
+        let wanted = entry
+            .last_answered_at()
+            .and_then(|answered_at| wait_needs_within(&interest.plan, answered_at, Utc::now()))
+            .map(|within| Instant::now() + within);
         entry
             .subscribers
             .insert(subscriber.clone(), Subscription { interest, seen });
         subscriptions.insert(subscriber, target.key);
         entry.replan_if_sooner(needs);
+        if wanted.is_some_and(|wanted| entry.planned_due.is_some_and(|due| wanted < due)) {
+            entry.signals.poke.notify_one();
+        }
         entry.signals.answers.subscribe()
     }
 
@@ -308,12 +331,22 @@ where
             subscribers: HashMap::new(),
             signals,
             planned_interval: None,
+            planned_due: None,
             task,
         }
     }
 }
 
 impl<S> FeedEntry<S> {
+    /// When the feed's latest answer was fetched (`None` before the first).
+    fn last_answered_at(&self) -> Option<DateTime<Utc>> {
+        self.signals
+            .answers
+            .borrow()
+            .as_ref()
+            .map(|answer| answer.fetched_at)
+    }
+
     /// Tells the poll loop to plan again when a subscriber now needs a shorter interval than
     /// the one it planned with.
     fn replan_if_sooner(&self, needs: Duration) {
@@ -382,6 +415,22 @@ where
     }
 }
 
+/// How soon, from `now`, the wait of `plan` needs the feed's next answer, given when the last
+/// one was fetched: at once when the wait started after it (that answer cannot give the wait
+/// its first verdict), just after the deadline when the deadline lies after it; `None` when
+/// the interval decides.
+fn wait_needs_within(
+    plan: &QueryPlan,
+    answered_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
+    let wait = plan.wait.as_ref()?;
+    if wait.started_at > answered_at {
+        return Some(Duration::ZERO);
+    }
+    until_deadline_poll(wait.deadline, answered_at, now)
+}
+
 /// When the next poll is due, or `None` when the feed is gone.
 fn plan_next_poll<S>(
     feeds: &Weak<Feeds<S>>,
@@ -400,12 +449,6 @@ where
         .values()
         .map(|subscription| subscription.interest.interval())
         .min()?;
-    let shortest_active = entry
-        .subscribers
-        .values()
-        .map(|subscription| subscription.interest.plan.active_interval)
-        .min()
-        .unwrap_or(needed);
     entry.planned_interval = Some(needed);
     let (Some(last_poll), Some(kind)) = (memory.last_poll, memory.last_kind) else {
         return Some(Instant::now());
@@ -413,12 +456,12 @@ where
     if signals.refresh.load(Ordering::SeqCst) {
         return Some(Instant::now());
     }
+    // Answered polls follow the needed interval, and failures back off from it: a settled
+    // feed retries at `interval`, doubling, not at some subscriber's `activeInterval`.
     let intervals = Intervals {
-        active: shortest_active,
+        active: needed,
         settled: needed,
     };
-    // Answered polls follow the needed interval (`active` picks `intervals.active`, so pass
-    // the needed one as both); failures back off from the shortest active interval.
     let delay = match kind {
         PollKind::Answered { .. } => next_poll(
             PollKind::Answered {
@@ -431,7 +474,24 @@ where
         failed => next_poll(failed, intervals, rand::random_range(-1.0..=1.0)),
     }
     .unwrap_or(needed);
-    Some(last_poll + delay)
+    let mut due = last_poll + delay;
+    // A wait's own need comes first (a fresh first answer, the poll after its deadline), but
+    // never sooner than MIN_FRESH_POLL_SPACING after the last poll.
+    if let Some(answered_at) = memory.previous.as_ref().map(|answer| answer.fetched_at) {
+        let now = Utc::now();
+        let wanted = entry
+            .subscribers
+            .values()
+            .filter_map(|subscription| {
+                wait_needs_within(&subscription.interest.plan, answered_at, now)
+            })
+            .min();
+        if let Some(within) = wanted {
+            due = due.min((Instant::now() + within).max(last_poll + MIN_FRESH_POLL_SPACING));
+        }
+    }
+    entry.planned_due = Some(due);
+    Some(due)
 }
 
 /// One poll and its publication; `false` when the feed is gone.
@@ -482,8 +542,13 @@ where
         }
     });
     let previous = memory.previous.take();
+    let fetched_at = match &result {
+        Ok(listing) => listing.fetched_at.unwrap_or_else(Utc::now),
+        Err(_) => Utc::now(),
+    };
     let answer = Arc::new(Answer {
         sequence: previous.as_ref().map_or(1, |p| p.sequence + 1),
+        fetched_at,
         last_good: match &result {
             Ok(listing) => Some(listing.clone()),
             Err(_) => previous.as_ref().and_then(|p| p.last_good.clone()),
@@ -524,7 +589,9 @@ struct Wakes<S> {
 
 /// The subscribers an answer wakes: awaiting or active ones at once, settled ones paced after
 /// them (see [`SETTLED_WAKE_PACE`]). A subscriber that saw the previous answer and is not
-/// concerned by this one has, in effect, seen this one too: its view did not change.
+/// concerned by this one has, in effect, seen this one too: its view did not change, unless
+/// this is the first answer fetched after its wait started or after its deadline (it may
+/// now give the verdict the older answer could not).
 fn who_to_wake<S: Clone>(
     entry: &mut FeedEntry<S>,
     previous: Option<&Answer>,
@@ -539,13 +606,17 @@ fn who_to_wake<S: Clone>(
             continue;
         }
         let missed = subscription.seen != previous.map(|p| p.sequence);
-        let concerned = match &change {
-            Change::Everything => true,
-            Change::Tasks(tasks) => tasks
-                .iter()
-                .any(|task| concerns(&subscription.interest.plan, task)),
+        let crossed = |moment: DateTime<Utc>| {
+            first_fetched_since(previous.map(|p| p.fetched_at), answer.fetched_at, moment)
         };
-        if !(missed || concerned) {
+        let wait_due = subscription
+            .interest
+            .plan
+            .wait
+            .as_ref()
+            .is_some_and(|wait| crossed(wait.started_at) || wait.deadline.is_some_and(crossed));
+        let concerned = change.concerns(&subscription.interest.plan);
+        if !(missed || concerned || wait_due) {
             subscription.seen = Some(answer.sequence);
             continue;
         }
@@ -563,6 +634,17 @@ fn who_to_wake<S: Clone>(
         now,
         settled,
     }
+}
+
+/// Whether an answer fetched at `answered_at` is the first at or after `moment`, the previous
+/// one having been fetched at `previous_at` (`None`: no previous answer, which wakes everyone
+/// anyway). The same boundary as the wait's judgement: fetched at `moment` counts as after it.
+fn first_fetched_since(
+    previous_at: Option<DateTime<Utc>>,
+    answered_at: DateTime<Utc>,
+    moment: DateTime<Utc>,
+) -> bool {
+    previous_at.is_some_and(|previous| previous < moment) && moment <= answered_at
 }
 
 /// When settled subscribers are woken after an answer that also wakes `awaiting` ones: after
@@ -604,27 +686,47 @@ async fn wake_paced<S>(
 
 /// What changed between two answers, as far as subscribers' views go.
 enum Change<'a> {
-    /// Anything may have changed (first answer, an error, counts or completeness changed,
-    /// tasks without ids changed).
+    /// Anything may have changed (first answer, a new error, completeness changed, tasks
+    /// without ids changed).
     Everything,
-    /// Only these tasks appeared, changed or vanished.
+    /// Only these tasks appeared, changed or vanished: both copies of a changed task (the one
+    /// before and the one after), since a task that leaves a subscriber's filter (EXECUTING to
+    /// CANCELLED under `statuses: [EXECUTING, SUCCESS, FAILED]`) concerns it by its old copy.
     Tasks(Vec<&'a CenterTask>),
 }
 
 impl<'a> Change<'a> {
+    /// Whether the change may alter what `plan` makes of the listing: anything, or a task whose
+    /// copy before or after concerns it.
+    fn concerns(&self, plan: &QueryPlan) -> bool {
+        match self {
+            Change::Everything => true,
+            Change::Tasks(tasks) => tasks.iter().any(|task| concerns(plan, task)),
+        }
+    }
+
     fn between(previous: Option<&'a Answer>, answer: &'a Answer) -> Change<'a> {
-        let (Some(Ok(old)), Ok(new)) = (previous.map(|p| &p.result), &answer.result) else {
-            // A first answer, or an error on either side: errors are rare and backed off, and
-            // every subscriber shows them.
-            return Change::Everything;
+        let (old, new) = match (previous.map(|p| &p.result), &answer.result) {
+            (Some(Ok(old)), Ok(new)) => (old, new),
+            // The same failure again: every subscriber shows it already (and a subscriber
+            // whose deadline it passes is woken all the same, see `who_to_wake`).
+            (Some(Err(old)), Err(new)) if same_error(old, new) => {
+                return Change::Tasks(Vec::new());
+            }
+            // A first answer, an error that is new, or the end of one: every subscriber shows
+            // it.
+            _ => return Change::Everything,
         };
-        if old.task_count != new.task_count || old.complete != new.complete {
+        // `task_count` alone is not a reason to wake everyone: a task the listing gained or
+        // lost shows as that task below, and wakes those it concerns; the others' `taskCount`
+        // catches up at their next concerned change or the sync heartbeat.
+        if old.complete != new.complete {
             return Change::Everything;
         }
+        // The copy of a repeated id that evaluation keeps is the one compared.
         let ids = |listing: &'a TaskListing| -> Option<HashMap<&'a str, &'a CenterTask>> {
-            listing
-                .tasks
-                .iter()
+            distinct_tasks(&listing.tasks)
+                .into_iter()
                 .map(|task| task.id.as_deref().map(|id| (id, task)))
                 .collect()
         };
@@ -635,11 +737,14 @@ impl<'a> Change<'a> {
                 Change::Everything
             };
         };
-        let mut changed: Vec<&CenterTask> = after
-            .iter()
-            .filter(|(id, task)| before.get(*id) != Some(*task))
-            .map(|(_, task)| *task)
-            .collect();
+        let mut changed: Vec<&CenterTask> = Vec::new();
+        for (id, task) in &after {
+            match before.get(id) {
+                Some(old) if old == task => {}
+                Some(old) => changed.extend([*old, *task]),
+                None => changed.push(task),
+            }
+        }
         changed.extend(
             before
                 .iter()

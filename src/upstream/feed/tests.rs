@@ -52,7 +52,7 @@ impl Bench {
     /// A target for `limit` (distinct limits are distinct feeds).
     fn target(&self, limit: u32) -> FeedTarget {
         let set = sim::demo_credentials();
-        let plan = self.plan(json!({}), limit);
+        let plan = fast_plan(json!({}), limit);
         FeedTarget {
             key: FeedKey {
                 endpoint: self.sim.endpoint().to_string(),
@@ -70,23 +70,9 @@ impl Bench {
         }
     }
 
-    /// A plan with `extra` spec fields, polling every 300 ms when active and 600 ms when settled
-    /// (below what a spec may ask, so the test runs fast).
-    fn plan(&self, extra: Value, limit: u32) -> QueryPlan {
-        let mut spec = json!({"region": "cn-north-4", "query": {"limit": limit}});
-        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-            spec.extend(extra.clone());
-        }
-        let spec = serde_json::from_value(spec).unwrap();
-        let mut plan = plan(&spec, &PlanContext::starting_at(Utc::now())).unwrap();
-        plan.active_interval = Duration::from_millis(300);
-        plan.interval = Duration::from_millis(600);
-        plan
-    }
-
     fn interest(&self, extra: Value, active: bool) -> Interest {
         Interest {
-            plan: Arc::new(self.plan(extra, 1000)),
+            plan: Arc::new(fast_plan(extra, 1000)),
             active,
         }
     }
@@ -136,6 +122,20 @@ impl Bench {
         )
         .await;
     }
+}
+
+/// A plan with `extra` spec fields, polling every 300 ms when active and 600 ms when settled
+/// (below what a spec may ask, so the test runs fast).
+fn fast_plan(extra: Value, limit: u32) -> QueryPlan {
+    let mut spec = json!({"region": "cn-north-4", "query": {"limit": limit}});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    let spec = serde_json::from_value(spec).unwrap();
+    let mut plan = plan(&spec, &PlanContext::starting_at(Utc::now())).unwrap();
+    plan.active_interval = Duration::from_millis(300);
+    plan.interval = Duration::from_millis(600);
+    plan
 }
 
 /// Waits (up to 10 s) until `receiver` holds an answer with at least `sequence`.
@@ -401,4 +401,284 @@ fn settled_subscribers_come_after_the_waiters_and_within_their_interval() {
         settled_pacing(100_000, 100_000, Duration::from_secs(20)),
         (Duration::from_secs(10), Duration::from_secs(10))
     );
+}
+
+/// A settled (hourly) interest awaiting a job that never appears, whose wait started at
+/// `started_at` and ends at `deadline`.
+fn settled_wait(
+    bench: &Bench,
+    started_at: DateTime<Utc>,
+    deadline: Option<DateTime<Utc>>,
+) -> Interest {
+    let mut interest = bench.interest(json!({"waitFor": {"jobId": "job-never"}}), false);
+    let plan = Arc::make_mut(&mut interest.plan);
+    plan.interval = Duration::from_secs(3600);
+    let wait = plan.wait.as_mut().unwrap();
+    wait.started_at = started_at;
+    wait.deadline = deadline;
+    interest
+}
+
+#[tokio::test]
+async fn a_settled_feed_polls_just_after_a_wait_deadline_and_wakes_its_waiter() {
+    let bench = Bench::start().await;
+    let deadline = Utc::now() + chrono::TimeDelta::milliseconds(1500);
+    let interest = settled_wait(&bench, Utc::now(), Some(deadline));
+    let mut answers = bench
+        .feeds
+        .subscribe("waiter".into(), bench.target(1000), interest);
+    let first = answer_at_least(&mut answers, 1).await;
+    assert!(first.fetched_at < deadline);
+    bench.feeds.saw(&"waiter".to_string(), first.sequence);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    bench.clear_wakes();
+    // Hourly otherwise: the deadline alone brings the next poll, just after it.
+    let second = answer_at_least(&mut answers, 2).await;
+    assert!(
+        second.fetched_at >= deadline,
+        "fetched at {} for a deadline at {deadline}",
+        second.fetched_at
+    );
+    assert!(second.fetched_at < deadline + chrono::TimeDelta::seconds(2));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        bench.wakes("waiter"),
+        1,
+        "nothing changed, but this answer can time the wait out"
+    );
+    // One poll for the deadline, not one per plan.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(bench.fetcher.upstream_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_wait_joining_a_settled_feed_gets_an_answer_fetched_after_it_started() {
+    let bench = Bench::start().await;
+    let mut answers = bench.feeds.subscribe(
+        "old".into(),
+        bench.target(1000),
+        settled_wait(&bench, Utc::now(), None),
+    );
+    let first = answer_at_least(&mut answers, 1).await;
+    let polled_first = tokio::time::Instant::now();
+    bench.feeds.saw(&"old".to_string(), first.sequence);
+    // Ten waits start after that answer, at once; each evaluated the stale answer.
+    let started = Utc::now();
+    for n in 0..10 {
+        let name = format!("new-{n}");
+        bench.feeds.subscribe(
+            name.clone(),
+            bench.target(1000),
+            settled_wait(&bench, started, None),
+        );
+        bench.feeds.saw(&name, first.sequence);
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    bench.clear_wakes();
+    let second = answer_at_least(&mut answers, 2).await;
+    assert!(second.fetched_at >= started);
+    assert!(
+        polled_first.elapsed() >= MIN_FRESH_POLL_SPACING - Duration::from_millis(50),
+        "not sooner than the spacing after the last poll"
+    );
+    // Settled subscribers are woken paced (5 ms each).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 0..10 {
+        assert_eq!(bench.wakes(&format!("new-{n}")), 1, "new-{n}");
+    }
+    assert_eq!(bench.wakes("old"), 0, "its view did not change");
+    // One call for the ten, and none after: each has its fresh answer now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(bench.fetcher.upstream_calls(), 2);
+}
+
+/// An answer holding `tasks`, fetched now.
+fn answer(sequence: u64, tasks: Vec<CenterTask>) -> Answer {
+    let count = tasks.len() as u64;
+    answer_counting(sequence, tasks, count)
+}
+
+/// An answer holding `tasks` whose `task_count` says `task_count`, fetched now.
+fn answer_counting(sequence: u64, tasks: Vec<CenterTask>, task_count: u64) -> Answer {
+    let listing = TaskListing {
+        task_count: Some(task_count),
+        tasks,
+        pages: 1,
+        complete: true,
+        fetched_at: Some(Utc::now()),
+    };
+    Answer {
+        sequence,
+        result: Ok(Arc::new(listing)),
+        fetched_at: Utc::now(),
+        last_good: None,
+    }
+}
+
+fn center_task(id: &str, status: &str) -> CenterTask {
+    CenterTask {
+        id: Some(id.into()),
+        name: Some("restartInstance".into()),
+        status: Some(status.into()),
+        ..CenterTask::default()
+    }
+}
+
+#[test]
+fn a_task_leaving_a_filter_concerns_the_subscribers_it_left() {
+    let watching = fast_plan(
+        json!({"filter": {"statuses": ["EXECUTING", "SUCCESS", "FAILED"]}}),
+        1000,
+    );
+    let before = answer(1, vec![center_task("t1", "EXECUTING")]);
+    let after = answer(2, vec![center_task("t1", "CANCELLED")]);
+    // The status showed t1 running; now it is gone from the object's view.
+    assert!(Change::between(Some(&before), &after).concerns(&watching));
+    // And entering the filter concerns it just the same.
+    assert!(Change::between(Some(&after), &before).concerns(&watching));
+    let others = fast_plan(json!({"filter": {"names": ["flushInstance"]}}), 1000);
+    assert!(!Change::between(Some(&before), &after).concerns(&others));
+}
+
+/// A failed answer: HTTP `status` with `request_id` (which differs per request).
+fn failed(sequence: u64, status: u16, request_id: &str) -> Answer {
+    let error = crate::dcs::DcsError::Api {
+        endpoint: "https://dcs.example".into(),
+        error: crate::dcs::ApiError {
+            http_status: status,
+            error_code: Some("DCS.5000".into()),
+            error_msg: Some("Internal service error.".into()),
+            request_id: Some(request_id.into()),
+            retry_after: None,
+        },
+    };
+    Answer {
+        sequence,
+        result: Err(Arc::new(error)),
+        fetched_at: Utc::now(),
+        last_good: None,
+    }
+}
+
+#[test]
+fn the_same_error_again_changes_nobodys_view() {
+    let everything = fast_plan(json!({}), 1000);
+    let first = failed(2, 503, "req-1");
+    let again = failed(3, 503, "req-2");
+    assert!(
+        !Change::between(Some(&first), &again).concerns(&everything),
+        "only the request id differs"
+    );
+    let other = failed(4, 502, "req-3");
+    assert!(Change::between(Some(&again), &other).concerns(&everything));
+    let good = answer(5, vec![]);
+    assert!(Change::between(Some(&other), &good).concerns(&everything));
+    assert!(Change::between(Some(&good), &first).concerns(&everything));
+}
+
+#[tokio::test]
+async fn a_settled_feed_backs_off_from_its_own_interval() {
+    let bench = Bench::start().await;
+    // A garbled body: transient, and not retried inside the listing, so each poll is one call.
+    bench
+        .admin(
+            reqwest::Method::POST,
+            "/_sim/faults",
+            json!({"count": 100, "status": 200, "body": "not the task list"}),
+        )
+        .await;
+    let mut settled = bench.interest(json!({}), false);
+    Arc::make_mut(&mut settled.plan).interval = Duration::from_secs(3);
+    let mut answers = bench
+        .feeds
+        .subscribe("settled".into(), bench.target(1000), settled);
+    let first = answer_at_least(&mut answers, 1).await;
+    assert!(first.result.is_err(), "{:?}", first.result);
+    // Its subscriber's activeInterval is 300 ms, but nobody needs it: no retry before 2.7 s.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(bench.fetcher.upstream_calls(), 1);
+}
+
+#[test]
+fn evaluation_and_change_detection_keep_the_same_copy_of_a_repeated_task() {
+    let waiter = fast_plan(json!({"waitFor": {"jobId": "job-1"}}), 1000);
+    let copy = |status: &str, updated: &str| CenterTask {
+        job_id: Some("job-1".into()),
+        updated_at: Some(crate::dcs::TaskTime::new(updated.to_string())),
+        ..center_task("t1", status)
+    };
+    let running = copy("EXECUTING", "2026-11-27T12:01:00.000Z");
+    let done = copy("SUCCESS", "2026-11-27T12:05:00.000Z");
+    let settled = answer(1, vec![done.clone()]);
+    // Pages shifted while paging: the task is listed twice, before and after it succeeded.
+    for tasks in [
+        vec![running.clone(), done.clone()],
+        vec![done.clone(), running.clone()],
+    ] {
+        let shifted = answer_counting(2, tasks, 1);
+        let Ok(listing) = &shifted.result else {
+            unreachable!()
+        };
+        let seen = crate::query::evaluate(&waiter, listing, Utc::now());
+        assert_eq!(
+            seen.wait.unwrap().phase,
+            crate::api::WaitPhase::Succeeded,
+            "evaluation keeps the newest copy"
+        );
+        // So the settled listing after it changes nothing the waiter saw, and the shifted one
+        // changes what a waiter of the settled one saw not at all either.
+        assert!(!Change::between(Some(&shifted), &settled).concerns(&waiter));
+        assert!(!Change::between(Some(&settled), &shifted).concerns(&waiter));
+    }
+}
+
+#[test]
+fn a_task_count_change_alone_concerns_only_whom_the_changed_task_concerns() {
+    let restarts = fast_plan(json!({"filter": {"names": ["restartInstance"]}}), 1000);
+    let flushes = fast_plan(json!({"filter": {"names": ["flushInstance"]}}), 1000);
+    let before = answer(1, vec![center_task("t1", "SUCCESS")]);
+    // A new restart task: the count grows with it.
+    let grown = answer(
+        2,
+        vec![center_task("t1", "SUCCESS"), center_task("t2", "EXECUTING")],
+    );
+    let change = Change::between(Some(&before), &grown);
+    assert!(change.concerns(&restarts));
+    assert!(!change.concerns(&flushes), "no flush task changed");
+    // The count moves with no listed task changing (a task beyond the page limit).
+    let recounted = answer_counting(3, vec![center_task("t1", "SUCCESS")], 7);
+    let change = Change::between(Some(&before), &recounted);
+    assert!(!change.concerns(&restarts) && !change.concerns(&flushes));
+}
+
+#[test]
+fn a_wait_asks_for_an_answer_only_until_one_is_fetched_at_or_after_its_moments() {
+    let start = Utc::now();
+    let second = chrono::TimeDelta::seconds(1);
+    let mut waiter = fast_plan(json!({"waitFor": {"jobId": "job-1"}}), 1000);
+    waiter.wait.as_mut().unwrap().started_at = start;
+    // Fetched before the wait started: at once; at or after its start: nothing more.
+    assert_eq!(
+        wait_needs_within(&waiter, start - second, start),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(wait_needs_within(&waiter, start, start), None);
+    assert_eq!(wait_needs_within(&waiter, start + second, start), None);
+    // The first answer fetched at or after a moment is the one that wakes for it.
+    assert!(first_fetched_since(Some(start - second), start, start));
+    assert!(first_fetched_since(
+        Some(start - second),
+        start + second,
+        start
+    ));
+    assert!(
+        !first_fetched_since(Some(start), start + second, start),
+        "seen already"
+    );
+    assert!(!first_fetched_since(
+        Some(start - second * 2),
+        start - second,
+        start
+    ));
+    assert!(!first_fetched_since(None, start, start));
 }
