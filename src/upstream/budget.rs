@@ -114,6 +114,7 @@ impl RequestBudget {
     }
 
     /// Accounts whose budget state is remembered (idle ones are forgotten now and then).
+    #[cfg(test)]
     fn accounts_remembered(&self) -> usize {
         self.per_account.len()
     }
