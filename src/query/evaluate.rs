@@ -352,8 +352,10 @@ fn judge_found(
     let Some(task) = found else {
         let mut message = format!("{}{filtered} not found in the task list yet", wait.target);
         if !listing.complete {
-            message
-                .push_str(" (paging stopped at spec.query.maxPages before the end of the window)");
+            message.push_str(&format!(
+                " ({} before the end of the window)",
+                super::report::paging_stopped()
+            ));
         }
         let bounds = |time: Option<&QueryTime>| time.map(QueryTime::to_param);
         match (

@@ -39,6 +39,16 @@ pub mod reason {
 /// Longest message written to a condition, `waitFor.message` or `lastError`, in bytes. Messages
 /// quote upstream text (an `error_msg` can be megabytes) and tenant input; this bound also
 /// keeps the events built from them under the 1024-byte note limit Kubernetes enforces.
+/// Why a listing may not cover its window: `spec.query.maxPages`, or the operator's cap on one
+/// listing (`dcs::MAX_LISTING_TASKS` tasks, `dcs::MAX_LISTING_BYTES` of bodies).
+pub fn paging_stopped() -> String {
+    format!(
+        "paging stopped at spec.query.maxPages or at the operator's listing cap ({} tasks, {} MiB)",
+        crate::dcs::MAX_LISTING_TASKS,
+        crate::dcs::MAX_LISTING_BYTES / (1024 * 1024)
+    )
+}
+
 pub const MAX_MESSAGE_BYTES: usize = 1024;
 
 /// Longest upstream `error_code` kept in `lastError`.
@@ -455,9 +465,9 @@ fn fetched_conditions(evaluation: &Evaluation) -> Vec<DesiredCondition> {
                 .task_count
                 .map_or_else(|| "?".to_string(), |n| n.to_string()),
             if evaluation.incomplete {
-                " (paging stopped at spec.query.maxPages)"
+                format!(" ({})", paging_stopped())
             } else {
-                ""
+                String::new()
             }
         );
         let message = match evaluation.omitted_names {
