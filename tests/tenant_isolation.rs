@@ -120,7 +120,9 @@ impl World {
             is(o, "Ready", "True")
         })
         .await;
-        created.elapsed()
+        let took = created.elapsed();
+        eprintln!("measured: tenant B's new object was Ready {took:?} after its creation");
+        took
     }
 }
 

@@ -121,7 +121,6 @@ async fn poll_loop(
             &manifest.spec,
             &PlanContext {
                 now,
-                created_at: started,
                 wait_started_at: started,
             },
         )

@@ -171,7 +171,6 @@ pub async fn reconcile(
     // Phase 1: the plan.
     let plan_ctx = PlanContext {
         now,
-        created_at,
         wait_started_at,
     };
     let (plan, unplanned) = match (!query.spec.suspend).then(|| query::plan(&query.spec, &plan_ctx))

@@ -16,8 +16,6 @@ pub const SINCE_ALIGNMENT: TimeDelta = TimeDelta::minutes(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanContext {
     pub now: DateTime<Utc>,
-    /// The object's creation time (the CLI: the command's start).
-    pub created_at: DateTime<Utc>,
     /// When this generation's wait started (for generation 1, the object's creation; see
     /// `report::wait_started_at`): `waitFor.timeout` counts from here, and
     /// `waitFor.createdAfter` defaults to this minus `lookback`.
@@ -25,11 +23,10 @@ pub struct PlanContext {
 }
 
 impl PlanContext {
-    /// All three times equal: a fresh start (the CLI, a new object).
+    /// Both times equal: a fresh start (the CLI, a new object).
     pub fn starting_at(now: DateTime<Utc>) -> Self {
         Self {
             now,
-            created_at: now,
             wait_started_at: now,
         }
     }
@@ -369,7 +366,6 @@ mod tests {
         );
         let context = PlanContext {
             now: at(12, 30, 0),
-            created_at: at(12, 0, 0),
             wait_started_at: at(12, 10, 0),
         };
         // A re-armed wait (its generation's wait started at 12:10, after the object's creation
@@ -426,7 +422,6 @@ mod tests {
                 &s,
                 &PlanContext {
                     now: DateTime::<Utc>::MIN_UTC,
-                    created_at: DateTime::<Utc>::MIN_UTC,
                     wait_started_at,
                 },
             )

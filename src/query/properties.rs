@@ -162,7 +162,7 @@ proptest! {
             prop_assert!(valid.lookback.is_none_or(|d| d <= limits::MAX_LOOKBACK));
             prop_assert!(valid.timeout.is_none_or(|d| d <= limits::MAX_WAIT_TIMEOUT));
         }
-        let context = PlanContext { now, created_at: created, wait_started_at: created };
+        let context = PlanContext { now, wait_started_at: created };
         let status_context = StatusContext {
             previous: None,
             generation: Some(1),
