@@ -1006,6 +1006,63 @@ generate:
         ));
     }
 
+    /// A failure is remembered for exactly the cool-down, and a success for exactly the
+    /// retention: at the boundary it is gone.
+    #[test]
+    fn the_auth_memory_forgets_at_its_boundaries() {
+        let cooldown = Duration::from_secs(300);
+        let memory = AuthMemory {
+            accounts: Mutex::new(HashMap::new()),
+            cooldown,
+            retention: VERIFIED_RETENTION,
+        };
+        let scope: AuthScope = ("https://dcs.example".into(), account("OWNER"));
+        let start = Instant::now();
+        let refused: FetchResult = Err(Arc::new(DcsError::Api {
+            endpoint: "e".into(),
+            error: crate::dcs::ApiError {
+                http_status: 401,
+                error_code: None,
+                error_msg: None,
+                request_id: None,
+                retry_after: None,
+            },
+        }));
+        memory.record(&scope, "wrong", &refused, start);
+        let admitted =
+            |fingerprint: &str, at: Instant| memory.admission(&scope, fingerprint, "AK", at);
+        assert!(matches!(
+            admitted("wrong", start + cooldown - Duration::from_millis(1)),
+            Admission::Refused(_)
+        ));
+        assert!(matches!(
+            admitted("wrong", start + cooldown),
+            Admission::Probe(_)
+        ));
+        let listing: FetchResult = Ok(Arc::new(TaskListing::default()));
+        memory.record(&scope, "right", &listing, start);
+        assert!(matches!(
+            admitted(
+                "right",
+                start + VERIFIED_RETENTION - Duration::from_millis(1)
+            ),
+            Admission::Go
+        ));
+        assert!(matches!(
+            admitted("right", start + VERIFIED_RETENTION),
+            Admission::Probe(_)
+        ));
+    }
+
+    #[test]
+    fn a_listing_deadline_covers_a_timed_out_attempt_and_its_retry() {
+        assert_eq!(listing_deadline(Duration::from_secs(10)), LISTING_DEADLINE);
+        assert_eq!(
+            listing_deadline(Duration::from_secs(45)),
+            Duration::from_secs(90)
+        );
+    }
+
     fn account(access_key: &str) -> AccountKey {
         client_with(
             EndpointPolicy::default()
@@ -1053,7 +1110,12 @@ generate:
             for outcome in futures::future::join_all(abandoned).await {
                 assert!(outcome.is_err(), "the slow upstream answered within 100 ms");
             }
+            // One probe is on the wire (it finishes, so its outcome counts); the others waited
+            // for it and are gone.
             let held = fetcher.in_flight();
+            if round == 0 {
+                assert_eq!((held.listings, held.probes), (1, 1), "{held:?}");
+            }
             assert!(held.probes <= 1 && held.listings <= 1, "{held:?}");
         }
         // Another account's object, in another namespace, is served without waiting for them.
