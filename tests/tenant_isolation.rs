@@ -147,8 +147,9 @@ fn controller(selector: &str, extra: &[&str]) -> OperatorProcess {
     OperatorProcess::start("", &args)
 }
 
-/// Issue 15, item 1. Tenant A creates and deletes objects while their first poll is on the wire
-/// to a slow upstream, eight times over; each deletion aborts its feed mid-poll. Before, each
+/// Issue 15, item 1. Tenant A (whose credential has worked) creates and deletes objects while
+/// their first poll is on the wire to a slow upstream, eight times over; each deletion aborts its
+/// feed mid-poll. Before, each
 /// abandoned call kept one of the endpoint's 4 listing slots (and the account's probe lock) for
 /// good, and tenant B's new object then got `EndpointBusy` until a restart. Now B is served at
 /// once, and the slot and probe gauges come back to 0.
@@ -156,8 +157,18 @@ fn controller(selector: &str, extra: &[&str]) -> OperatorProcess {
 async fn objects_deleted_mid_poll_leak_nothing_and_another_tenant_is_served_at_once() {
     let world = World::new("leak").await;
     let (sim, a) = (&world.sim, &world.a);
-    sim.inject_fault(json!({"count": 1000, "latency": "4s", "projectId": "project-a"}));
     let controller = controller(&world.selector, &[]);
+    // Tenant A's credential works (so its listings need no probe and each takes a slot).
+    a.create("verified", sim, &world.selector, json!({})).await;
+    wait_until(&a.api, "verified", Duration::from_secs(20), "Ready", |o| {
+        is(o, "Ready", "True")
+    })
+    .await;
+    a.api
+        .delete("verified", &DeleteParams::default())
+        .await
+        .unwrap();
+    sim.inject_fault(json!({"count": 1000, "latency": "4s", "projectId": "project-a"}));
 
     for round in 0..8 {
         let name = format!("doomed-{round}");
