@@ -1052,6 +1052,11 @@ generate:
             admitted("right", start + VERIFIED_RETENTION),
             Admission::Probe(_)
         ));
+        // An account with nothing left to remember is forgotten.
+        let other: AuthScope = ("https://dcs.example".into(), account("OTHER"));
+        let later = start + VERIFIED_RETENTION + cooldown;
+        let _ = memory.admission(&other, "any", "AK", later);
+        assert_eq!(lock(&memory.accounts).len(), 1);
     }
 
     #[test]
