@@ -40,6 +40,32 @@ pub const MAX_FILTER_PARAMS_CONTAINS: u32 = 16;
 /// ids inside `params` are far shorter than this.
 pub const MAX_FILTER_VALUE_CHARS: u32 = 256;
 
+/// `maxTasks`: most tasks `.status.tasks` keeps, so a status stays far below the apiserver's
+/// object size limit whatever the tasks hold.
+pub const MAX_TASKS: i32 = 200;
+
+/// `query.maxPages`: most pages one listing reads (each a request against the account's budget).
+pub const MAX_PAGES: i32 = 100;
+
+/// `query.limit`: the API's own page size limit (`dcs::MAX_LIMIT`).
+pub const MAX_QUERY_LIMIT: i32 = 1000;
+
+/// `credentialsSecretRef.name`: a Kubernetes object name (DNS subdomain) is at most this long.
+pub const MAX_SECRET_NAME_CHARS: u32 = 253;
+
+/// `filter.names` and `filter.statuses`: more entries than DCS has task names or statuses.
+pub const MAX_FILTER_NAMES: u32 = 64;
+pub const MAX_FILTER_STATUSES: u32 = 64;
+
+/// `filter.jobIds`: job ids one filter may list (a pipeline's batch of jobs).
+pub const MAX_FILTER_JOB_IDS: u32 = 256;
+
+/// `waitFor.jobId` and `waitFor.name`: DCS job ids are 32 characters, task names shorter still.
+pub const MAX_WAIT_TARGET_CHARS: u32 = 128;
+
+/// `waitFor.successStatuses` and `waitFor.failureStatuses`: more than DCS has statuses.
+pub const MAX_WAIT_STATUSES: u32 = 16;
+
 /// Earliest `waitFor.createdAfter` accepted: the Unix epoch (the task center holds nothing
 /// older, and an earlier time would only make every task of the name count).
 pub const MIN_CREATED_AFTER_UNIX_SECONDS: i64 = 0;

@@ -127,7 +127,7 @@ pub struct DcsTaskQuerySpec {
 
     /// How many tasks `.status.tasks` keeps, newest first.
     #[serde(default = "default_max_tasks")]
-    #[schemars(range(min = 0, max = 200))]
+    #[schemars(range(min = 0, max = limits::MAX_TASKS))]
     pub max_tasks: i32,
 }
 
@@ -137,7 +137,7 @@ pub struct DcsTaskQuerySpec {
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsSecretRef {
     /// Name of a Secret in the object's namespace.
-    #[schemars(pattern(patterns::SECRET_NAME), length(min = 1, max = 253))]
+    #[schemars(pattern(patterns::SECRET_NAME), length(min = 1, max = limits::MAX_SECRET_NAME_CHARS))]
     pub name: String,
 }
 
@@ -162,7 +162,7 @@ pub struct TaskQuerySpec {
 
     /// Upper bound on pages fetched per poll when `allPages` is on.
     #[serde(default = "default_max_pages")]
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(range(min = 1, max = limits::MAX_PAGES))]
     pub max_pages: i32,
 
     /// Position of the first record (0-based).
@@ -173,7 +173,7 @@ pub struct TaskQuerySpec {
     /// Page size, 1 to 1000. Default: 1000 when `allPages` is on (fewest calls), otherwise the
     /// API's own default of 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(range(min = 1, max = limits::MAX_QUERY_LIMIT))]
     pub limit: Option<i32>,
 
     /// Window start, `yyyyMMddHHmmss` UTC.
@@ -213,15 +213,15 @@ impl Default for TaskQuerySpec {
 pub struct TaskFilter {
     /// Task names, e.g. `masterStandbySwapJob`, `EXTEND`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = limits::MAX_FILTER_NAMES))]
     pub names: Vec<String>,
     /// Task statuses, e.g. `EXECUTING`, `SUCCESS`, `FAILED`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = limits::MAX_FILTER_STATUSES))]
     pub statuses: Vec<String>,
     /// Job ids as returned by the asynchronous DCS APIs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = limits::MAX_FILTER_JOB_IDS))]
     pub job_ids: Vec<String>,
     /// IAM user names (the task's `user_name`, exact and case-sensitive), e.g. the pipeline's
     /// user. Also applies to `waitFor`: a task by another user cannot satisfy the wait.
@@ -280,12 +280,12 @@ impl TaskFilter {
 pub struct WaitForSpec {
     /// Job id of the task (`job_id` in the task list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 128))]
+    #[schemars(length(min = 1, max = limits::MAX_WAIT_TARGET_CHARS))]
     pub job_id: Option<String>,
 
     /// Task name; the newest task with this name created after `createdAfter` is awaited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 128))]
+    #[schemars(length(min = 1, max = limits::MAX_WAIT_TARGET_CHARS))]
     pub name: Option<String>,
 
     /// Only tasks created at or after this time count (for `name`; ignored with `jobId`, which
@@ -304,12 +304,12 @@ pub struct WaitForSpec {
 
     /// Statuses that complete the wait.
     #[serde(default = "default_success_statuses")]
-    #[schemars(length(min = 1, max = 16))]
+    #[schemars(length(min = 1, max = limits::MAX_WAIT_STATUSES))]
     pub success_statuses: Vec<String>,
 
     /// Statuses that fail the wait (a deleted task will never succeed).
     #[serde(default = "default_failure_statuses")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = limits::MAX_WAIT_STATUSES))]
     pub failure_statuses: Vec<String>,
 
     /// Give up (`TimedOut`) when the task has not reached a terminal status by then, counted

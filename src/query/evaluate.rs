@@ -983,10 +983,12 @@ mod tests {
     fn upstream_strings_are_bounded_in_bytes() {
         let cjk = "任务".repeat(10_000);
         let mut t = task(&cjk, &cjk, &cjk, Some(at(1, 0)));
-        t.job_id = Some(cjk.clone());
+        // The longest job id a spec may name (128 characters, 384 bytes of CJK).
+        let job = "任务".repeat(64);
+        t.job_id = Some(job.clone());
         t.error_code = Some(cjk.clone());
         let p = planned(
-            serde_json::json!({"waitFor": {"jobId": cjk}}),
+            serde_json::json!({"waitFor": {"jobId": job}}),
             PlanContext::starting_at(at(0, 0)),
         );
         let e = evaluate(&p, &listing(vec![t]), at(2, 0));

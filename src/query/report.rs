@@ -51,8 +51,8 @@ pub fn paging_stopped() -> String {
 
 pub const MAX_MESSAGE_BYTES: usize = 1024;
 
-/// Longest upstream `error_code` kept in `lastError`.
-pub const MAX_ERROR_CODE_BYTES: usize = 64;
+// The longest upstream `error_code` kept in `lastError` is what the client keeps of it.
+use crate::dcs::MAX_ERROR_CODE_BYTES;
 
 fn bounded(text: &str, max_bytes: usize) -> String {
     crate::text::truncate_bytes(text, max_bytes).into_owned()

@@ -175,19 +175,32 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
             &SECRET_NAME,
             "a Kubernetes object name",
         );
-        if secret.name.len() > 253 {
+        if secret.name.chars().count() > limits::MAX_SECRET_NAME_CHARS as usize {
             check.fail(
                 "spec.credentialsSecretRef.name",
-                "must be at most 253 characters",
+                format!(
+                    "must be at most {} characters",
+                    limits::MAX_SECRET_NAME_CHARS
+                ),
             );
         }
     }
 
     let query = &spec.query;
-    check.range("spec.query.maxPages", query.max_pages.into(), 1, Some(100));
+    check.range(
+        "spec.query.maxPages",
+        query.max_pages.into(),
+        1,
+        Some(limits::MAX_PAGES.into()),
+    );
     check.range("spec.query.offset", query.offset.into(), 0, None);
     if let Some(limit) = query.limit {
-        check.range("spec.query.limit", limit.into(), 1, Some(1000));
+        check.range(
+            "spec.query.limit",
+            limit.into(),
+            1,
+            Some(limits::MAX_QUERY_LIMIT.into()),
+        );
     }
     let start_time = query
         .start_time
@@ -221,9 +234,21 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
     }
 
     for (field, list, max) in [
-        ("spec.filter.names", &spec.filter.names, 64),
-        ("spec.filter.statuses", &spec.filter.statuses, 64),
-        ("spec.filter.jobIds", &spec.filter.job_ids, 256),
+        (
+            "spec.filter.names",
+            &spec.filter.names,
+            limits::MAX_FILTER_NAMES as usize,
+        ),
+        (
+            "spec.filter.statuses",
+            &spec.filter.statuses,
+            limits::MAX_FILTER_STATUSES as usize,
+        ),
+        (
+            "spec.filter.jobIds",
+            &spec.filter.job_ids,
+            limits::MAX_FILTER_JOB_IDS as usize,
+        ),
         (
             "spec.filter.userNames",
             &spec.filter.user_names,
@@ -277,7 +302,12 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
             limits::ACTIVE_INTERVAL,
         )
         .unwrap_or(limits::MIN_ACTIVE_INTERVAL);
-    check.range("spec.maxTasks", spec.max_tasks.into(), 0, Some(200));
+    check.range(
+        "spec.maxTasks",
+        spec.max_tasks.into(),
+        0,
+        Some(limits::MAX_TASKS.into()),
+    );
 
     let (mut lookback, mut timeout) = (None, None);
     if let Some(wait) = &spec.wait_for {
@@ -292,8 +322,29 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
             ("spec.waitFor.jobId", &wait.job_id),
             ("spec.waitFor.name", &wait.name),
         ] {
-            if value.as_deref().is_some_and(str::is_empty) {
-                check.fail(field, "must not be empty");
+            let max = limits::MAX_WAIT_TARGET_CHARS as usize;
+            match value.as_deref().map(|value| value.chars().count()) {
+                Some(0) => check.fail(field, "must not be empty"),
+                Some(chars) if chars > max => check.fail(
+                    field,
+                    format!("must be at most {max} characters (got {chars})"),
+                ),
+                _ => {}
+            }
+        }
+        let max_statuses = limits::MAX_WAIT_STATUSES as usize;
+        for (field, list) in [
+            ("spec.waitFor.successStatuses", &wait.success_statuses),
+            ("spec.waitFor.failureStatuses", &wait.failure_statuses),
+        ] {
+            if list.len() > max_statuses {
+                check.fail(
+                    field,
+                    format!(
+                        "must have at most {max_statuses} items (got {})",
+                        list.len()
+                    ),
+                );
             }
         }
         if let Some(created_after) = &wait.created_after {
@@ -502,6 +553,17 @@ mod tests {
         let mut s = spec();
         s.filter.names = vec!["x".into(); 65];
         assert_refused(&s, "spec.filter.names", "at most 64");
+        let mut s = spec();
+        s.wait_for = serde_json::from_value(serde_json::json!({
+            "jobId": "j".repeat(129), "successStatuses": vec!["S"; 17]
+        }))
+        .unwrap();
+        assert_refused(&s, "spec.waitFor.jobId", "at most 128 characters (got 129)");
+        assert_refused(
+            &s,
+            "spec.waitFor.successStatuses",
+            "at most 16 items (got 17)",
+        );
     }
 
     #[test]
