@@ -1052,6 +1052,24 @@ generate:
             admitted("right", start + VERIFIED_RETENTION),
             Admission::Probe(_)
         ));
+        // Several credentials of one key may work at once (a rotation in progress).
+        memory.record(&scope, "rotated", &listing, start);
+        memory.record(&scope, "right", &listing, start);
+        assert!(matches!(admitted("rotated", start), Admission::Go));
+        assert!(matches!(admitted("right", start), Admission::Go));
+        // At most MAX_REMEMBERED_FAILURES failures are kept, the newest.
+        for n in 0..MAX_REMEMBERED_FAILURES + 4 {
+            memory.record(&scope, &format!("f{n}"), &refused, start);
+        }
+        let own_refusal = |fingerprint: &str| match admitted(fingerprint, start) {
+            Admission::Refused(error) => error.is_auth_failure(),
+            _ => false,
+        };
+        assert!(
+            own_refusal("f4"),
+            "the 16th newest failure is remembered as its own"
+        );
+        assert!(!own_refusal("f3"), "the 17th newest is forgotten");
         // An account with nothing left to remember is forgotten.
         let other: AuthScope = ("https://dcs.example".into(), account("OTHER"));
         let later = start + VERIFIED_RETENTION + cooldown;
