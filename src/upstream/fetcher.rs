@@ -1052,6 +1052,19 @@ generate:
             admitted("right", start + VERIFIED_RETENTION),
             Admission::Probe(_)
         ));
+        // A failure that is not about the credential (a 503) says nothing about it.
+        let unavailable: FetchResult = Err(Arc::new(DcsError::Api {
+            endpoint: "e".into(),
+            error: crate::dcs::ApiError {
+                http_status: 503,
+                error_code: None,
+                error_msg: None,
+                request_id: None,
+                retry_after: None,
+            },
+        }));
+        memory.record(&scope, "unlucky", &unavailable, start);
+        assert!(matches!(admitted("unlucky", start), Admission::Probe(_)));
         // Several credentials of one key may work at once (a rotation in progress).
         memory.record(&scope, "rotated", &listing, start);
         memory.record(&scope, "right", &listing, start);
