@@ -1,13 +1,14 @@
 //! Feeds arbitrary bytes to the decoders the client runs on every DCS answer: the task page
-//! (`decode_task_page`, the same function `DcsClient` calls) and the error body. Neither may
-//! panic, and what they keep must stay within the documented bounds.
+//! (`decode_task_page`, the same function `DcsClient` calls), the `ShowJobInfo` answer
+//! (`JobInfo::decode`, what `DcsClient::show_job` calls) and the error body. None may panic, and
+//! what they keep must stay within the documented bounds.
 
 #![no_main]
 
 use dcs_task_operator::dcs::model::{ErrorBody, MAX_LIST_ITEMS, decode_task_page};
 use dcs_task_operator::dcs::{
-    MAX_DECODED_PARAMS_BYTES, MAX_DECODED_TEXT_BYTES, MAX_DECODED_TIME_BYTES, MAX_ERROR_CODE_BYTES,
-    MAX_ERROR_MSG_BYTES, MAX_TASKS_PER_PAGE,
+    JobInfo, MAX_DECODED_PARAMS_BYTES, MAX_DECODED_TEXT_BYTES, MAX_DECODED_TIME_BYTES,
+    MAX_ERROR_CODE_BYTES, MAX_ERROR_MSG_BYTES, MAX_TASKS_PER_PAGE,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -36,6 +37,17 @@ fuzz_target!(|data: &[u8]| {
                     assert!(command.len() <= MAX_DECODED_TEXT_BYTES);
                 }
             }
+        }
+    }
+    if let Ok(job) = JobInfo::decode(data) {
+        let within =
+            |text: &Option<String>, cap: usize| text.as_ref().is_none_or(|t| t.len() <= cap);
+        for text in [&job.job_id, &job.job_type, &job.fail_reason] {
+            assert!(within(text, MAX_DECODED_TEXT_BYTES));
+        }
+        assert!(job.status.as_str().len() <= MAX_DECODED_TEXT_BYTES);
+        for time in [&job.begin_time, &job.end_time].into_iter().flatten() {
+            assert!(time.raw.len() <= MAX_DECODED_TIME_BYTES);
         }
     }
     if let Some(error) = ErrorBody::from_json(data) {

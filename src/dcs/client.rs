@@ -337,7 +337,7 @@ impl DcsClient {
         Ok((response, body.len()))
     }
 
-    fn signed_get(&self) -> SignedGet<'_> {
+    pub(super) fn signed_get(&self) -> SignedGet<'_> {
         SignedGet {
             http: &self.http,
             endpoint: &self.endpoint,

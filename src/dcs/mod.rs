@@ -1,11 +1,12 @@
-//! The Huawei Cloud side: wire model, request signing, credentials, endpoints and the
-//! `ListCenterTask` client, and project-id discovery through IAM. Usable as a plain client library; it never imports `kube`.
+//! The Huawei Cloud side: wire model, request signing, credentials, endpoints, the
+//! `ListCenterTask` and `ShowJobInfo` clients, and project-id discovery through IAM. Usable as a plain client library; it never imports `kube`.
 
 mod client;
 pub mod credentials;
 pub mod endpoint;
 mod error;
 pub mod iam;
+mod job;
 pub mod model;
 pub mod sign;
 pub mod time;
@@ -22,8 +23,10 @@ pub use error::{
     MAX_ERROR_MSG_BYTES, MAX_REQUEST_ID_BYTES, THROTTLED_CODE,
 };
 pub use iam::{IamClient, ProjectDiscoveryError};
+pub use job::{JobId, JobIdError, JobInfo, JobLookupFailure, JobStatus, MAX_JOB_ID_LEN};
 pub use model::{
     CenterTask, ListCenterTaskResponse, MAX_DECODED_PARAMS_BYTES, MAX_DECODED_TEXT_BYTES,
-    MAX_DECODED_TIME_BYTES, MAX_TASKS_PER_PAGE, TaskDetails, decode_task_page,
+    MAX_DECODED_TIME_BYTES, MAX_TASKS_PER_PAGE, ShowJobInfoResponse, TaskDetails, decode_job_info,
+    decode_task_page,
 };
 pub use time::{QueryTime, TaskTime};

@@ -1,4 +1,4 @@
-//! The `ListCenterTask` wire model, decoded leniently.
+//! The `ListCenterTask` and `ShowJobInfo` wire models, decoded leniently.
 //!
 //! The SDKs type `task_count`, `old_capacity` and `new_capacity` as strings while the published
 //! examples send numbers, and DCS tells clients to tolerate extra fields. So every field here
@@ -200,6 +200,37 @@ lenient_object!(TaskDetails {
     rename_commands: TextList,
     updated_config_length: Lenient<i64>,
 });
+
+/// The answer of `GET /v2/{project_id}/jobs/{job_id}` (`ShowJobInfo`), field for field as sent.
+///
+/// Every field is capped text read by the same lenient readers as task fields (a number reads as
+/// its JSON text, so ms-epoch times sent as numbers or strings arrive alike); typing happens in
+/// [`super::job::JobInfo`], so that the wire and its meaning stay apart.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ShowJobInfoResponse {
+    pub job_id: Option<String>,
+    pub job_type: Option<String>,
+    pub status: Option<String>,
+    /// Milliseconds since the epoch, as text.
+    pub begin_time: Option<String>,
+    pub end_time: Option<String>,
+    pub fail_reason: Option<String>,
+}
+
+lenient_object!(ShowJobInfoResponse {
+    job_id: Text,
+    job_type: Text,
+    status: Text,
+    begin_time: Text<MAX_DECODED_TIME_BYTES>,
+    end_time: Text<MAX_DECODED_TIME_BYTES>,
+    fail_reason: Text,
+});
+
+/// Decodes one `ShowJobInfo` answer from the raw response body. Like [`decode_task_page`], it
+/// never panics and fails only when the body is not a JSON object.
+pub fn decode_job_info(body: &[u8]) -> Result<ShowJobInfoResponse, serde_json::Error> {
+    serde_json::from_slice(body)
+}
 
 /// A DCS or APIG error body: `{error_code, error_msg}` or the older `{code, message}`.
 ///

@@ -3,6 +3,9 @@
 //! - Query parameters `start_time`/`end_time`: `yyyyMMddHHmmss` in UTC ([`QueryTime`]).
 //! - Task `created_at`/`updated_at`: RFC 3339 with milliseconds, `2020-06-17T07:38:42.503Z`
 //!   ([`TaskTime`]); the raw text is kept so that an unparsable value is shown, not lost.
+//! - Job `begin_time`/`end_time` (`ShowJobInfo`): milliseconds since the Unix epoch, as text
+//!   (`"1684191545379"`) or a number, held as a [`TaskTime`] too
+//!   ([`TaskTime::from_epoch_millis`]).
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde::{Deserialize, Deserializer};
@@ -64,6 +67,38 @@ impl TaskTime {
             .map(|time| time.with_timezone(&Utc));
         Self { raw, parsed }
     }
+}
+
+impl TaskTime {
+    /// A job time (`ShowJobInfo`'s `begin_time`/`end_time`): whole milliseconds since the Unix
+    /// epoch, as the API sends them, or the JSON text of a number (`1684191545379.0`; the
+    /// fraction is dropped). Zero and negative values are kept as raw text but parse to nothing:
+    /// they mean "not yet" (a job that has not ended), not 1970.
+    pub fn from_epoch_millis(raw: impl Into<String>) -> Self {
+        let raw = raw.into();
+        let parsed = parse_epoch_millis(&raw);
+        Self { raw, parsed }
+    }
+}
+
+fn parse_epoch_millis(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    let millis = text.parse::<i64>().ok().or_else(|| {
+        // Only plain decimals: `f64` would also read `inf`, `NaN` and `1e3`.
+        if !text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+        {
+            return None;
+        }
+        let value = text.parse::<f64>().ok().filter(|value| value.is_finite())?;
+        // Saturates at the ends of `i64`, which `from_timestamp_millis` then refuses.
+        Some(value.trunc() as i64)
+    })?;
+    if millis <= 0 {
+        return None;
+    }
+    DateTime::from_timestamp_millis(millis)
 }
 
 impl<'de> Deserialize<'de> for TaskTime {
@@ -143,7 +178,49 @@ mod tests {
         );
     }
 
+    #[test]
+    fn job_times_are_epoch_milliseconds_as_text_or_number() {
+        let documented = TaskTime::from_epoch_millis("1684191545379");
+        assert_eq!(
+            documented.parsed.unwrap().timestamp_millis(),
+            1_684_191_545_379
+        );
+        assert_eq!(
+            documented.parsed.unwrap(),
+            Utc.with_ymd_and_hms(2023, 5, 15, 22, 59, 5).unwrap()
+                + chrono::TimeDelta::milliseconds(379)
+        );
+        assert_eq!(
+            TaskTime::from_epoch_millis(" 1684191545379.0 ").parsed,
+            documented.parsed
+        );
+        for unset in ["0", "-1", "", "  ", "0.0"] {
+            let time = TaskTime::from_epoch_millis(unset);
+            assert_eq!((time.raw.as_str(), time.parsed), (unset, None), "{unset}");
+        }
+        for bad in [
+            "2023-05-15T22:59:05Z",
+            "soon",
+            "inf",
+            "NaN",
+            "1e12",
+            "99999999999999999999999",
+            "9223372036854775807",
+            "1.7976931348623157e308",
+            "--1",
+        ] {
+            assert_eq!(TaskTime::from_epoch_millis(bad).parsed, None, "{bad}");
+        }
+    }
+
     proptest! {
+        /// Every millisecond of years 1970-9999 round-trips through its epoch text.
+        #[test]
+        fn valid_job_times_round_trip(millis in 1i64..=Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap().timestamp_millis()) {
+            let time = TaskTime::from_epoch_millis(millis.to_string());
+            prop_assert_eq!(time.parsed.map(|t| t.timestamp_millis()), Some(millis));
+        }
+
         #[test]
         fn parsing_arbitrary_text_never_panics(
             input in prop_oneof![
@@ -157,7 +234,9 @@ mod tests {
                 prop_assert_eq!(time.to_param(), input.clone());
             }
             let task = TaskTime::new(input.clone());
-            prop_assert_eq!(task.raw, input);
+            prop_assert_eq!(task.raw, input.clone());
+            let job = TaskTime::from_epoch_millis(input.clone());
+            prop_assert_eq!(job.raw, input);
         }
 
         /// Every second of years 0000-9999 round-trips through `yyyyMMddHHmmss`.

@@ -3,28 +3,31 @@
 //! All routes live under `/_sim/`, take and return JSON, need no authentication, and answer only
 //! clients connecting from a loopback address (others get 403), so a simulator listening on
 //! `0.0.0.0` for a container demo cannot be steered from the network. Errors are
-//! `{"error": "<what was wrong>"}` with status 400 (bad body), 404 (unknown task) or 409
+//! `{"error": "<what was wrong>"}` with status 400 (bad body), 404 (unknown task or job) or 409
 //! (duplicate id).
 //!
 //! | Route | Body | Effect |
 //! |---|---|---|
 //! | `POST /_sim/tasks` | one scenario task (camelCase, as in a scenario file) | adds it; a relative `createdAt` counts from the sim clock's now; 201 `{"id": "..."}` |
 //! | `PUT /_sim/tasks/{id}/status` | `{"status": "SUCCESS"}` | the task holds that status from now on (the rest of its timeline is dropped); 200 `{"id", "status"}` |
+//! | `POST /_sim/jobs` | one scenario job (camelCase, as in a scenario file's `jobs`) | declares it; a relative `beginTime` counts from the sim clock's now; 201 `{"id": "..."}`; 409 if a job with that id is declared already |
+//! | `PUT /_sim/jobs/{id}/status` | `{"status": "FAIL", "failReason": "..."}` (`failReason` optional: kept as it was when absent) | the job (declared, or derived from the task with that `jobId`, in any project) holds that status from now on; a derived job becomes a declared one and its task is left as it is; 200 `{"id", "status"}` |
 //! | `POST /_sim/clock/advance` | `{"by": "10s"}` | moves the virtual clock forward, at most 100 years ahead of the real clock in all (400 beyond); 200 `{"now", "offset"}` |
 //! | `GET /_sim/clock` | | 200 `{"now", "offset"}` |
-//! | `POST /_sim/faults` | `{"count": 3, "status": 429, "body": {...}, "latency": "0s", "drop": false, "projectId": "..."}` | the next `count` task-list requests (of that project, or of any) get the fault instead of an answer; 201 `{"queued", "pending"}` |
+//! | `POST /_sim/faults` | `{"count": 3, "status": 429, "body": {...}, "latency": "0s", "drop": false, "projectId": "...", "api": "tasks"}` | the next `count` DCS requests (of that project, or of any; to `api` `tasks` or `jobs`, or to either) get the fault instead of an answer; 201 `{"queued", "pending"}` |
 //! | `DELETE /_sim/faults` | | drops all queued faults; 200 `{"cleared": n}` |
 //! | `PUT /_sim/config` | `{"taskCount": "number"}` | switches the `task_count` wire type; 200 the new config |
 //! | `GET /_sim/config` | | 200 `{"taskCount": "string"}` |
-//! | `GET /_sim/stats` | | 200 `{"projects": {"<id>": {"requests", "ok", "clientErrors", "unauthorized", "faulted"}}, "total", "iam": {"requests", "ok", "clientErrors", "unauthorized"}}` |
+//! | `GET /_sim/stats` | | 200 `{"projects": {"<id>": {"requests", "ok", "clientErrors", "unauthorized", "faulted"}}, "total", "iam": {"requests", "ok", "clientErrors", "unauthorized"}, "jobs": {"projects": {"<id>": {"requests", "ok", "notFound", "clientErrors", "unauthorized", "faulted", "byJob": {"<job id>": n}}}, "total"}}`; `projects` and `total` count task-list requests, `jobs` (present once a job request was counted) `ShowJobInfo` requests |
 //! | `POST /_sim/stats/reset` | | zeroes the counters; 200 the zeroed stats |
 //!
 //! Faults: every field is optional. `count` defaults to 1. `latency` (duration syntax) is waited
 //! first. Then `drop: true` breaks the connection without a valid response, `status` answers
 //! with that status and `body` (default: a DCS-style body fitting the status; a JSON string is
 //! sent as raw text), and a fault with neither just delays the normal answer. Entries are used
-//! first in, first out. Stats count every task-list request, refused ones included; `faulted`
-//! counts requests that consumed a fault (a latency-only fault also counts under its answer).
+//! first in, first out. Stats count every task-list and job request, refused ones included;
+//! `faulted` counts requests that consumed a fault (a latency-only fault also counts under its
+//! answer); `byJob` counts at most 10,000 job ids per project.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,10 +45,11 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::faults::FaultRequest;
+use super::jobs;
 use super::limits::{MAX_CLOCK_OFFSET, describe, show};
 use super::list::json;
-use super::scenario::{TaskCountEncoding, TaskFile};
-use super::state::{ClockLimit, DuplicateId, SimState, StoredTask, VirtualClock, lock};
+use super::scenario::{JobFile, TaskCountEncoding, TaskFile};
+use super::state::{ClockLimit, DuplicateId, SimState, StoredJob, StoredTask, VirtualClock, lock};
 use super::wire;
 
 /// The `/_sim/` routes, guarded by the loopback check.
@@ -53,6 +57,8 @@ pub(super) fn routes() -> Router<Arc<SimState>> {
     Router::new()
         .route("/_sim/tasks", post(add_task))
         .route("/_sim/tasks/{id}/status", put(set_status))
+        .route("/_sim/jobs", post(add_job))
+        .route("/_sim/jobs/{id}/status", put(set_job_status))
         .route("/_sim/clock", get(clock))
         .route("/_sim/clock/advance", post(advance_clock))
         .route("/_sim/faults", post(add_fault).delete(clear_faults))
@@ -131,6 +137,72 @@ async fn set_status(
     };
     let elapsed = task.elapsed(now);
     task.timeline.set_from(elapsed, change.status.clone());
+    json(StatusCode::OK, json!({ "id": id, "status": change.status }))
+}
+
+async fn add_job(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+    let job: JobFile = match parse("POST /_sim/jobs", &body) {
+        Ok(job) => job,
+        Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
+    };
+    let spec = match job.validate("") {
+        Ok(spec) => spec,
+        Err(problem) => return error(StatusCode::BAD_REQUEST, problem.to_string()),
+    };
+    let job = StoredJob::from_spec(spec, state.clock.now());
+    let id = job.id.clone();
+    match lock(&state.jobs).insert(job) {
+        Ok(()) => json(StatusCode::CREATED, json!({ "id": id })),
+        Err(DuplicateId(id)) => error(
+            StatusCode::CONFLICT,
+            format!("a job with id {id} is declared already"),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct JobStatusChange {
+    status: String,
+    #[serde(default)]
+    fail_reason: Option<String>,
+}
+
+async fn set_job_status(
+    State(state): State<Arc<SimState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let change: JobStatusChange = match parse("PUT /_sim/jobs/{id}/status", &body) {
+        Ok(change) => change,
+        Err(problem) => return error(StatusCode::BAD_REQUEST, problem),
+    };
+    if change.status.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "`status` must not be empty".into());
+    }
+    let now = state.clock.now();
+    let mut jobs = lock(&state.jobs);
+    let mut job = match jobs.get(&id) {
+        Some(job) => job.clone(),
+        None => {
+            let store = lock(&state.store);
+            match jobs::find(&jobs, &store, None, &id, now) {
+                Some(job) => job,
+                None => {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        format!("no job has id {id} (declared, or as the jobId of a task)"),
+                    );
+                }
+            }
+        }
+    };
+    let elapsed = job.elapsed(now);
+    job.timeline.set_from(elapsed, change.status.clone());
+    if let Some(reason) = change.fail_reason {
+        job.fail_reason = Some(reason);
+    }
+    jobs.put(job);
     json(StatusCode::OK, json!({ "id": id, "status": change.status }))
 }
 

@@ -27,10 +27,22 @@ pub(super) enum FaultAction {
     Delay,
 }
 
+/// The DCS APIs a fault can be aimed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Api {
+    /// `GET /v2/{project_id}/tasks` (`ListCenterTask`).
+    Tasks,
+    /// `GET /v2/{project_id}/jobs/{job_id}` (`ShowJobInfo`).
+    Jobs,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Fault {
     /// `None`: any project.
     pub project_id: Option<String>,
+    /// `None`: either API.
+    pub api: Option<Api>,
     pub latency: Duration,
     pub action: FaultAction,
 }
@@ -51,6 +63,8 @@ pub(super) struct FaultRequest {
     drop: bool,
     #[serde(default)]
     project_id: Option<String>,
+    #[serde(default)]
+    api: Option<Api>,
     /// Seconds for a `Retry-After` header on the answer (needs `status`).
     #[serde(default)]
     retry_after: Option<u32>,
@@ -104,6 +118,7 @@ impl FaultRequest {
         Ok((
             Fault {
                 project_id: self.project_id,
+                api: self.api,
                 latency,
                 action,
             },
@@ -147,14 +162,15 @@ impl FaultQueue {
         });
     }
 
-    /// Takes one use of the oldest entry that applies to `project_id`.
-    pub fn take(&mut self, project_id: &str) -> Option<Fault> {
+    /// Takes one use of the oldest entry that applies to a request of `project_id` to `api`.
+    pub fn take_for(&mut self, project_id: &str, api: Api) -> Option<Fault> {
         let index = self.entries.iter().position(|entry| {
-            entry
-                .fault
+            let fault = &entry.fault;
+            fault
                 .project_id
                 .as_deref()
                 .is_none_or(|project| project == project_id)
+                && fault.api.is_none_or(|aimed| aimed == api)
         })?;
         let entry = &mut self.entries[index];
         entry.remaining -= 1;
@@ -233,6 +249,27 @@ mod tests {
     }
 
     #[test]
+    fn faults_aimed_at_one_api_leave_the_other_alone() {
+        let mut queue = FaultQueue::default();
+        let (jobs, _) = fault(json!({"status": 403, "api": "jobs"})).unwrap();
+        let (tasks, _) = fault(json!({"status": 500, "api": "tasks", "projectId": "p"})).unwrap();
+        let (any, _) = fault(json!({"status": 429})).unwrap();
+        queue.push(jobs, 1);
+        queue.push(tasks, 1);
+        queue.push(any, 2);
+        let status = |fault: Option<Fault>| match fault.map(|fault| fault.action) {
+            Some(FaultAction::Answer { status, .. }) => Some(status.as_u16()),
+            _ => None,
+        };
+        assert_eq!(status(queue.take_for("p", Api::Tasks)), Some(500));
+        assert_eq!(status(queue.take_for("p", Api::Tasks)), Some(429));
+        assert_eq!(status(queue.take_for("p", Api::Jobs)), Some(403));
+        assert_eq!(status(queue.take_for("p", Api::Jobs)), Some(429));
+        assert_eq!(queue.pending(), 0);
+        assert!(fault(json!({"status": 500, "api": "instances"})).is_err());
+    }
+
+    #[test]
     fn the_queue_is_fifo_and_respects_projects() {
         let mut queue = FaultQueue::default();
         let (only_p, _) = fault(json!({"status": 500, "projectId": "p"})).unwrap();
@@ -244,12 +281,12 @@ mod tests {
             Some(FaultAction::Answer { status, .. }) => Some(status.as_u16()),
             _ => None,
         };
-        assert_eq!(status(queue.take("q")), Some(429));
-        assert_eq!(status(queue.take("p")), Some(500));
-        assert_eq!(status(queue.take("p")), Some(429));
-        assert_eq!(status(queue.take("p")), None);
+        assert_eq!(status(queue.take_for("q", Api::Tasks)), Some(429));
+        assert_eq!(status(queue.take_for("p", Api::Tasks)), Some(500));
+        assert_eq!(status(queue.take_for("p", Api::Tasks)), Some(429));
+        assert_eq!(status(queue.take_for("p", Api::Tasks)), None);
         queue.push(fault(json!({"drop": true})).unwrap().0, 5);
         assert_eq!(queue.clear(), 5);
-        assert!(queue.take("p").is_none());
+        assert!(queue.take_for("p", Api::Tasks).is_none());
     }
 }

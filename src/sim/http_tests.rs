@@ -39,6 +39,18 @@ async fn list_as(
     signed_at: DateTime<Utc>,
 ) -> reqwest::Result<reqwest::Response> {
     let path = format!("/v2/{project}/tasks");
+    signed_get(sim, &path, project, query, secret_key, signed_at).await
+}
+
+/// A signed `GET {path}` for `project`, as the SDKs send it.
+async fn signed_get(
+    sim: &RunningSimulator,
+    path: &str,
+    project: &str,
+    query: &[(&str, &str)],
+    secret_key: &str,
+    signed_at: DateTime<Utc>,
+) -> reqwest::Result<reqwest::Response> {
     let host = sim.local_addr().to_string();
     let date = signed_at.format(SDK_DATE_FORMAT).to_string();
     let headers = vec![
@@ -53,7 +65,7 @@ async fn list_as(
     let authorization = sign::sign(
         &SignableRequest {
             method: "GET",
-            path: &path,
+            path,
             query: &pairs,
             headers: &headers,
             body: b"",
@@ -688,4 +700,305 @@ async fn the_iam_client_discovers_the_demo_project() {
     let upstream = error.upstream().expect("an upstream error");
     assert_eq!(upstream.api_error().map(|api| api.http_status), Some(401));
     assert!(error.to_string().contains("set spec.projectId"), "{error}");
+}
+
+/// A signed `GET /v2/{DEMO_PROJECT_ID}/jobs/{job_id}`: status and JSON body.
+async fn show_job(sim: &RunningSimulator, project: &str, job_id: &str) -> (u16, Value) {
+    let path = format!("/v2/{project}/jobs/{job_id}");
+    let response = signed_get(sim, &path, project, &[], DEMO_SECRET_KEY, Utc::now())
+        .await
+        .expect("request succeeds");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+const JOBS: &str = r#"
+tasks:
+  - id: swap-task
+    name: masterStandbySwapJob
+    jobId: swapjob
+    createdAt: -2s
+    timeline: [{status: EXECUTING, for: 8s}, {status: SUCCESS}]
+  - {id: other-task, name: EXTEND, jobId: otherjob, projectId: other, status: FAILED, errorCode: "111400063"}
+jobs:
+  - {id: donejob, jobType: modifyClientIpTransJob, beginTime: "2023-05-15T22:59:05.379Z", timeline: [{status: RUNNING, for: 2s869ms}, {status: SUCCESS}]}
+  - {id: failjob, status: FAIL, failReason: Master standby swap failed.}
+  - {id: odd, status: PAUSED}
+"#;
+
+#[tokio::test]
+async fn the_job_api_answers_derived_and_declared_jobs() {
+    let sim = start(JOBS).await;
+    let (status, done) = show_job(&sim, DEMO_PROJECT_ID, "donejob").await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(
+        done,
+        json!({
+            "job_id": "donejob",
+            "job_type": "modifyClientIpTransJob",
+            "status": "SUCCESS",
+            "begin_time": "1684191545379",
+            "end_time": "1684191548248",
+            "fail_reason": null
+        })
+    );
+    let (_, failed) = show_job(&sim, DEMO_PROJECT_ID, "failjob").await;
+    assert_eq!(failed["status"], "FAIL");
+    assert_eq!(failed["fail_reason"], "Master standby swap failed.");
+    assert!(failed["end_time"].is_string());
+    let (_, odd) = show_job(&sim, DEMO_PROJECT_ID, "odd").await;
+    assert_eq!(
+        (&odd["status"], &odd["end_time"]),
+        (&json!("PAUSED"), &Value::Null)
+    );
+
+    let (_, swap) = show_job(&sim, DEMO_PROJECT_ID, "swapjob").await;
+    assert_eq!(swap["status"], "RUNNING");
+    assert_eq!(swap["job_type"], "masterStandbySwapJob");
+    assert_eq!(swap["end_time"], Value::Null);
+    admin(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/clock/advance",
+        Some(json!({"by": "10s"})),
+    )
+    .await;
+    let (_, swapped) = show_job(&sim, DEMO_PROJECT_ID, "swapjob").await;
+    assert_eq!(swapped["status"], "SUCCESS");
+    let begin: i64 = swapped["begin_time"].as_str().unwrap().parse().unwrap();
+    let end: i64 = swapped["end_time"].as_str().unwrap().parse().unwrap();
+    assert_eq!(end - begin, 8000);
+
+    // A job belongs to its project.
+    assert_eq!(show_job(&sim, "other", "swapjob").await.0, 404);
+    let (_, other) = show_job(&sim, "other", "otherjob").await;
+    assert_eq!(other["status"], "FAIL");
+    assert_eq!(
+        other["fail_reason"],
+        "task other-task (EXTEND) ended FAILED (error_code 111400063)"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_jobs_get_a_dcs_404_and_every_job_request_is_counted() {
+    let sim = start(JOBS).await;
+    let (status, body) = show_job(&sim, DEMO_PROJECT_ID, "nosuchjob").await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        json!({
+            "error_code": "111404000",
+            "error_msg": "The job nosuchjob does not exist.",
+            "error_ext_msg": null
+        })
+    );
+    show_job(&sim, DEMO_PROJECT_ID, "donejob").await;
+    show_job(&sim, DEMO_PROJECT_ID, "donejob").await;
+    let unsigned = http()
+        .get(format!(
+            "{}/v2/{DEMO_PROJECT_ID}/jobs/donejob",
+            sim.base_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status().as_u16(), 401);
+    let path = format!("/v2/{DEMO_PROJECT_ID}/jobs/donejob");
+    let wrong = signed_get(&sim, &path, DEMO_PROJECT_ID, &[], "wrong", Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let body: Value = wrong.json().await.unwrap();
+    assert_eq!(body["error_code"], "APIG.0301");
+    assert!(!body.to_string().contains(DEMO_SECRET_KEY));
+    list(&sim, &[]).await;
+
+    let (_, stats) = admin(&sim, reqwest::Method::GET, "/_sim/stats", None).await;
+    assert_eq!(
+        stats["total"], 1,
+        "job requests are not task-list requests: {stats}"
+    );
+    assert_eq!(
+        stats["jobs"],
+        json!({
+            "projects": {
+                DEMO_PROJECT_ID: {"requests": 5, "ok": 2, "notFound": 1, "clientErrors": 0,
+                    "unauthorized": 2, "faulted": 0, "byJob": {"donejob": 4, "nosuchjob": 1}}
+            },
+            "total": 5
+        })
+    );
+    let (_, reset) = admin(&sim, reqwest::Method::POST, "/_sim/stats/reset", None).await;
+    assert_eq!(reset.get("jobs"), None);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn faults_can_aim_at_the_job_api_alone() {
+    let sim = start(JOBS).await;
+    let (status, _) = admin(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/faults",
+        Some(json!({"status": 403, "api": "jobs", "count": 2})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    // The task list is not affected by a fault aimed at jobs.
+    assert_eq!(list(&sim, &[]).await.0, 200);
+    let (status, body) = show_job(&sim, DEMO_PROJECT_ID, "donejob").await;
+    assert_eq!(
+        (status, body["error_code"].as_str()),
+        (403, Some("SIM.0001"))
+    );
+    assert_eq!(show_job(&sim, DEMO_PROJECT_ID, "donejob").await.0, 403);
+    assert_eq!(show_job(&sim, DEMO_PROJECT_ID, "donejob").await.0, 200);
+    // A fault aimed at neither API applies to the job API too.
+    admin(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/faults",
+        Some(json!({"status": 503})),
+    )
+    .await;
+    assert_eq!(show_job(&sim, DEMO_PROJECT_ID, "donejob").await.0, 503);
+    let (_, stats) = admin(&sim, reqwest::Method::GET, "/_sim/stats", None).await;
+    assert_eq!(
+        stats["jobs"]["projects"][DEMO_PROJECT_ID]["faulted"], 3,
+        "{stats}"
+    );
+    assert_eq!(stats["projects"][DEMO_PROJECT_ID]["faulted"], 0, "{stats}");
+    let (status, body) = admin(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/faults",
+        Some(json!({"status": 500, "api": "instances"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_admin_api_declares_jobs_and_sets_their_status() {
+    let sim = start(JOBS).await;
+    // A derived job: the job changes, its task does not.
+    let (status, body) = admin(
+        &sim,
+        reqwest::Method::PUT,
+        "/_sim/jobs/swapjob/status",
+        Some(json!({"status": "FAIL", "failReason": "Master standby swap failed."})),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"id": "swapjob", "status": "FAIL"}))
+    );
+    let (_, job) = show_job(&sim, DEMO_PROJECT_ID, "swapjob").await;
+    assert_eq!(
+        (&job["status"], &job["fail_reason"], &job["job_type"]),
+        (
+            &json!("FAIL"),
+            &json!("Master standby swap failed."),
+            &json!("masterStandbySwapJob")
+        )
+    );
+    assert!(job["end_time"].is_string());
+    let (_, tasks) = list(&sim, &[]).await;
+    let task = tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|task| task["id"] == "swap-task")
+        .unwrap();
+    assert_eq!(task["status"], "EXECUTING");
+
+    // A declared job, then back to running; the reason is kept while not FAIL but not sent.
+    let (status, _) = admin(
+        &sim,
+        reqwest::Method::PUT,
+        "/_sim/jobs/failjob/status",
+        Some(json!({"status": "RUNNING"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, running) = show_job(&sim, DEMO_PROJECT_ID, "failjob").await;
+    assert_eq!(
+        (&running["status"], &running["fail_reason"]),
+        (&json!("RUNNING"), &Value::Null)
+    );
+
+    let (status, body) = admin(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/jobs",
+        Some(json!({"id": "newjob", "jobType": "modifyBandwidth", "status": "INIT", "beginTime": "-1s"})),
+    )
+    .await;
+    assert_eq!((status, body), (201, json!({"id": "newjob"})));
+    let (_, new) = show_job(&sim, DEMO_PROJECT_ID, "newjob").await;
+    assert_eq!(
+        (&new["status"], &new["job_type"]),
+        (&json!("INIT"), &json!("modifyBandwidth"))
+    );
+
+    for (method, path, body, expected) in [
+        (
+            reqwest::Method::POST,
+            "/_sim/jobs",
+            json!({"id": "newjob", "status": "INIT"}),
+            409,
+        ),
+        (reqwest::Method::POST, "/_sim/jobs", json!({"id": "x"}), 400),
+        (
+            reqwest::Method::POST,
+            "/_sim/jobs",
+            json!({"id": "", "status": "INIT"}),
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            "/_sim/jobs",
+            json!({"id": "x", "status": "INIT", "beginTime": "later"}),
+            400,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/_sim/jobs/nosuchjob/status",
+            json!({"status": "FAIL"}),
+            404,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/_sim/jobs/donejob/status",
+            json!({"status": " "}),
+            400,
+        ),
+        (
+            reqwest::Method::PUT,
+            "/_sim/jobs/donejob/status",
+            json!({"statuz": "FAIL"}),
+            400,
+        ),
+    ] {
+        let (status, answer) = admin(&sim, method, path, Some(body.clone())).await;
+        assert_eq!(status, expected, "{path} {body}: {answer}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    let (_, missing) = admin(
+        &sim,
+        reqwest::Method::POST,
+        "/_sim/jobs",
+        Some(json!({"id": "x", "status": "INIT", "beginTime": "later"})),
+    )
+    .await;
+    assert!(
+        missing["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("`beginTime`"),
+        "{missing}"
+    );
+    sim.shutdown().await;
 }

@@ -1,6 +1,7 @@
 //! `GET /v2/{project_id}/tasks`: faults first (they stand in for the gateway and network),
 //! then authentication, then parameter validation, then the page, the order a real request
-//! meets them in. Every request is counted, refused or not.
+//! meets them in. Every request is counted, refused or not. The fault and admission steps are
+//! shared with the job API (`jobs` module).
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::faults::FaultAction;
+use super::faults::{Api, FaultAction};
 use super::gateway::{self, Rejected};
 use super::params::{self, InvalidParam};
 use super::state::{SimState, lock};
@@ -22,52 +23,56 @@ pub(super) async fn list_tasks(
     Path(project_id): Path<String>,
     request: Request,
 ) -> Response {
-    let fault = lock(&state.faults).take(&project_id);
-    let mut faulted = false;
-    if let Some(fault) = fault {
-        if !fault.latency.is_zero() {
-            tokio::time::sleep(fault.latency).await;
+    let faulted = match take_fault(&state, &project_id, Api::Tasks).await {
+        Ok(faulted) => faulted,
+        Err(response) => {
+            lock(&state.stats).record(&project_id, Outcome::Injected, true);
+            return response;
         }
-        match fault.action {
-            FaultAction::Answer {
-                status,
-                body,
-                retry_after,
-            } => {
-                lock(&state.stats).record(&project_id, Outcome::Injected, true);
-                let mut response = raw_or_json(status, body);
-                if let Some(seconds) = retry_after {
-                    response
-                        .headers_mut()
-                        .insert(axum::http::header::RETRY_AFTER, seconds.into());
-                }
-                return response;
-            }
-            FaultAction::Drop => {
-                lock(&state.stats).record(&project_id, Outcome::Injected, true);
-                return dropped_connection();
-            }
-            FaultAction::Delay => faulted = true,
-        }
-    }
+    };
     let (outcome, response) = answer(&state, &project_id, request).await;
     tracing::debug!(project_id, ?outcome, faulted, "simulated task list request");
     lock(&state.stats).record(&project_id, outcome, faulted);
     response
 }
 
-async fn answer(state: &SimState, project_id: &str, request: Request) -> (Outcome, Response) {
-    let query = match gateway::admit(state, request, Some(project_id)).await {
-        Ok(query) => query,
-        Err(Rejected::UnreadableBody) => {
-            return client_error(
-                StatusCode::BAD_REQUEST,
-                "111400063",
-                "The request body could not be read.",
-            );
+/// Applies the next fault queued for a request of `project_id` to `api`: waits its latency, then
+/// `Err` with the answer that replaces the API's (an injected status, or a dropped connection),
+/// or `Ok(faulted)` to answer normally, `faulted` saying whether a latency-only fault was used.
+pub(super) async fn take_fault(
+    state: &SimState,
+    project_id: &str,
+    api: Api,
+) -> Result<bool, Response> {
+    let Some(fault) = lock(&state.faults).take_for(project_id, api) else {
+        return Ok(false);
+    };
+    if !fault.latency.is_zero() {
+        tokio::time::sleep(fault.latency).await;
+    }
+    match fault.action {
+        FaultAction::Answer {
+            status,
+            body,
+            retry_after,
+        } => {
+            let mut response = raw_or_json(status, body);
+            if let Some(seconds) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, seconds.into());
+            }
+            Err(response)
         }
-        Err(Rejected::BadQuery) => return invalid_param("query"),
-        Err(Rejected::Refused(outcome, response)) => return (outcome, response),
+        FaultAction::Drop => Err(dropped_connection()),
+        FaultAction::Delay => Ok(true),
+    }
+}
+
+async fn answer(state: &SimState, project_id: &str, request: Request) -> (Outcome, Response) {
+    let query = match admit(state, project_id, request).await {
+        Ok(query) => query,
+        Err(refused) => return refused,
     };
     let params = match params::parse(&query) {
         Ok(params) => params,
@@ -88,6 +93,26 @@ async fn answer(state: &SimState, project_id: &str, request: Request) -> (Outcom
     (Outcome::Ok, json(StatusCode::OK, body))
 }
 
+/// The gateway's admission of a request to a DCS API of `project_id`: its query pairs, or the
+/// answer (and how to count it) when it is refused.
+pub(super) async fn admit(
+    state: &SimState,
+    project_id: &str,
+    request: Request,
+) -> Result<Vec<(String, String)>, (Outcome, Response)> {
+    gateway::admit(state, request, Some(project_id))
+        .await
+        .map_err(|rejected| match rejected {
+            Rejected::UnreadableBody => client_error(
+                StatusCode::BAD_REQUEST,
+                "111400063",
+                "The request body could not be read.",
+            ),
+            Rejected::BadQuery => invalid_param("query"),
+            Rejected::Refused(outcome, response) => (outcome, response),
+        })
+}
+
 fn invalid_param(name: &str) -> (Outcome, Response) {
     client_error(
         StatusCode::BAD_REQUEST,
@@ -96,7 +121,7 @@ fn invalid_param(name: &str) -> (Outcome, Response) {
     )
 }
 
-fn client_error(status: StatusCode, code: &str, message: &str) -> (Outcome, Response) {
+pub(super) fn client_error(status: StatusCode, code: &str, message: &str) -> (Outcome, Response) {
     (
         Outcome::ClientError,
         json(status, wire::error_body(code, message)),

@@ -1,5 +1,6 @@
-//! DCS task-center simulator: a real HTTP server answering `GET /v2/{project_id}/tasks` the way
-//! the documented API does, for integration tests, the `query --sim` demo and benchmarks.
+//! DCS task-center simulator: a real HTTP server answering `GET /v2/{project_id}/tasks` and
+//! `GET /v2/{project_id}/jobs/{job_id}` the way the documented APIs do, for integration tests,
+//! the `query --sim` demo and benchmarks.
 //!
 //! What it simulates, and why each part exists:
 //! - the list endpoint with the documented parameters, limits, ordering and error bodies, so the
@@ -8,6 +9,9 @@
 //!   surface before a real account is involved;
 //! - tasks whose status follows a timeline on a virtual clock, so "wait for the switchover"
 //!   flows can be demonstrated and tested in seconds;
+//! - `ShowJobInfo` for the jobs of those tasks (by their `job_id`) and for jobs a scenario
+//!   declares without a task (see the `jobs` module), with the same checks, faults and counts as
+//!   the task list, so job waits are tested against the job API's own vocabulary;
 //! - IAM's `GET /v3/projects?name={region}` (see the `iam` module), so project-id discovery is
 //!   exercised with the same signature checks;
 //! - injected faults and request counters through the loopback-only admin API under `/_sim/`
@@ -30,6 +34,7 @@ mod error;
 mod faults;
 mod gateway;
 mod iam;
+mod jobs;
 mod limits;
 mod list;
 mod params;
@@ -270,10 +275,12 @@ fn lock_len(state: &SimState) -> usize {
     state::lock(&state.store).len()
 }
 
-/// The whole HTTP surface: the task-center route, the admin routes, and a gateway-style 404.
+/// The whole HTTP surface: the task-center and job routes, the admin routes, and a gateway-style
+/// 404.
 fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/v2/{project_id}/tasks", get(list::list_tasks))
+        .route("/v2/{project_id}/jobs/{job_id}", get(jobs::show_job))
         .route("/v3/projects", get(iam::list_projects))
         .merge(admin::routes())
         .fallback(not_found)

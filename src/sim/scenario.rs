@@ -1,4 +1,5 @@
-//! Scenario files: what a simulated DCS account holds (credentials, tasks and their timelines).
+//! Scenario files: what a simulated DCS account holds (credentials, tasks and their timelines,
+//! and jobs that no task stands for).
 //!
 //! The YAML uses camelCase keys and refuses unknown ones, so a typo in a test scenario fails
 //! loudly instead of silently simulating something else. Parsing validates everything up
@@ -48,6 +49,7 @@ pub struct Scenario {
     pub(super) tokens: Vec<String>,
     pub(super) tasks: Vec<TaskSpec>,
     pub(super) generate: Vec<GenerateSpec>,
+    pub(super) jobs: Vec<JobSpec>,
 }
 
 impl fmt::Debug for Scenario {
@@ -58,6 +60,7 @@ impl fmt::Debug for Scenario {
             .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
             .field("tasks", &self.tasks.len())
             .field("generate", &self.generate)
+            .field("jobs", &self.jobs.len())
             .finish()
     }
 }
@@ -225,6 +228,20 @@ pub(super) struct TaskSpec {
     pub enable_show: Option<bool>,
 }
 
+/// A job served by `GET /v2/{project_id}/jobs/{job_id}` without a task behind it (jobs of
+/// tasks with a `jobId` are derived from the task instead). Its status follows `timeline` from
+/// `begin_time`, in the job vocabulary (`INIT`, `RUNNING`, `SUCCESS`, `FAIL`, or any other text).
+#[derive(Debug, Clone)]
+pub(super) struct JobSpec {
+    pub id: String,
+    pub project_id: String,
+    pub job_type: Option<String>,
+    pub begin_time: CreatedAt,
+    pub timeline: Timeline,
+    /// Sent as `fail_reason` while the job is `FAIL` (`null` when unset).
+    pub fail_reason: Option<String>,
+}
+
 /// Bulk tasks: `count` tasks named `name` in status `status`, the first at `first_created_at`
 /// and then one every `every`.
 #[derive(Debug, Clone)]
@@ -251,6 +268,8 @@ struct ScenarioFile {
     tasks: Vec<TaskFile>,
     #[serde(default)]
     generate: Vec<GenerateFile>,
+    #[serde(default)]
+    jobs: Vec<JobFile>,
 }
 
 #[derive(Deserialize)]
@@ -295,6 +314,27 @@ pub(super) struct TaskFile {
     error_code: Option<String>,
     #[serde(default)]
     enable_show: Option<bool>,
+}
+
+/// A job as written in a scenario file or posted to `POST /_sim/jobs`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct JobFile {
+    id: String,
+    #[serde(default)]
+    project_id: Option<String>,
+    #[serde(default)]
+    job_type: Option<String>,
+    /// Defaults to `0s`: began at the base instant. Same syntax as a task's `createdAt`.
+    #[serde(default)]
+    begin_time: Option<String>,
+    #[serde(default)]
+    timeline: Option<Vec<StepFile>>,
+    /// Shorthand for a one-step timeline.
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    fail_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -419,12 +459,28 @@ impl ScenarioFile {
                 generate.validate(&at)
             })
             .collect::<Result<_, _>>()?;
+        let jobs: Vec<JobSpec> = self
+            .jobs
+            .into_iter()
+            .enumerate()
+            .map(|(index, job)| job.validate(&format!("jobs[{index}]")))
+            .collect::<Result<_, _>>()?;
+        let mut job_ids = HashSet::new();
+        for (index, job) in jobs.iter().enumerate() {
+            if !job_ids.insert(job.id.as_str()) {
+                return Err(FieldError::new(
+                    format!("jobs[{index}].id"),
+                    format!("job id {} is used twice", job.id),
+                ));
+            }
+        }
         Ok(Scenario {
             task_count: self.task_count,
             credentials,
             tokens: self.tokens,
             tasks,
             generate,
+            jobs,
         })
     }
 }
@@ -443,67 +499,84 @@ impl CredentialFile {
     }
 }
 
+/// The path of key `name` under the entry at `at`: `tasks[3].status`, or `status` for an admin
+/// request body (`at` empty).
+fn prefixed(at: &str, name: &str) -> String {
+    if at.is_empty() {
+        name.to_string()
+    } else {
+        format!("{at}.{name}")
+    }
+}
+
+/// The timeline of a task or job entry: its `timeline` steps, or a one-step timeline from
+/// `status`; exactly one of them. `what` ("task", "job") names the entry in the advice.
+fn timeline_of(
+    field: &dyn Fn(&str) -> String,
+    timeline: Option<Vec<StepFile>>,
+    status: Option<String>,
+    what: &str,
+) -> Result<Timeline, FieldError> {
+    Ok(match (timeline, status) {
+        (Some(_), Some(_)) => {
+            return Err(FieldError::new(
+                field("status"),
+                "give either `status` or `timeline`, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(FieldError::new(
+                field("timeline"),
+                format!(
+                    "a {what} needs a `timeline` (or a `status` for a {what} that never \
+                         changes)"
+                ),
+            ));
+        }
+        (None, Some(status)) => Timeline::constant(non_empty(&field("status"), status)?),
+        (Some(steps), None) => {
+            let mut span = TimeDelta::zero();
+            let steps = steps
+                .into_iter()
+                .enumerate()
+                .map(|(index, step)| {
+                    let at = field(&format!("timeline[{index}].for"));
+                    let lasts = step
+                        .lasts
+                        .map(|text| parse_duration(&at, &text))
+                        .transpose()?;
+                    if let Some(lasts) = lasts {
+                        span = span
+                            .checked_add(&lasts)
+                            .filter(|span| *span <= MAX_TIMELINE_SPAN)
+                            .ok_or_else(|| {
+                                FieldError::new(
+                                    &at,
+                                    format!(
+                                        "the steps up to this one last longer than the \
+                                             limit of {} for a whole timeline",
+                                        describe(MAX_TIMELINE_SPAN)
+                                    ),
+                                )
+                            })?;
+                    }
+                    Ok(Step {
+                        status: step.status,
+                        lasts,
+                    })
+                })
+                .collect::<Result<Vec<_>, FieldError>>()?;
+            Timeline::new(steps).map_err(|problem| FieldError::new(field("timeline"), problem))?
+        }
+    })
+}
+
 impl TaskFile {
     /// Validates one task; `at` prefixes field names in errors (`tasks[3]`, or `` for the admin
     /// API).
     pub(super) fn validate(self, at: &str) -> Result<TaskSpec, FieldError> {
-        let field = |name: &str| {
-            if at.is_empty() {
-                name.to_string()
-            } else {
-                format!("{at}.{name}")
-            }
-        };
-        let timeline = match (self.timeline, self.status) {
-            (Some(_), Some(_)) => {
-                return Err(FieldError::new(
-                    field("status"),
-                    "give either `status` or `timeline`, not both",
-                ));
-            }
-            (None, None) => {
-                return Err(FieldError::new(
-                    field("timeline"),
-                    "a task needs a `timeline` (or a `status` for a task that never changes)",
-                ));
-            }
-            (None, Some(status)) => Timeline::constant(non_empty(&field("status"), status)?),
-            (Some(steps), None) => {
-                let mut span = TimeDelta::zero();
-                let steps = steps
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, step)| {
-                        let at = field(&format!("timeline[{index}].for"));
-                        let lasts = step
-                            .lasts
-                            .map(|text| parse_duration(&at, &text))
-                            .transpose()?;
-                        if let Some(lasts) = lasts {
-                            span = span
-                                .checked_add(&lasts)
-                                .filter(|span| *span <= MAX_TIMELINE_SPAN)
-                                .ok_or_else(|| {
-                                    FieldError::new(
-                                        &at,
-                                        format!(
-                                            "the steps up to this one last longer than the \
-                                             limit of {} for a whole timeline",
-                                            describe(MAX_TIMELINE_SPAN)
-                                        ),
-                                    )
-                                })?;
-                        }
-                        Ok(Step {
-                            status: step.status,
-                            lasts,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, FieldError>>()?;
-                Timeline::new(steps)
-                    .map_err(|problem| FieldError::new(field("timeline"), problem))?
-            }
-        };
+        let field = |name: &str| prefixed(at, name);
+        let timeline = timeline_of(&field, self.timeline, self.status, "task")?;
         let created_at = match self.created_at {
             None => CreatedAt::Relative(TimeDelta::zero()),
             Some(text) => CreatedAt::parse(&text)
@@ -534,6 +607,35 @@ impl TaskFile {
             params: self.params,
             error_code: self.error_code,
             enable_show: self.enable_show,
+        })
+    }
+}
+
+impl JobFile {
+    /// Validates one job; `at` prefixes field names in errors (`jobs[3]`, or `` for the admin
+    /// API).
+    pub(super) fn validate(self, at: &str) -> Result<JobSpec, FieldError> {
+        let field = |name: &str| prefixed(at, name);
+        let timeline = timeline_of(&field, self.timeline, self.status, "job")?;
+        let begin_time = match self.begin_time {
+            None => CreatedAt::Relative(TimeDelta::zero()),
+            Some(text) => CreatedAt::parse(&text)
+                .map_err(|problem| FieldError::new(field("beginTime"), problem))?,
+        };
+        Ok(JobSpec {
+            id: non_empty(&field("id"), self.id)?,
+            project_id: self
+                .project_id
+                .map(|project| non_empty(&field("projectId"), project))
+                .transpose()?
+                .unwrap_or_else(|| DEMO_PROJECT_ID.to_string()),
+            job_type: self
+                .job_type
+                .map(|job_type| non_empty(&field("jobType"), job_type))
+                .transpose()?,
+            begin_time,
+            timeline,
+            fail_reason: self.fail_reason,
         })
     }
 }
@@ -739,6 +841,55 @@ tasks:
             invalid("credentials: [{accessKey: A, secretKey: ''}]").0,
             "credentials[0].secretKey"
         );
+    }
+
+    #[test]
+    fn jobs_are_validated_like_tasks_naming_the_field() {
+        let scenario = Scenario::from_yaml(
+            "jobs:\n\
+             - {id: a, projectId: p, jobType: masterStandbySwapJob, beginTime: -1m, \
+                timeline: [{status: RUNNING, for: 5s}, {status: FAIL}], failReason: why}\n\
+             - {id: b, status: SUCCESS}",
+        )
+        .unwrap();
+        let job = &scenario.jobs[0];
+        assert_eq!((job.id.as_str(), job.project_id.as_str()), ("a", "p"));
+        assert_eq!(job.job_type.as_deref(), Some("masterStandbySwapJob"));
+        assert_eq!(job.begin_time, CreatedAt::Relative(TimeDelta::minutes(-1)));
+        assert_eq!(job.timeline.at(TimeDelta::seconds(5)).status, "FAIL");
+        assert_eq!(job.fail_reason.as_deref(), Some("why"));
+        let defaults = &scenario.jobs[1];
+        assert_eq!(defaults.project_id, DEMO_PROJECT_ID);
+        assert_eq!(defaults.begin_time, CreatedAt::Relative(TimeDelta::zero()));
+
+        assert_eq!(
+            invalid("jobs: [{id: a}]"),
+            (
+                "jobs[0].timeline".to_string(),
+                "a job needs a `timeline` (or a `status` for a job that never changes)".to_string()
+            )
+        );
+        assert_eq!(invalid("jobs: [{id: '', status: INIT}]").0, "jobs[0].id");
+        assert_eq!(
+            invalid("jobs: [{id: a, status: INIT, jobType: ''}]").0,
+            "jobs[0].jobType"
+        );
+        assert_eq!(
+            invalid("jobs: [{id: a, status: INIT, beginTime: later}]").0,
+            "jobs[0].beginTime"
+        );
+        assert_eq!(
+            invalid("jobs: [{id: a, status: INIT}, {id: a, status: FAIL}]").0,
+            "jobs[1].id"
+        );
+        assert_eq!(
+            invalid("jobs: [{id: a, timeline: [{status: A, for: 1s}]}]").0,
+            "jobs[0].timeline"
+        );
+        assert!(matches!(
+            Scenario::from_yaml("jobs: [{id: a, status: INIT, createdAt: 0s}]"),
+            Err(SimError::ParseScenario { .. })
+        ));
     }
 
     /// The field and the problem of a refused scenario, checking that the problem names

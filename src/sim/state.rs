@@ -1,10 +1,10 @@
-//! The simulator's mutable world: the task store, the virtual clock, and the shared state the
-//! HTTP handlers hold.
+//! The simulator's mutable world: the task store, the declared jobs, the virtual clock, and the
+//! shared state the HTTP handlers hold.
 //!
 //! Tasks are kept sorted newest first (the order the API answers in), so a list request is one
 //! linear filter pass with no sort, which keeps benchmarks against large scenarios cheap.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -16,7 +16,7 @@ use super::auth::AuthPolicy;
 use super::faults::FaultQueue;
 use super::limits::{MAX_CLOCK_OFFSET, add_saturating};
 use super::params::ListParams;
-use super::scenario::{Scenario, TaskCountEncoding, TaskSpec, truncate_to_millis};
+use super::scenario::{JobSpec, Scenario, TaskCountEncoding, TaskSpec, truncate_to_millis};
 use super::stats::Stats;
 use super::timeline::Timeline;
 
@@ -149,6 +149,22 @@ impl TaskStore {
         self.tasks.iter_mut().find(|task| task.id == id)
     }
 
+    /// The newest task of `project_id` carrying `job_id` that exists at `now`: the task a job
+    /// without a declaration of its own is derived from. `None` for every project (`project_id`
+    /// `None`) looks in all projects, as the admin API does.
+    pub fn job_task(
+        &self,
+        project_id: Option<&str>,
+        job_id: &str,
+        now: DateTime<Utc>,
+    ) -> Option<&StoredTask> {
+        self.tasks.iter().find(|task| {
+            task.job_id.as_deref() == Some(job_id)
+                && project_id.is_none_or(|project| task.project_id == project)
+                && task.created_at <= now
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.tasks.len()
     }
@@ -170,6 +186,78 @@ impl TaskStore {
             total += 1;
         }
         Page { total, tasks }
+    }
+}
+
+/// A job declared in the scenario or through the admin API, resolved like a task: its status
+/// follows `timeline` from `began_at`.
+#[derive(Debug, Clone)]
+pub(super) struct StoredJob {
+    pub id: String,
+    pub project_id: String,
+    pub job_type: Option<String>,
+    pub began_at: DateTime<Utc>,
+    pub timeline: Timeline,
+    pub fail_reason: Option<String>,
+}
+
+impl StoredJob {
+    /// Resolves a scenario job against `base` (simulator start, or "now" for admin posts).
+    pub fn from_spec(spec: JobSpec, base: DateTime<Utc>) -> Self {
+        Self {
+            id: spec.id,
+            project_id: spec.project_id,
+            job_type: spec.job_type,
+            began_at: spec.begin_time.resolve(base),
+            timeline: spec.timeline,
+            fail_reason: spec.fail_reason,
+        }
+    }
+
+    /// Time since the job began at `now` (negative while it is still in the future).
+    pub fn elapsed(&self, now: DateTime<Utc>) -> TimeDelta {
+        now.signed_duration_since(self.began_at)
+    }
+}
+
+/// Declared jobs by id. A declared job hides a job derived from a task with the same `job_id`,
+/// which is how the admin API changes a derived job without touching its task.
+#[derive(Debug, Default)]
+pub(super) struct JobStore {
+    jobs: HashMap<String, StoredJob>,
+}
+
+impl JobStore {
+    /// Resolves a scenario's jobs against `start`; their ids were checked unique when it loaded.
+    pub fn from_scenario(scenario: &Scenario, start: DateTime<Utc>) -> Self {
+        let jobs = scenario
+            .jobs
+            .iter()
+            .cloned()
+            .map(|spec| {
+                let job = StoredJob::from_spec(spec, start);
+                (job.id.clone(), job)
+            })
+            .collect();
+        Self { jobs }
+    }
+
+    /// Adds a job; refuses an id that is declared already.
+    pub fn insert(&mut self, job: StoredJob) -> Result<(), DuplicateId> {
+        if self.jobs.contains_key(&job.id) {
+            return Err(DuplicateId(job.id));
+        }
+        self.jobs.insert(job.id.clone(), job);
+        Ok(())
+    }
+
+    /// Adds or replaces a job.
+    pub fn put(&mut self, job: StoredJob) {
+        self.jobs.insert(job.id.clone(), job);
+    }
+
+    pub fn get(&self, id: &str) -> Option<&StoredJob> {
+        self.jobs.get(id)
     }
 }
 
@@ -220,12 +308,13 @@ impl VirtualClock {
 }
 
 /// Everything the handlers share. Each part has its own lock so that stats and faults never
-/// wait on a large list rendering.
+/// wait on a large list rendering. Where both are held, `jobs` is locked before `store`.
 #[derive(Debug)]
 pub(super) struct SimState {
     pub clock: VirtualClock,
     pub auth: AuthPolicy,
     pub store: Mutex<TaskStore>,
+    pub jobs: Mutex<JobStore>,
     pub faults: Mutex<FaultQueue>,
     pub stats: Mutex<Stats>,
     pub encoding: Mutex<TaskCountEncoding>,
@@ -242,6 +331,7 @@ impl SimState {
             clock: VirtualClock::default(),
             auth,
             store: Mutex::new(TaskStore::from_scenario(scenario, start)?),
+            jobs: Mutex::new(JobStore::from_scenario(scenario, start)),
             faults: Mutex::new(FaultQueue::default()),
             stats: Mutex::new(Stats::default()),
             encoding: Mutex::new(encoding),

@@ -95,6 +95,32 @@ impl Timeline {
         unreachable!("the last step of a timeline has no duration")
     }
 
+    /// The same timeline in another vocabulary: each step's status becomes `rename(status)`, and
+    /// neighbouring steps that end up with the same status merge into one (so the time of the
+    /// last change stays the time the renamed status began). This is how a task's timeline
+    /// becomes its job's (`EXECUTING` -> `RUNNING`, `FAILED` -> `FAIL`).
+    pub fn renamed(&self, rename: impl Fn(&str) -> String) -> Self {
+        let mut steps: Vec<Step> = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            let status = rename(&step.status);
+            match steps.last_mut() {
+                Some(last) if last.status == status => {
+                    // Only the last step lasts forever; a sum beyond `TimeDelta` never ends either.
+                    last.lasts = step.lasts.map(|lasts| {
+                        last.lasts
+                            .and_then(|before| before.checked_add(&lasts))
+                            .unwrap_or(TimeDelta::MAX)
+                    });
+                }
+                _ => steps.push(Step {
+                    status,
+                    lasts: step.lasts,
+                }),
+            }
+        }
+        Self { steps }
+    }
+
     /// Makes the task hold `status` from `elapsed` on, dropping whatever the timeline had
     /// planned after that instant. The past stays as it was, so `updated_at` moves to `elapsed`
     /// only when the status actually changes.
@@ -274,6 +300,58 @@ mod tests {
         timeline.set_from(TimeDelta::MAX, "D".into());
         assert_eq!(timeline.at(TimeDelta::MAX).status, "D");
         assert_eq!(timeline.at(TimeDelta::zero()).status, "A");
+    }
+
+    #[test]
+    fn renamed_merges_steps_that_end_up_alike() {
+        let timeline = Timeline::new(vec![
+            step("CREATED", Some(1)),
+            step("WAITING", Some(2)),
+            step("EXECUTING", Some(3)),
+            step("FAILED", Some(4)),
+            step("DELETED", None),
+        ])
+        .unwrap();
+        let job = timeline.renamed(|status| {
+            match status {
+                "CREATED" | "WAITING" => "INIT",
+                "EXECUTING" => "RUNNING",
+                _ => "FAIL",
+            }
+            .to_string()
+        });
+        assert_eq!(
+            job,
+            Timeline::new(vec![
+                step("INIT", Some(3)),
+                step("RUNNING", Some(3)),
+                step("FAIL", None)
+            ])
+            .unwrap()
+        );
+        assert_eq!(
+            job.at(TimeDelta::seconds(100)),
+            StatusAt {
+                status: "FAIL",
+                since: TimeDelta::seconds(6)
+            }
+        );
+        let endless = Timeline::new(vec![
+            Step {
+                status: "A".into(),
+                lasts: Some(TimeDelta::MAX),
+            },
+            Step {
+                status: "B".into(),
+                lasts: Some(TimeDelta::MAX),
+            },
+            step("C", None),
+        ])
+        .unwrap()
+        .renamed(|status| if status == "C" { "C" } else { "X" }.to_string());
+        // Beyond any elapsed time the calendar allows (about 525,000 years), still unfinished.
+        assert_eq!(endless.at(TimeDelta::days(200_000_000)).status, "X");
+        assert_eq!(switchover().renamed(str::to_string), switchover());
     }
 
     #[test]

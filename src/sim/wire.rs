@@ -1,5 +1,5 @@
-//! JSON rendering of list answers and error bodies, built from the simulator's own task
-//! representation with the field names of the documentation page.
+//! JSON rendering of list answers, job answers and error bodies, built from the simulator's own
+//! task and job representation with the field names of the documentation pages.
 //!
 //! Deliberately independent of `crate::dcs::model`: if the client's decoding had a bug, a
 //! server that serialised the same types would share it and the tests would pass anyway.
@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::limits::add_saturating;
 use super::scenario::TaskCountEncoding;
-use super::state::StoredTask;
+use super::state::{StoredJob, StoredTask};
 
 /// A DCS error body: `{"error_code", "error_msg", "error_ext_msg": null}`.
 pub(super) fn error_body(code: &str, message: &str) -> Value {
@@ -54,6 +54,43 @@ pub(super) fn task(task: &StoredTask, now: DateTime<Utc>) -> Value {
     if let Some(enable_show) = task.enable_show {
         object.insert("enable_show".into(), Value::Bool(enable_show));
     }
+    Value::Object(object)
+}
+
+/// The job statuses that end a job, as `ShowJobInfo` spells them.
+pub(super) fn is_terminal_job_status(status: &str) -> bool {
+    matches!(status, "SUCCESS" | "FAIL")
+}
+
+/// The 200 body of `GET /v2/{project_id}/jobs/{job_id}` at sim time `now`, as the SDK's
+/// `ShowJobInfoResponse` models it: times are ms-epoch strings; `end_time` is the time of the
+/// last status change once the job has ended and `null` before; `fail_reason` is `null` unless
+/// the job is `FAIL`; an unset `job_type` is omitted.
+pub(super) fn job(job: &StoredJob, now: DateTime<Utc>) -> Value {
+    let status = job.timeline.at(job.elapsed(now));
+    let terminal = is_terminal_job_status(status.status);
+    let millis = |time: DateTime<Utc>| Value::String(time.timestamp_millis().to_string());
+    let mut object = Map::new();
+    object.insert("job_id".into(), Value::String(job.id.clone()));
+    if let Some(job_type) = &job.job_type {
+        object.insert("job_type".into(), Value::String(job_type.clone()));
+    }
+    object.insert("status".into(), Value::String(status.status.to_string()));
+    object.insert("begin_time".into(), millis(job.began_at));
+    object.insert(
+        "end_time".into(),
+        if terminal {
+            millis(add_saturating(job.began_at, status.since))
+        } else {
+            Value::Null
+        },
+    );
+    let fail_reason = job
+        .fail_reason
+        .clone()
+        .filter(|_| status.status == "FAIL")
+        .map_or(Value::Null, Value::String);
+    object.insert("fail_reason".into(), fail_reason);
     Value::Object(object)
 }
 
@@ -156,6 +193,52 @@ tasks:
         let rendered = super::task(&newest, first);
         assert_eq!(rendered["status"], "A");
         assert_eq!(rendered["updated_at"], rendered["created_at"]);
+    }
+
+    #[test]
+    fn jobs_render_as_the_sdk_models_them() {
+        let base: DateTime<Utc> = "2023-05-15T22:59:05.379Z".parse().unwrap();
+        let spec = Scenario::from_yaml(
+            "jobs: [{id: ff8080818822bbf70188235afc24141a, jobType: masterStandbySwapJob, \
+             timeline: [{status: RUNNING, for: 2s869ms}, {status: SUCCESS}]}]",
+        )
+        .unwrap()
+        .jobs
+        .remove(0);
+        let job = StoredJob::from_spec(spec, base);
+        assert_eq!(
+            super::job(&job, base + TimeDelta::seconds(10)),
+            json!({
+                "job_id": "ff8080818822bbf70188235afc24141a",
+                "job_type": "masterStandbySwapJob",
+                "status": "SUCCESS",
+                "begin_time": "1684191545379",
+                "end_time": "1684191548248",
+                "fail_reason": null
+            })
+        );
+        let running = super::job(&job, base);
+        assert_eq!(
+            (&running["status"], &running["end_time"]),
+            (&json!("RUNNING"), &Value::Null)
+        );
+
+        let spec = Scenario::from_yaml(
+            "jobs: [{id: j, timeline: [{status: INIT, for: 1s}, {status: FAIL}], failReason: boom}]",
+        )
+        .unwrap()
+        .jobs
+        .remove(0);
+        let failing = StoredJob::from_spec(spec, base);
+        let init = super::job(&failing, base);
+        assert_eq!(init["fail_reason"], Value::Null);
+        assert!(init.get("job_type").is_none());
+        let failed = super::job(&failing, base + TimeDelta::seconds(1));
+        assert_eq!(
+            (&failed["status"], &failed["fail_reason"]),
+            (&json!("FAIL"), &json!("boom"))
+        );
+        assert_eq!(failed["end_time"], "1684191546379");
     }
 
     #[test]
