@@ -233,6 +233,8 @@ pub struct LastError {
     pub error_msg: Option<String>,
     /// What failed and what to do about it.
     pub message: String,
+    /// When this error was first seen in a row: the same error again keeps it (so an outage
+    /// costs no status writes); a refused credential renews it, since it starts the cool-down.
     pub time: Time,
     /// Which credentials the answer was about (the Secret's resourceVersion): after a refusal,
     /// a restarted operator leaves the access key alone until the cool-down ends or these change.
