@@ -972,16 +972,7 @@ generate:
         let start = Instant::now();
         let listing: FetchResult = Ok(Arc::new(TaskListing::default()));
         memory.record(&scope, "owner", &listing, start);
-        let refused: FetchResult = Err(Arc::new(DcsError::Api {
-            endpoint: "e".into(),
-            error: crate::dcs::ApiError {
-                http_status: 401,
-                error_code: Some("APIG.0301".into()),
-                error_msg: None,
-                request_id: None,
-                retry_after: None,
-            },
-        }));
+        let refused = failed_with(401);
         let day = start + Duration::from_secs(24 * 60 * 60);
         for n in 0..AUTH_FAILURES_PER_ACCOUNT {
             memory.record(&scope, &format!("attacker-{n}"), &refused, day);
@@ -1018,16 +1009,7 @@ generate:
         };
         let scope: AuthScope = ("https://dcs.example".into(), account("OWNER"));
         let start = Instant::now();
-        let refused: FetchResult = Err(Arc::new(DcsError::Api {
-            endpoint: "e".into(),
-            error: crate::dcs::ApiError {
-                http_status: 401,
-                error_code: None,
-                error_msg: None,
-                request_id: None,
-                retry_after: None,
-            },
-        }));
+        let refused = failed_with(401);
         memory.record(&scope, "wrong", &refused, start);
         let admitted =
             |fingerprint: &str, at: Instant| memory.admission(&scope, fingerprint, "AK", at);
@@ -1053,16 +1035,7 @@ generate:
             Admission::Probe(_)
         ));
         // A failure that is not about the credential (a 503) says nothing about it.
-        let unavailable: FetchResult = Err(Arc::new(DcsError::Api {
-            endpoint: "e".into(),
-            error: crate::dcs::ApiError {
-                http_status: 503,
-                error_code: None,
-                error_msg: None,
-                request_id: None,
-                retry_after: None,
-            },
-        }));
+        let unavailable = failed_with(503);
         memory.record(&scope, "unlucky", &unavailable, start);
         assert!(matches!(admitted("unlucky", start), Admission::Probe(_)));
         // Several credentials of one key may work at once (a rotation in progress).
@@ -1097,6 +1070,20 @@ generate:
             listing_deadline(Duration::from_secs(45)),
             Duration::from_secs(90)
         );
+    }
+
+    /// An upstream error answer with `http_status` (401 is an authentication failure).
+    fn failed_with(http_status: u16) -> FetchResult {
+        Err(Arc::new(DcsError::Api {
+            endpoint: "e".into(),
+            error: crate::dcs::ApiError {
+                http_status,
+                error_code: None,
+                error_msg: None,
+                request_id: None,
+                retry_after: None,
+            },
+        }))
     }
 
     fn account(access_key: &str) -> AccountKey {
