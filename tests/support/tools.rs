@@ -1,4 +1,5 @@
-//! Command-line tools that tests run: helm, kubectl, yamllint and lua5.1.
+//! Command-line tools that tests run: helm, kubectl, yamllint, lua5.1 and `dcs-sdk-python` (a
+//! Python with Huawei Cloud's official SDK, pinned in `tests/python/requirements.txt`).
 //!
 //! They are found the way `scripts/tools.sh` installs them:
 //!
@@ -45,6 +46,16 @@ pub fn lua51() -> PathBuf {
     find("lua5.1")
 }
 
+/// The python of the venv holding `huaweicloudsdkcore` and `huaweicloudsdkdcs`: a wrapper that
+/// only `scripts/tools.sh` writes, under a name of its own, so no plain python on `PATH` (which
+/// would lack the SDK) can stand in for it.
+pub fn sdk_python() -> PathBuf {
+    find(SDK_PYTHON)
+}
+
+/// The name under which `scripts/tools.sh` installs the SDK's python.
+pub const SDK_PYTHON: &str = "dcs-sdk-python";
+
 /// The bin folder `scripts/tools.sh` installs into when `DCS_TOOLS_BIN` is not set.
 pub fn default_bin_dir() -> Option<PathBuf> {
     let base = match non_empty_env(CACHE_ENV) {
@@ -84,7 +95,7 @@ pub fn find(name: &str) -> PathBuf {
         .unwrap_or_else(|| "(no HOME: set DCS_TOOLS_CACHE)".to_string());
     panic!(
         "`{name}` is needed by this test and was found neither in {default} nor on PATH.\n\
-         Install helm, kubectl, yamllint and lua5.1 with (from the repository root)\n    \
+         Install helm, kubectl, yamllint, lua5.1 and {SDK_PYTHON} with (from the repository root)\n    \
          export {BIN_ENV}=$({INSTALLER})\n\
          and run the tests again."
     );
