@@ -455,6 +455,15 @@ impl SimProcess {
             .to_string()
     }
 
+    /// `POST /_sim/jobs` with one scenario job (camelCase); returns its id.
+    pub fn add_job(&self, job: Value) -> String {
+        let answer = self.admin(Method::POST, "/_sim/jobs", Some(job), StatusCode::CREATED);
+        answer["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("POST /_sim/jobs answered without an id: {answer}"))
+            .to_string()
+    }
+
     /// `GET /_sim/config`: `{"taskCount": "string" | "number"}`.
     pub fn config(&self) -> Value {
         self.admin(Method::GET, "/_sim/config", None, StatusCode::OK)
