@@ -10,7 +10,7 @@ pub mod time;
 
 pub use spec::{
     CredentialsSecretRef, DEFAULT_ACTIVE_INTERVAL, DEFAULT_INTERVAL, DcsTaskQuery,
-    DcsTaskQuerySpec, TaskFilter, TaskQuerySpec, WaitForSpec,
+    DcsTaskQuerySpec, TaskFilter, TaskQuerySpec, WaitForSpec, WaitSource,
 };
 pub use status::{
     DcsTaskQueryStatus, LastError, LatestTask, TaskDetailsStatus, TaskStatus, WaitForStatus,

@@ -6,6 +6,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::status::DcsTaskQueryStatus;
@@ -274,14 +275,26 @@ impl TaskFilter {
     validation = Rule::new("self.successStatuses.all(s, !(s in self.failureStatuses))")
         .message("waitFor.successStatuses and waitFor.failureStatuses must not overlap")
         .field_path(".successStatuses"),
+    validation = Rule::new("!has(self.source) || self.source == 'TaskList' || has(self.jobId)")
+        .message("waitFor.source: Job needs jobId (a name wait reads the task list)")
+        .field_path(".source"),
     validation = limits::LOOKBACK.rule(false),
     validation = limits::TIMEOUT.rule(true)
 )]
 pub struct WaitForSpec {
-    /// Job id of the task (`job_id` in the task list).
+    /// Job id returned by the call that started the job (`job_id` in the task list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = limits::MAX_WAIT_TARGET_CHARS))]
     pub job_id: Option<String>,
+
+    /// Where a `jobId` wait learns the job's status. `Job` (the default for `jobId`) asks the
+    /// DCS job API for that one job (`ShowJobInfo`, IAM action `dcs:job:get`), exactly as
+    /// Terraform does: no query window, paging or `maxPages` can hide it, and it ends on the
+    /// job's `SUCCESS` or `FAIL`. `TaskList` looks for the job in the task-center list
+    /// (`dcs:task:list`), within `spec.query`'s window, judged by `successStatuses` and
+    /// `failureStatuses`. A `name` wait always reads the task list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<WaitSource>,
 
     /// Task name; the newest task with this name created after `createdAfter` is awaited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -317,6 +330,27 @@ pub struct WaitForSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(patterns::DURATION), length(max = limits::MAX_DURATION_CHARS))]
     pub timeout: Option<String>,
+}
+
+/// Where a wait learns the awaited task's status (`spec.waitFor.source`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WaitSource {
+    /// The DCS job API (`GET /v2/{project_id}/jobs/{job_id}`), for a `jobId` wait.
+    Job,
+    /// The task-center list (`GET /v2/{project_id}/tasks`).
+    TaskList,
+}
+
+impl WaitForSpec {
+    /// The source this wait uses: as set, else `Job` for a `jobId` wait and `TaskList` for a
+    /// `name` wait.
+    pub fn effective_source(&self) -> WaitSource {
+        match (self.source, &self.job_id) {
+            (Some(source), _) => source,
+            (None, Some(_)) => WaitSource::Job,
+            (None, None) => WaitSource::TaskList,
+        }
+    }
 }
 
 /// Poll interval once settled.

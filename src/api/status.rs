@@ -167,9 +167,10 @@ pub struct LatestTask {
 }
 
 /// Where a wait stands.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum WaitPhase {
     /// The task is not found yet, running, or in a status that is neither success nor failure.
+    #[default]
     Pending,
     Succeeded,
     Failed,
@@ -193,7 +194,7 @@ impl WaitPhase {
 }
 
 /// The verdict on `spec.waitFor` and the task it is about.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct WaitForStatus {
     pub phase: WaitPhase,
@@ -213,6 +214,19 @@ pub struct WaitForStatus {
     /// When this generation's wait started; the timeout counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
+    /// The awaited job's type as the job API reports it (`masterStandbySwapJob`, ...; with
+    /// `source: Job`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_type: Option<String>,
+    /// When the job began, as the job API reports it (`source: Job`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub began_at: Option<Time>,
+    /// When the job ended, as the job API reports it (`source: Job`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Time>,
+    /// Why the job failed, as the job API reports it (`source: Job`; cut to a bounded length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_reason: Option<String>,
     /// Human-readable account of the verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

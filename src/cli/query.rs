@@ -16,11 +16,12 @@ use crate::dcs::{
     AllowedEndpoint, CredentialSet, DcsClient, EndpointPolicy, HttpClient, HttpSettings, IamClient,
     ProjectDiscoveryError,
 };
+use crate::query::job::{Combined, JobAnswer};
 use crate::query::{
     self, CredentialSource, DecisionInput, PlanContext, PollOutcome, ProjectShown, StatusContext,
 };
 use crate::sim;
-use crate::upstream::feed::{FeedKey, FeedTarget, Feeds, Interest};
+use crate::upstream::feed::{FeedKey, FeedSet, FeedTarget, Interest};
 use crate::upstream::fetcher::{self, FetchLimits, SharedFetcher};
 
 /// Exit codes, documented in `--help`.
@@ -133,7 +134,7 @@ async fn poll_loop(
         listing_deadline: fetcher::listing_deadline(args.request_timeout),
         ..FetchLimits::default()
     }));
-    let feeds = Feeds::new(fetcher, |()| {}, None);
+    let feeds = FeedSet::new(fetcher, |()| {}, None);
     let key = FeedKey {
         endpoint: target.client.endpoint().to_string(),
         project_id: target.project.clone(),
@@ -141,15 +142,34 @@ async fn poll_loop(
         request: first_plan.list_request(),
         owner: None,
     };
-    let interest = Interest {
-        active: first_plan.wait.is_some(),
-        plan: Arc::new(first_plan),
-    };
+    let awaited_job = first_plan.awaited_job();
+    let list_wait = first_plan
+        .wait
+        .as_ref()
+        .is_some_and(|wait| !wait.reads_job_api());
+    let plan = Arc::new(first_plan);
+    // Like the controller's objects: the job feed polls at activeInterval for a job wait, the
+    // task feed only when a task in the list is awaited or running.
+    let mut job_answers = awaited_job.map(|job| {
+        let feed = FeedTarget {
+            key: key.asking(job),
+            client: target.client.clone(),
+        };
+        let interest = Interest {
+            active: true,
+            plan: plan.clone(),
+        };
+        feeds.jobs.subscribe((), feed, interest)
+    });
     let feed = FeedTarget {
         key,
-        client: target.client,
+        client: target.client.clone(),
     };
-    let mut answers = feeds.subscribe((), feed, interest);
+    let interest = Interest {
+        active: list_wait,
+        plan,
+    };
+    let mut answers = feeds.tasks.subscribe((), feed, interest);
     let mut shown: Option<DcsTaskQueryStatus> = None;
     let mut recheck: Option<Duration> = None;
     loop {
@@ -170,8 +190,19 @@ async fn poll_loop(
                 answers.changed().await
             }
         };
+        let next_job_answer = async {
+            match job_answers.as_mut() {
+                Some(job_answers) => job_answers.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             changed = next_answer => {
+                if changed.is_err() {
+                    return EXIT_FAILED;
+                }
+            }
+            changed = next_job_answer => {
                 if changed.is_err() {
                     return EXIT_FAILED;
                 }
@@ -186,23 +217,52 @@ async fn poll_loop(
         let Ok(plan) = planned(now) else {
             return EXIT_INVALID_INPUT;
         };
-        let evaluation = answer
-            .result
-            .as_ref()
-            .ok()
-            .map(|listing| query::evaluate(&plan, listing, now));
-        let outcome = match (&evaluation, &answer.result) {
-            (Some(evaluation), _) => PollOutcome::Fetched(evaluation),
-            (None, Err(error)) => {
-                warn!(%error, "task-center poll failed");
-                PollOutcome::FetchFailed(error)
+        let job_answer = job_answers
+            .as_mut()
+            .and_then(|job_answers| job_answers.borrow_and_update().clone());
+        let combined = query::job::combine(
+            &plan,
+            answer.result.as_ref(),
+            answer.fetched_at,
+            answer.last_good.as_deref(),
+            job_answer.as_deref().map(|job| JobAnswer {
+                result: job.result.as_deref(),
+                failures: job.failures,
+                fetched_at: job.fetched_at,
+            }),
+            now,
+        );
+        let (outcome, answered_at, failure) = match &combined {
+            Combined::Evaluated(evaluation) => {
+                (PollOutcome::Fetched(evaluation), answer.fetched_at, None)
             }
-            (None, Ok(_)) => continue,
+            Combined::Failed { error, answered_at } => {
+                warn!(%error, "upstream poll failed");
+                (
+                    PollOutcome::FetchFailed(error),
+                    *answered_at,
+                    Some(error.class()),
+                )
+            }
+            Combined::JobRefused {
+                failure,
+                job,
+                error,
+                answered_at,
+            } => (
+                PollOutcome::JobRefused {
+                    failure: *failure,
+                    job,
+                    error,
+                },
+                *answered_at,
+                Some(FailureClass::NeedsPerson),
+            ),
         };
         let mut context = status_context(manifest, shown.as_ref(), started, now);
         context.wait_deadline = plan.wait.as_ref().and_then(|wait| wait.deadline);
         context.last_good_at = answer.last_good.as_ref().and_then(|l| l.fetched_at);
-        context.answered_at = Some(answer.fetched_at);
+        context.answered_at = Some(answered_at);
         let decision = query::decide(DecisionInput {
             context,
             previous_digest: shown.as_ref().map(query::content_digest),
@@ -216,7 +276,6 @@ async fn poll_loop(
             info!(reason = %notice.reason, note = notice.note.as_deref().unwrap_or(""), "event");
         }
         // Errors only a person can fix end a watch: polling again would not help.
-        let failure = answer.result.as_ref().err().map(|error| error.class());
         let needs_person = failure.is_some_and(|class| class != FailureClass::Transient);
         let finished = !args.watch || decision.resolved || needs_person;
         if decision.write || finished {
@@ -229,8 +288,8 @@ async fn poll_loop(
         if finished {
             return exit_code(&decision.status, failure.is_some());
         }
-        if let Some(evaluation) = &evaluation {
-            feeds.set_active(&(), evaluation.active);
+        if let Combined::Evaluated(evaluation) = &combined {
+            feeds.tasks.set_active(&(), evaluation.active);
         }
         recheck = decision.recheck;
         shown = Some(decision.status);

@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 
 use crate::api::{DcsTaskQuery, WaitPhase};
 use crate::dcs::DcsError;
-use crate::upstream::{FeedObserver, FetchResult, FetchSource, SharedFetcher};
+use crate::upstream::{FeedObserver, FetchSource, SharedFetcher};
 
 /// A label value written as its `as_str()`, so dashboards and alerts see stable snake_case
 /// names whatever the Rust variant is called.
@@ -279,12 +279,9 @@ impl From<WaitPhase> for PhaseLabel {
 }
 
 impl UpstreamOutcome {
-    /// The outcome of a listing.
-    pub fn of(result: &FetchResult) -> Self {
-        match result {
-            Ok(_) => UpstreamOutcome::Ok,
-            Err(error) => UpstreamOutcome::of_error(error),
-        }
+    /// The outcome of an upstream call: `failure` is `None` when it was answered.
+    pub fn of(failure: Option<&DcsError>) -> Self {
+        failure.map_or(UpstreamOutcome::Ok, UpstreamOutcome::of_error)
     }
 
     fn of_error(error: &DcsError) -> Self {
@@ -301,11 +298,11 @@ impl UpstreamOutcome {
 }
 
 impl FeedObserver for Metrics {
-    fn polled(&self, source: FetchSource, took: Duration, result: &FetchResult) {
+    fn polled(&self, source: FetchSource, took: Duration, failure: Option<&DcsError>) {
         match source {
             FetchSource::Upstream => {
                 self.upstream_latency.observe(took.as_secs_f64());
-                self.count_upstream(UpstreamOutcome::of(result));
+                self.count_upstream(UpstreamOutcome::of(failure));
             }
             FetchSource::CoolingDown => self.count_shared(SharedOutcome::CoolingDown),
         }

@@ -30,7 +30,7 @@ use self::memory::Memory;
 use self::metrics::Metrics;
 use crate::api::DcsTaskQuery;
 use crate::dcs::{CredentialSet, Endpoint, EndpointPolicy, HttpClient, HttpSettings};
-use crate::upstream::{FeedObserver, Feeds, FetchLimits, SharedFetcher, fetcher};
+use crate::upstream::{FeedObserver, FeedSet, FetchLimits, SharedFetcher, fetcher};
 
 /// Field manager for server-side apply of status, and the events' reporting controller.
 pub const FIELD_MANAGER: &str = "dcs-task-operator";
@@ -93,8 +93,9 @@ pub struct Context {
     pub secret_health: Arc<credentials::SecretCacheHealth>,
     /// The budgets, auth cool-down and deadlines every upstream call goes through.
     pub fetcher: Arc<SharedFetcher>,
-    /// One upstream feed per distinct query; objects subscribe in reconcile.
-    pub feeds: Arc<Feeds<ObjectRef<DcsTaskQuery>>>,
+    /// One upstream feed per distinct query, and one per awaited job; objects subscribe in
+    /// reconcile.
+    pub feeds: Arc<FeedSet<ObjectRef<DcsTaskQuery>>>,
     pub http: HttpClient,
     pub endpoints: EndpointPolicy,
     /// Where project ids are discovered (the override's endpoint when there is one).
@@ -218,14 +219,14 @@ pub async fn run_with_client(
     // Feeds wake objects through the controller's own queue (reconcile_on).
     let (wake, woken) = futures::channel::mpsc::unbounded();
     let observer: Arc<dyn FeedObserver> = metrics.clone();
-    let feeds = Feeds::new(
+    let feeds = Arc::new(FeedSet::new(
         fetcher.clone(),
         move |object| {
             // Fails only once the controller is gone, when nobody needs waking.
             let _ = wake.unbounded_send(object);
         },
         Some(observer),
-    );
+    ));
 
     let (query_reader, query_writer) = reflector::store();
     // Only spec (generation) and annotation changes wake a reconcile: our own status writes do

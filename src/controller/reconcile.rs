@@ -24,9 +24,10 @@ use super::{Context, FIELD_MANAGER, UpstreamSharing};
 use crate::api::time::to_chrono;
 use crate::api::{DcsTaskQuery, DcsTaskQueryStatus, LastError};
 use crate::dcs::{
-    ApiError, CredentialSet, DcsClient, DcsError, Endpoint, FailureClass, IamClient,
-    ProjectDiscoveryError, TaskListing,
+    ApiError, CredentialSet, DcsClient, DcsError, Endpoint, FailureClass, IamClient, JobId,
+    JobInfo, JobLookupFailure, ProjectDiscoveryError, TaskListing,
 };
+use crate::query::job::{Combined, JobAnswer};
 use crate::query::schedule::{PollKind, next_poll};
 use crate::query::{
     self, CredentialSource, DecisionInput, Notice, PlanContext, PollOutcome, ProjectShown,
@@ -82,18 +83,88 @@ enum Outcome {
         answer: Arc<Answer>,
         evaluation: query::Evaluation,
     },
-    /// The feed's answer: an error.
+    /// An error: the task feed's, or the job feed's (`answered_at` is when that poll ended).
     Failed {
         answer: Arc<Answer>,
         error: Arc<DcsError>,
+        answered_at: DateTime<Utc>,
+    },
+    /// The job API refused the awaited job in a way only a person can fix.
+    JobRefused {
+        answer: Arc<Answer>,
+        failure: JobLookupFailure,
+        /// The awaited job id.
+        job: String,
+        error: Arc<DcsError>,
+        answered_at: DateTime<Utc>,
     },
 }
 
 impl Outcome {
+    /// The task feed's answer behind this outcome.
     fn answer(&self) -> Option<&Arc<Answer>> {
         match self {
-            Outcome::Fetched { answer, .. } | Outcome::Failed { answer, .. } => Some(answer),
+            Outcome::Fetched { answer, .. }
+            | Outcome::Failed { answer, .. }
+            | Outcome::JobRefused { answer, .. } => Some(answer),
             _ => None,
+        }
+    }
+
+    /// When the poll behind a failed outcome ended.
+    fn answered_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Outcome::Fetched { answer, .. } => Some(answer.fetched_at),
+            Outcome::Failed { answered_at, .. } | Outcome::JobRefused { answered_at, .. } => {
+                Some(*answered_at)
+            }
+            _ => None,
+        }
+    }
+
+    /// What the feeds' answers mean together (see [`query::job::combine`]).
+    fn of_answers(
+        plan: &QueryPlan,
+        tasks: Arc<Answer>,
+        job: Option<&Answer<JobInfo>>,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        let listing = tasks.result.as_ref();
+        let job = job.map(|job| JobAnswer {
+            result: job.result.as_deref(),
+            failures: job.failures,
+            fetched_at: job.fetched_at,
+        });
+        let combined = query::job::combine(
+            plan,
+            listing,
+            tasks.fetched_at,
+            tasks.last_good.as_deref(),
+            job,
+            now,
+        );
+        match combined {
+            Combined::Evaluated(evaluation) => Outcome::Fetched {
+                answer: tasks,
+                evaluation,
+            },
+            Combined::Failed { error, answered_at } => Outcome::Failed {
+                answer: tasks,
+                error,
+                answered_at,
+            },
+            Combined::JobRefused {
+                failure,
+                job,
+                error,
+                answered_at,
+            } => Outcome::JobRefused {
+                answer: tasks,
+                failure,
+                job,
+                error,
+                answered_at,
+            },
         }
     }
 }
@@ -120,6 +191,8 @@ enum Problem {
 /// The object's upstream target once resolved.
 struct Target {
     feed: FeedTarget,
+    /// The job feed, for a wait that reads the job API.
+    job: Option<FeedTarget<JobId>>,
     project: String,
     /// Which credentials these are, persisted with errors: a Secret's resourceVersion.
     revision: Option<String>,
@@ -195,17 +268,15 @@ pub async fn reconcile(
                     Some(cooling) => cooling,
                     None => {
                         let refresh = requested_at.as_deref().filter(|_| refresh_requested);
-                        let read = read_feed(&ctx, &object, target, plan, refresh).await;
+                        let job = target.job;
+                        let (read, job) = tokio::join!(
+                            read_feed(&ctx, &object, target.feed, plan, refresh),
+                            read_job_feed(&ctx, &object, job, plan),
+                        );
                         refreshed = read.refreshed;
                         match read.answer {
                             None => Outcome::NoAnswerYet,
-                            Some(answer) => match answer.result.clone() {
-                                Ok(listing) => Outcome::Fetched {
-                                    evaluation: query::evaluate(plan, &listing, now),
-                                    answer,
-                                },
-                                Err(error) => Outcome::Failed { answer, error },
-                            },
+                            Some(answer) => Outcome::of_answers(plan, answer, job.as_deref(), now),
                         }
                     }
                 }
@@ -247,7 +318,7 @@ pub async fn reconcile(
             .answer()
             .and_then(|answer| answer.last_good.as_ref())
             .and_then(|listing| listing.fetched_at),
-        answered_at: outcome.answer().map(|answer| answer.fetched_at),
+        answered_at: outcome.answered_at(),
         now,
     };
     // Anything but a fresh listing keeps the tasks already known, which the cache dropped.
@@ -266,6 +337,19 @@ pub async fn reconcile(
     let (poll_outcome, retry) = match &outcome {
         Outcome::Fetched { evaluation, .. } => (PollOutcome::Fetched(evaluation), None),
         Outcome::Failed { error, .. } => (PollOutcome::FetchFailed(error), None),
+        Outcome::JobRefused {
+            failure,
+            job,
+            error,
+            ..
+        } => (
+            PollOutcome::JobRefused {
+                failure: *failure,
+                job,
+                error,
+            },
+            None,
+        ),
         Outcome::Suspended => (PollOutcome::Suspended, Some(PollKind::Suspended)),
         Outcome::InvalidSpec(errors) => (
             PollOutcome::InvalidSpec(errors),
@@ -326,7 +410,7 @@ pub async fn reconcile(
             ctx.feeds.unsubscribe(&object);
         } else if let Outcome::Fetched { evaluation, .. } = &outcome {
             // Tell the feed the interval this object needs now.
-            ctx.feeds.set_active(&object, evaluation.active);
+            ctx.feeds.tasks.set_active(&object, evaluation.active);
         }
     }
     Metrics::count_reconcile(&ctx.metrics, ReconcileResult::Ok);
@@ -364,17 +448,21 @@ struct FeedRead {
 async fn read_feed(
     ctx: &Context,
     object: &ObjectRef<DcsTaskQuery>,
-    target: Target,
+    target: FeedTarget,
     plan: &Arc<QueryPlan>,
     refresh: Option<&str>,
 ) -> FeedRead {
-    // What the object needed on its feed so far; a new subscriber with a wait starts active.
-    let active = ctx.feeds.is_active(object).unwrap_or(plan.wait.is_some());
+    // What the object needed on its feed so far; a new subscriber awaiting a task in the list
+    // starts active (a job wait's fast polls are the job feed's).
+    let feeds = &ctx.feeds.tasks;
+    let active = feeds
+        .is_active(object)
+        .unwrap_or(plan.wait.as_ref().is_some_and(|wait| !wait.reads_job_api()));
     let interest = Interest {
         plan: plan.clone(),
         active,
     };
-    let mut answers: AnswerReceiver = ctx.feeds.subscribe(object.clone(), target.feed, interest);
+    let mut answers: AnswerReceiver = feeds.subscribe(object.clone(), target, interest);
     let current = answers.borrow_and_update().clone();
     let latest = current.as_ref().map_or(0, |answer| answer.sequence);
     let Some(requested) = refresh else {
@@ -383,7 +471,7 @@ async fn read_feed(
             current => current,
         };
         if let Some(answer) = &answer {
-            ctx.feeds.saw(object, answer.sequence);
+            feeds.saw(object, answer.sequence);
         }
         return FeedRead {
             answer,
@@ -393,7 +481,7 @@ async fn read_feed(
     let after = match ctx.memory.pending_refresh(object, requested) {
         Some(after) => after,
         None => {
-            ctx.feeds.refresh(object);
+            feeds.refresh(object);
             ctx.memory
                 .refresh_asked(object, Some((requested.to_string(), latest)));
             latest
@@ -406,7 +494,7 @@ async fn read_feed(
     match refreshed {
         Some(answer) => {
             ctx.memory.refresh_asked(object, None);
-            ctx.feeds.saw(object, answer.sequence);
+            feeds.saw(object, answer.sequence);
             FeedRead {
                 answer: Some(answer),
                 refreshed: true,
@@ -420,12 +508,42 @@ async fn read_feed(
     }
 }
 
+/// Subscribes the object to the job feed of its wait (leaving any job feed when its wait
+/// reads no job) and returns the feed's latest answer, or its first if it comes within
+/// [`FIRST_ANSWER_WAIT`]. The job feed polls at `activeInterval` until the job ends.
+async fn read_job_feed(
+    ctx: &Context,
+    object: &ObjectRef<DcsTaskQuery>,
+    target: Option<FeedTarget<JobId>>,
+    plan: &Arc<QueryPlan>,
+) -> Option<Arc<Answer<JobInfo>>> {
+    let feeds = &ctx.feeds.jobs;
+    let Some(target) = target else {
+        feeds.unsubscribe(object);
+        return None;
+    };
+    let interest = Interest {
+        plan: plan.clone(),
+        active: true,
+    };
+    let mut answers = feeds.subscribe(object.clone(), target, interest);
+    let current = answers.borrow_and_update().clone();
+    let answer = match current {
+        None => newer_answer(&mut answers, 0, FIRST_ANSWER_WAIT).await,
+        current => current,
+    };
+    if let Some(answer) = &answer {
+        feeds.saw(object, answer.sequence);
+    }
+    answer
+}
+
 /// The first answer after `after`, if it comes within `wait`.
-async fn newer_answer(
-    answers: &mut AnswerReceiver,
+async fn newer_answer<R>(
+    answers: &mut AnswerReceiver<R>,
     after: u64,
     wait: Duration,
-) -> Option<Arc<Answer>> {
+) -> Option<Arc<Answer<R>>> {
     let newer = answers.wait_for(|answer| answer.as_ref().is_some_and(|a| a.sequence > after));
     match tokio::time::timeout(wait, newer).await {
         Ok(Ok(answer)) => answer.clone(),
@@ -502,7 +620,12 @@ async fn resolve_target(
             .then(|| query.uid().unwrap_or_else(|| object.to_string())),
     };
     let client = DcsClient::new(ctx.http.clone(), endpoint, project.clone(), set.credentials);
+    let job = plan.awaited_job().map(|job| FeedTarget {
+        key: key.asking(job),
+        client: client.clone(),
+    });
     Ok(Target {
+        job,
         feed: FeedTarget { key, client },
         project,
         revision,

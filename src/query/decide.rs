@@ -188,7 +188,7 @@ fn recheck_after(input: &DecisionInput<'_>, status: &DcsTaskQueryStatus) -> Opti
     }
     let fed = matches!(
         input.outcome,
-        PollOutcome::Fetched(_) | PollOutcome::FetchFailed(_)
+        PollOutcome::Fetched(_) | PollOutcome::FetchFailed(_) | PollOutcome::JobRefused { .. }
     );
     if fed && let Some(synced) = status.last_sync_time.as_ref().map(to_chrono) {
         // lastSyncTime is refreshed at least this often while the feed keeps answering.
@@ -327,6 +327,7 @@ mod tests {
                 ..LatestTask::default()
             }],
             wait: Some(WaitVerdict {
+                job: None,
                 phase,
                 task: None,
                 matched: 1,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use super::job::JobView;
 use super::plan::{QueryPlan, WaitPlan, WaitTarget};
 use crate::api::{LatestTask, TaskDetailsStatus, TaskFilter, TaskStatus, WaitPhase};
 use crate::dcs::{CenterTask, PageRequest, QueryTime, TaskDetails, TaskListing, TaskTime};
@@ -61,6 +62,8 @@ pub struct Evaluation {
 pub struct WaitVerdict {
     pub phase: WaitPhase,
     pub task: Option<LatestTask>,
+    /// The awaited job, for a wait that reads the job API (`task` is then `None`).
+    pub job: Option<JobView>,
     /// How many listed tasks matched the wait (the newest of them is `task`); more than one
     /// for a `name` wait makes the wait ambiguous.
     pub matched: usize,
@@ -102,25 +105,27 @@ pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> 
         }
     }
 
-    let wait = plan
-        .wait
-        .as_ref()
-        .map(|wait| judge_wait(wait, plan, &ordered, listing, now));
+    // A wait that reads the job API is judged on the job feed's answer (see
+    // `Evaluation::judge_job`); until then it is pending, and it is the job feed, not the task
+    // list's, that polls at `activeInterval` for it.
+    let list_wait = plan.wait.as_ref().filter(|wait| !wait.reads_job_api());
+    let wait = plan.wait.as_ref().map(|wait| match list_wait {
+        Some(_) => judge_wait(wait, plan, &ordered, listing, now),
+        None => super::job::judge(wait, super::job::JobReading::NotYet, now),
+    });
     let running = matched.iter().any(|task| is_running(plan, task));
     // A verdict held back for a fresher answer (see `judge_wait`) needs that answer soon.
-    let unconfirmed = plan
-        .wait
-        .as_ref()
-        .is_some_and(|wait| answered_at(listing, now) < wait.started_at);
-    let awaiting = wait.as_ref().is_some_and(|w| {
-        !w.phase.is_resolved()
-            && (unconfirmed
-                || w.task.as_ref().is_none_or(|task| {
-                    task.status
-                        .as_deref()
-                        .is_none_or(|status| RUNNING_STATUSES.contains(&status))
-                }))
-    });
+    let unconfirmed = list_wait.is_some_and(|wait| answered_at(listing, now) < wait.started_at);
+    let awaiting = list_wait.is_some()
+        && wait.as_ref().is_some_and(|w| {
+            !w.phase.is_resolved()
+                && (unconfirmed
+                    || w.task.as_ref().is_none_or(|task| {
+                        task.status
+                            .as_deref()
+                            .is_none_or(|status| RUNNING_STATUSES.contains(&status))
+                    }))
+        });
     let active = running || awaiting;
 
     let (tasks, omitted_tasks) = bounded_tasks(&matched, plan.max_tasks);
@@ -188,10 +193,14 @@ fn newest_first(a: &CenterTask, b: &CenterTask) -> Ordering {
 /// concerns; everything else in a listing leaves their status as it was.
 pub fn concerns(plan: &QueryPlan, task: &CenterTask) -> bool {
     passes_filter(plan, task)
-        || plan.wait.as_ref().is_some_and(|wait| match &wait.target {
-            WaitTarget::JobId(job) => task.job_id.as_deref() == Some(job),
-            WaitTarget::Name { name, .. } => task.name.as_deref() == Some(name),
-        })
+        || plan
+            .wait
+            .as_ref()
+            .filter(|wait| !wait.reads_job_api())
+            .is_some_and(|wait| match &wait.target {
+                WaitTarget::JobId(job) => task.job_id.as_deref() == Some(job),
+                WaitTarget::Name { name, .. } => task.name.as_deref() == Some(name),
+            })
 }
 
 fn passes_filter(plan: &QueryPlan, task: &CenterTask) -> bool {
@@ -373,6 +382,7 @@ fn judge_found(
             WaitVerdict {
                 phase: WaitPhase::TimedOut,
                 task: None,
+                job: None,
                 matched,
                 message: format!("timed out: {message}"),
             }
@@ -380,6 +390,7 @@ fn judge_found(
             WaitVerdict {
                 phase: WaitPhase::Pending,
                 task: None,
+                job: None,
                 matched,
                 message,
             }
@@ -425,6 +436,7 @@ fn judge_found(
     let mut verdict = WaitVerdict {
         phase,
         task: Some(latest_task(task)),
+        job: None,
         matched,
         message,
     };
@@ -604,7 +616,7 @@ mod tests {
         let mut with_job = swap.clone();
         with_job.job_id = Some("job-1".into());
         let by_job = planned(
-            json!({"filter": {"names": ["restartInstance"]}, "waitFor": {"jobId": "job-1"}}),
+            json!({"filter": {"names": ["restartInstance"]}, "waitFor": {"source": "TaskList", "jobId": "job-1"}}),
             context,
         );
         assert!(concerns(&by_job, &with_job));
@@ -655,7 +667,7 @@ mod tests {
     #[test]
     fn a_task_repeated_across_pages_keeps_its_newest_copy_in_either_order() {
         let p = planned(
-            serde_json::json!({"waitFor": {"jobId": "job-a"}}),
+            serde_json::json!({"waitFor": {"source": "TaskList", "jobId": "job-a"}}),
             PlanContext::starting_at(at(0, 0)),
         );
         let copy = |status: &str, updated: Option<DateTime<Utc>>| {
@@ -713,7 +725,7 @@ mod tests {
     #[test]
     fn unknown_statuses_are_never_terminal() {
         let p = planned(
-            serde_json::json!({"waitFor": {"jobId": "job-a"}}),
+            serde_json::json!({"waitFor": {"source": "TaskList", "jobId": "job-a"}}),
             PlanContext::starting_at(at(0, 0)),
         );
         let e = evaluate(
@@ -748,7 +760,7 @@ mod tests {
     #[test]
     fn a_task_that_vanishes_leaves_the_wait_pending_until_its_timeout() {
         let p = planned(
-            serde_json::json!({"waitFor": {"jobId": "job-a", "timeout": "10m"}}),
+            serde_json::json!({"waitFor": {"source": "TaskList", "jobId": "job-a", "timeout": "10m"}}),
             PlanContext::starting_at(at(0, 0)),
         );
         let seen = evaluate(
@@ -772,7 +784,7 @@ mod tests {
     #[test]
     fn a_deleted_task_fails_the_wait_by_default() {
         let p = planned(
-            serde_json::json!({"waitFor": {"jobId": "job-a"}}),
+            serde_json::json!({"waitFor": {"source": "TaskList", "jobId": "job-a"}}),
             PlanContext::starting_at(at(0, 0)),
         );
         let e = evaluate(
@@ -786,7 +798,7 @@ mod tests {
     #[test]
     fn a_task_not_found_names_the_window_it_was_looked_for_in() {
         let p = planned(
-            serde_json::json!({"waitFor": {"jobId": "job-x"},
+            serde_json::json!({"waitFor": {"source": "TaskList", "jobId": "job-x"},
                 "query": {"startTime": "20261127000000", "endTime": "20261127120000"}}),
             PlanContext::starting_at(at(0, 0)),
         );
@@ -801,7 +813,7 @@ mod tests {
     #[test]
     fn job_id_wait_follows_the_newest_task_with_that_id() {
         let p = planned(
-            serde_json::json!({"waitFor": {"jobId": "J"}}),
+            serde_json::json!({"waitFor": {"source": "TaskList", "jobId": "J"}}),
             PlanContext::starting_at(at(0, 0)),
         );
         let mut old = task("old", "masterStandbySwapJob", "FAILED", Some(at(1, 0)));
@@ -851,7 +863,7 @@ mod tests {
     #[test]
     fn timeout_applies_to_missing_and_running_tasks_but_not_finished_ones() {
         let p = planned(
-            serde_json::json!({"waitFor": {"jobId": "job-a", "timeout": "5m"}}),
+            serde_json::json!({"waitFor": {"source": "TaskList", "jobId": "job-a", "timeout": "5m"}}),
             PlanContext::starting_at(at(0, 0)),
         );
         let before = evaluate(&p, &listing(vec![]), at(4, 59));
@@ -882,7 +894,7 @@ mod tests {
     #[test]
     fn a_wait_times_out_only_on_an_answer_fetched_at_or_after_its_deadline() {
         let p = planned(
-            serde_json::json!({"waitFor": {"jobId": "job-a", "timeout": "5m"}}),
+            serde_json::json!({"waitFor": {"source": "TaskList", "jobId": "job-a", "timeout": "5m"}}),
             PlanContext::starting_at(at(0, 0)),
         );
         let running = vec![task("a", "EXTEND", "EXECUTING", Some(at(1, 0)))];
@@ -911,7 +923,7 @@ mod tests {
     #[test]
     fn a_first_verdict_needs_an_answer_fetched_after_the_wait_started() {
         let p = planned(
-            serde_json::json!({"waitFor": {"jobId": "job-a"}}),
+            serde_json::json!({"waitFor": {"source": "TaskList", "jobId": "job-a"}}),
             PlanContext::starting_at(at(10, 0)),
         );
         // The feed's answer from before the object existed shows the previous run's result.
@@ -935,7 +947,7 @@ mod tests {
     #[test]
     fn incomplete_listing_is_reported() {
         let p = planned(
-            serde_json::json!({"waitFor": {"jobId": "nope"}}),
+            serde_json::json!({"waitFor": {"source": "TaskList", "jobId": "nope"}}),
             PlanContext::starting_at(at(0, 0)),
         );
         let mut l = listing(vec![]);
@@ -988,7 +1000,7 @@ mod tests {
         t.job_id = Some(job.clone());
         t.error_code = Some(cjk.clone());
         let p = planned(
-            serde_json::json!({"waitFor": {"jobId": job}}),
+            serde_json::json!({"waitFor": {"source": "TaskList", "jobId": job}}),
             PlanContext::starting_at(at(0, 0)),
         );
         let e = evaluate(&p, &listing(vec![t]), at(2, 0));
@@ -1150,7 +1162,7 @@ mod tests {
     fn names_statuses_and_job_ids_filters_never_hide_the_awaited_task() {
         let p = planned(
             serde_json::json!({"filter": {"statuses": ["SUCCESS"], "names": ["EXTEND"], "jobIds": ["x"]},
-                "waitFor": {"jobId": "job-older"}}),
+                "waitFor": {"source": "TaskList", "jobId": "job-older"}}),
             PlanContext::starting_at(at(0, 30)),
         );
         let e = evaluate(&p, &listing(two_swaps()), at(3, 0));
@@ -1163,7 +1175,7 @@ mod tests {
     #[test]
     fn a_job_id_seen_twice_is_counted_but_not_ambiguous() {
         let p = planned(
-            serde_json::json!({"waitFor": {"jobId": "J"}}),
+            serde_json::json!({"waitFor": {"source": "TaskList", "jobId": "J"}}),
             PlanContext::starting_at(at(0, 0)),
         );
         let mut tasks = two_swaps();

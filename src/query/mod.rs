@@ -4,6 +4,7 @@
 
 pub mod decide;
 pub mod evaluate;
+pub mod job;
 pub mod plan;
 pub mod project;
 pub mod report;

@@ -5,8 +5,8 @@ use std::time::Duration;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
 use super::validate::{FieldError, SpecErrors, validate};
-use crate::api::{DcsTaskQuerySpec, TaskFilter};
-use crate::dcs::{MAX_LIMIT, PageRequest, Paging, QueryTime};
+use crate::api::{DcsTaskQuerySpec, TaskFilter, WaitSource};
+use crate::dcs::{JobId, MAX_LIMIT, PageRequest, Paging, QueryTime};
 
 /// `since` windows start on a whole minute, so objects with equal queries polled a few seconds
 /// apart still ask the same question and can share one upstream call.
@@ -86,10 +86,28 @@ pub struct QueryPlan {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WaitPlan {
     pub target: WaitTarget,
+    /// Where the verdict comes from: the job API (a `jobId` wait by default) or the task list.
+    pub source: WaitSource,
     pub success_statuses: Vec<String>,
     pub failure_statuses: Vec<String>,
     pub started_at: DateTime<Utc>,
     pub deadline: Option<DateTime<Utc>>,
+}
+
+impl WaitPlan {
+    /// See [`QueryPlan::awaited_job`]. Validation has checked the id, so `None` means "not a
+    /// job-API wait".
+    pub fn awaited_job(&self) -> Option<JobId> {
+        match (&self.target, self.source) {
+            (WaitTarget::JobId(job), WaitSource::Job) => JobId::parse(job).ok(),
+            _ => None,
+        }
+    }
+
+    /// The verdict comes from the job API, not from the task list.
+    pub fn reads_job_api(&self) -> bool {
+        self.source == WaitSource::Job && matches!(self.target, WaitTarget::JobId(_))
+    }
 }
 
 /// The awaited task.
@@ -187,6 +205,7 @@ pub fn plan(spec: &DcsTaskQuerySpec, context: &PlanContext) -> Result<QueryPlan,
             });
             Some(WaitPlan {
                 target,
+                source: wait.effective_source(),
                 success_statuses: wait.success_statuses.clone(),
                 failure_statuses: wait.failure_statuses.clone(),
                 started_at: context.wait_started_at,
@@ -229,6 +248,12 @@ impl QueryPlan {
             since: self.since,
             paging: self.paging,
         }
+    }
+
+    /// The job to ask the job API about: the awaited job of a `jobId` wait read from the job
+    /// API (`waitFor.source: Job`, its default).
+    pub fn awaited_job(&self) -> Option<JobId> {
+        self.wait.as_ref().and_then(WaitPlan::awaited_job)
     }
 
     /// The polling intervals the spec asks for.

@@ -7,14 +7,14 @@
 
 use chrono::{DateTime, Utc};
 
-use super::evaluate::Evaluation;
+use super::evaluate::{Evaluation, WaitVerdict};
 use super::validate::SpecErrors;
 use crate::api::conditions::{
     self, COMPLETE, ConditionStatus, DesiredCondition, FAILED, READY, RECONCILING, STALLED,
 };
 use crate::api::time::{from_chrono, to_chrono};
 use crate::api::{DcsTaskQuerySpec, DcsTaskQueryStatus, LastError, WaitForStatus, WaitPhase};
-use crate::dcs::{AUTH_COOLDOWN, DcsError, FailureClass};
+use crate::dcs::{AUTH_COOLDOWN, DcsError, FailureClass, JobLookupFailure};
 
 /// Condition reasons, CamelCase as Kubernetes expects.
 pub mod reason {
@@ -32,6 +32,10 @@ pub mod reason {
     pub const UPSTREAM_ERROR: &str = "UpstreamError";
     /// The API refused the request in a way only a person can fix (400, 403, 404, redirect).
     pub const UPSTREAM_REFUSED: &str = "UpstreamRefused";
+    /// The DCS job API does not know the awaited job (asked twice).
+    pub const JOB_NOT_FOUND: &str = "JobNotFound";
+    /// The credentials may not read the awaited job (`dcs:job:get`).
+    pub const JOB_ACCESS_DENIED: &str = "JobAccessDenied";
     pub const SUSPENDED: &str = "Suspended";
     pub const PROGRESSING: &str = "Progressing";
 }
@@ -65,6 +69,13 @@ pub enum PollOutcome<'a> {
     Fetched(&'a Evaluation),
     /// The task center (or the way to it) failed.
     FetchFailed(&'a DcsError),
+    /// The job API refused the awaited job in a way only a person can fix (it does not know
+    /// the job, or the credentials lack `dcs:job:get`): the wait stalls with the advice.
+    JobRefused {
+        failure: JobLookupFailure,
+        job: &'a str,
+        error: &'a DcsError,
+    },
     /// These credentials were refused less than a cool-down ago (`lastError` as recorded then,
     /// and the error it describes): no call was made, the refusal stands as it was.
     StillRefused(&'a LastError, &'a DcsError),
@@ -184,19 +195,16 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
             if resolved_before {
                 None
             } else {
-                status.wait_for = evaluation.wait.as_ref().map(|verdict| WaitForStatus {
-                    phase: verdict.phase,
-                    task_id: verdict.task.as_ref().and_then(|t| t.id.clone()),
-                    job_id: verdict.task.as_ref().and_then(|t| t.job_id.clone()),
-                    status: verdict.task.as_ref().and_then(|t| t.status.clone()),
-                    matched_tasks: i64::try_from(verdict.matched).ok(),
-                    started_at: Some(from_chrono(context.wait_started_at)),
-                    message: Some(bounded(&verdict.message, MAX_MESSAGE_BYTES)),
-                });
+                status.wait_for = evaluation
+                    .wait
+                    .as_ref()
+                    .map(|verdict| wait_status(verdict, context));
                 Some(fetched_conditions(evaluation))
             }
         }
-        PollOutcome::FetchFailed(error) | PollOutcome::StillRefused(_, error) => {
+        PollOutcome::FetchFailed(error)
+        | PollOutcome::StillRefused(_, error)
+        | PollOutcome::JobRefused { error, .. } => {
             let record = ErrorRecord::of(error);
             let revision = context.credentials_revision.map(str::to_string);
             // The same failure again keeps the time it was first seen, so an outage costs one
@@ -216,6 +224,14 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
             let message = error.to_string();
             match error.class() {
                 _ if resolved_before => None,
+                _ if let PollOutcome::JobRefused { failure, job, .. } = outcome => {
+                    let (reason, advice) = job_refusal(failure, job);
+                    Some(Verdict::STALLED.conditions(
+                        context.has_wait,
+                        reason,
+                        &format!("{advice} ({message})"),
+                    ))
+                }
                 FailureClass::Auth => Some(Verdict::STALLED.conditions(
                     context.has_wait,
                     reason::AUTHENTICATION_FAILED,
@@ -277,6 +293,7 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
         PollOutcome::FetchFailed(error) | PollOutcome::StillRefused(_, error) => {
             Some(error.to_string())
         }
+        PollOutcome::JobRefused { failure, job, .. } => Some(job_refusal(failure, job).1),
         PollOutcome::CredentialsUnavailable(message)
         | PollOutcome::EndpointNotAllowed(message)
         | PollOutcome::ProjectDiscoveryFailed(message) => Some(message.to_string()),
@@ -294,6 +311,43 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
             conditions::merge(&status.conditions, &desired, context.generation, &now);
     }
     status
+}
+
+/// The condition reason and the advice for a refused job lookup.
+fn job_refusal(failure: JobLookupFailure, job: &str) -> (&'static str, String) {
+    let reason = match failure {
+        JobLookupFailure::NotFound => reason::JOB_NOT_FOUND,
+        JobLookupFailure::Forbidden => reason::JOB_ACCESS_DENIED,
+    };
+    (reason, super::job::advice(failure, job))
+}
+
+/// `status.waitFor` for a verdict: the task it found in the list, or the job the job API
+/// described.
+fn wait_status(verdict: &WaitVerdict, context: &StatusContext<'_>) -> WaitForStatus {
+    let task = verdict.task.as_ref();
+    let job = verdict.job.as_ref();
+    WaitForStatus {
+        phase: verdict.phase,
+        task_id: task.and_then(|t| t.id.clone()),
+        job_id: task
+            .and_then(|t| t.job_id.clone())
+            .or_else(|| job.map(|j| j.job_id.clone())),
+        status: task
+            .and_then(|t| t.status.clone())
+            .or_else(|| job.and_then(|j| j.status.clone())),
+        matched_tasks: if job.is_some() {
+            None
+        } else {
+            i64::try_from(verdict.matched).ok()
+        },
+        started_at: Some(from_chrono(context.wait_started_at)),
+        message: Some(bounded(&verdict.message, MAX_MESSAGE_BYTES)),
+        job_type: job.and_then(|j| j.job_type.clone()),
+        began_at: job.and_then(|j| j.began_at).map(from_chrono),
+        ended_at: job.and_then(|j| j.ended_at).map(from_chrono),
+        fail_reason: job.and_then(|j| j.fail_reason.clone()),
+    }
 }
 
 /// What `lastError` records of a failure, its time and credentials aside.
@@ -403,10 +457,7 @@ fn run_wait_clock(
             &format!("no answer from the task center yet: {problem}"),
             MAX_MESSAGE_BYTES,
         )),
-        task_id: None,
-        job_id: None,
-        status: None,
-        matched_tasks: None,
+        ..WaitForStatus::default()
     });
     if wait.started_at.is_none() {
         wait.started_at = Some(from_chrono(context.wait_started_at));
@@ -623,6 +674,7 @@ mod tests {
             tasks: vec![],
             latest: vec![],
             wait: Some(WaitVerdict {
+                job: None,
                 phase,
                 task: Some(LatestTask {
                     name: "masterStandbySwapJob".into(),

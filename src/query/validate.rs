@@ -12,8 +12,8 @@ use std::time::Duration;
 use regex::Regex;
 
 use crate::api::limits::{self, DurationBounds};
-use crate::api::{DcsTaskQuerySpec, patterns};
-use crate::dcs::QueryTime;
+use crate::api::{DcsTaskQuerySpec, WaitSource, patterns};
+use crate::dcs::{JobId, QueryTime};
 use crate::duration;
 
 /// One broken rule.
@@ -331,6 +331,21 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
                 ),
                 _ => {}
             }
+        }
+        match (wait.effective_source(), &wait.job_id) {
+            (WaitSource::Job, Some(job)) => {
+                if let Err(error) = JobId::parse(job) {
+                    check.fail(
+                        "spec.waitFor.jobId",
+                        format!("with source Job (the default for jobId), {error}"),
+                    );
+                }
+            }
+            (WaitSource::Job, None) => check.fail(
+                "spec.waitFor.source",
+                "Job needs spec.waitFor.jobId (a name wait reads the task list: use TaskList)",
+            ),
+            (WaitSource::TaskList, _) => {}
         }
         let max_statuses = limits::MAX_WAIT_STATUSES as usize;
         for (field, list) in [

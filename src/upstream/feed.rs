@@ -25,30 +25,130 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use super::fetcher::{FetchResult, FetchSource, RequestKey, SharedFetcher};
-use crate::dcs::{CenterTask, DcsClient, TaskListing};
+use super::fetcher::{
+    FetchResult, FetchSource, JobRequestKey, RequestKey, SharedFetcher, UpstreamCall,
+};
+use crate::dcs::{CenterTask, DcsClient, DcsError, JobId, JobInfo, TaskListing};
 use crate::query::evaluate::{concerns, distinct_tasks};
 use crate::query::report::same_error;
 use crate::query::schedule::{Intervals, PollKind, next_poll, until_deadline_poll};
 use crate::query::{ListRequest, QueryPlan};
 
-/// Everything that makes two subscribers' questions the same upstream call.
+/// Everything that makes two subscribers' questions the same upstream call: who asks
+/// (endpoint, project, credential) and what ([`Question`]: a task listing or a job).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct FeedKey {
+pub struct FeedKey<Q = ListRequest> {
     pub endpoint: String,
     pub project_id: String,
     /// One-way fingerprint of the credential (see `Credentials::fingerprint`): tenants with
     /// different credentials never share a feed.
     pub credential: String,
-    pub request: ListRequest,
+    pub request: Q,
     /// Set in `--upstream-sharing=per-object` mode: the one subscriber this feed serves.
     pub owner: Option<String>,
 }
 
+impl<Q> FeedKey<Q> {
+    /// The key of another question asked by the same caller (endpoint, project, credential,
+    /// owner): a job wait's job feed beside its query's task feed.
+    pub fn asking<R>(&self, request: R) -> FeedKey<R> {
+        FeedKey {
+            endpoint: self.endpoint.clone(),
+            project_id: self.project_id.clone(),
+            credential: self.credential.clone(),
+            request,
+            owner: self.owner.clone(),
+        }
+    }
+}
+
 /// A feed's key and the client it polls with.
-pub struct FeedTarget {
-    pub key: FeedKey,
+pub struct FeedTarget<Q = ListRequest> {
+    pub key: FeedKey<Q>,
     pub client: DcsClient,
+}
+
+/// What a kind of feed asks upstream, and how its answers change for subscribers: the task
+/// list ([`ListRequest`]) or one job ([`JobId`], `ShowJobInfo`). Both kinds share the poll loop,
+/// the subscriber bookkeeping and the fetcher.
+pub trait Question: Clone + Eq + Hash + std::fmt::Debug + Send + Sync + Sized + 'static {
+    /// What an answered poll holds.
+    type Reply: PartialEq + std::fmt::Debug + Send + Sync + 'static;
+    /// The upstream call one poll makes.
+    type Call: UpstreamCall<Reply = Self::Reply>;
+
+    /// The call for `key`'s poll at `now`.
+    fn call(key: &FeedKey<Self>, now: DateTime<Utc>) -> Self::Call;
+
+    /// When `reply` was fetched, if it says (else: when the poll ended).
+    fn fetched_at(reply: &Self::Reply) -> Option<DateTime<Utc>>;
+
+    /// What changed between two replies, as far as subscribers' views go.
+    fn change<'a>(old: &'a Self::Reply, new: &'a Self::Reply) -> Change<'a>;
+
+    /// The reply will not change any more: the feed stops polling, keeping it as its answer.
+    fn is_final(reply: &Self::Reply) -> bool;
+}
+
+impl Question for ListRequest {
+    type Reply = TaskListing;
+    type Call = RequestKey;
+
+    fn call(key: &FeedKey<Self>, now: DateTime<Utc>) -> RequestKey {
+        RequestKey {
+            endpoint: key.endpoint.clone(),
+            project_id: key.project_id.clone(),
+            credential: key.credential.clone(),
+            page: key.request.page_at(now),
+            paging: key.request.paging,
+            owner: key.owner.clone(),
+        }
+    }
+
+    fn fetched_at(reply: &TaskListing) -> Option<DateTime<Utc>> {
+        reply.fetched_at
+    }
+
+    fn change<'a>(old: &'a TaskListing, new: &'a TaskListing) -> Change<'a> {
+        Change::between_listings(old, new)
+    }
+
+    fn is_final(_: &TaskListing) -> bool {
+        false
+    }
+}
+
+impl Question for JobId {
+    type Reply = JobInfo;
+    type Call = JobRequestKey;
+
+    fn call(key: &FeedKey<Self>, _: DateTime<Utc>) -> JobRequestKey {
+        JobRequestKey {
+            endpoint: key.endpoint.clone(),
+            project_id: key.project_id.clone(),
+            credential: key.credential.clone(),
+            job: key.request.clone(),
+            owner: key.owner.clone(),
+        }
+    }
+
+    fn fetched_at(_: &JobInfo) -> Option<DateTime<Utc>> {
+        None
+    }
+
+    /// Every subscriber awaits the job, so any change concerns them all.
+    fn change<'a>(old: &'a JobInfo, new: &'a JobInfo) -> Change<'a> {
+        if old == new {
+            Change::Tasks(Vec::new())
+        } else {
+            Change::Everything
+        }
+    }
+
+    /// A job that ended will not change: its feed stops (`ShowJobInfo` until the verdict).
+    fn is_final(reply: &JobInfo) -> bool {
+        reply.status.is_terminal()
+    }
 }
 
 /// What a subscriber needs from its feed.
@@ -72,26 +172,28 @@ impl Interest {
 
 /// One answer of a feed.
 #[derive(Debug)]
-pub struct Answer {
+pub struct Answer<R = TaskListing> {
     /// 1 for a feed's first answer, then counting up.
     pub sequence: u64,
-    pub result: FetchResult,
+    pub result: FetchResult<R>,
+    /// Failed polls in a row, this one included (0 for an answered poll).
+    pub failures: u32,
     /// When the answer was fetched: a listing's last page, or the end of a failed poll. A wait
     /// is judged on answers fetched after it started, and timed out only on one fetched at or
     /// after its deadline.
     pub fetched_at: DateTime<Utc>,
     /// The newest successful listing, kept through failures so that an error never erases
     /// what was already known.
-    pub last_good: Option<Arc<TaskListing>>,
+    pub last_good: Option<Arc<R>>,
 }
 
 /// A subscriber's view of its feed's latest answer (`None` before the first).
-pub type AnswerReceiver = watch::Receiver<Option<Arc<Answer>>>;
+pub type AnswerReceiver<R = TaskListing> = watch::Receiver<Option<Arc<Answer<R>>>>;
 
 /// How feeds report what they do (the controller's metrics).
 pub trait FeedObserver: Send + Sync {
-    /// One poll: how it was answered, how long it took, what came back.
-    fn polled(&self, source: FetchSource, took: Duration, result: &FetchResult);
+    /// One poll: how it was answered, how long it took, and the error if it failed.
+    fn polled(&self, source: FetchSource, took: Duration, failure: Option<&DcsError>);
 }
 
 /// The time one woken subscriber's status write is assumed to take the apiserver (a 2-core
@@ -111,23 +213,23 @@ pub const MAX_SETTLED_WAKE_SPREAD: Duration = Duration::from_secs(30);
 /// call a second at most, not a call each.
 pub const MIN_FRESH_POLL_SPACING: Duration = Duration::from_secs(1);
 
-/// Every feed of the process, and who subscribes to which.
-pub struct Feeds<S> {
+/// Every feed of one kind ([`Question`]) of the process, and who subscribes to which.
+pub struct Feeds<S, Q: Question = ListRequest> {
     fetcher: Arc<SharedFetcher>,
     wake: Box<dyn Fn(S) + Send + Sync>,
     observer: Option<Arc<dyn FeedObserver>>,
-    state: Mutex<State<S>>,
+    state: Mutex<State<S, Q>>,
 }
 
-struct State<S> {
-    feeds: HashMap<FeedKey, FeedEntry<S>>,
-    subscriptions: HashMap<S, FeedKey>,
+struct State<S, Q: Question> {
+    feeds: HashMap<FeedKey<Q>, FeedEntry<S, Q>>,
+    subscriptions: HashMap<S, FeedKey<Q>>,
 }
 
-struct FeedEntry<S> {
+struct FeedEntry<S, Q: Question> {
     client: DcsClient,
     subscribers: HashMap<S, Subscription>,
-    signals: Arc<Signals>,
+    signals: Arc<Signals<Q::Reply>>,
     /// The interval the poll loop last planned with: a subscriber needing less pokes it.
     planned_interval: Option<Duration>,
     /// When the poll loop last planned to poll: a subscriber whose wait needs an answer sooner
@@ -142,11 +244,64 @@ struct Subscription {
     seen: Option<u64>,
 }
 
-struct Signals {
-    answers: watch::Sender<Option<Arc<Answer>>>,
+struct Signals<R> {
+    answers: watch::Sender<Option<Arc<Answer<R>>>>,
     /// Tells the poll loop to plan again (a subscriber needs a shorter interval, or a refresh).
     poke: Notify,
     refresh: AtomicBool,
+}
+
+/// The task-list and the job feeds of one process: a subscriber is on at most one of each
+/// (its query's listing, and the job its wait reads from the job API).
+pub struct FeedSet<S> {
+    pub tasks: Arc<Feeds<S>>,
+    pub jobs: Arc<Feeds<S, JobId>>,
+}
+
+impl<S> FeedSet<S>
+where
+    S: Clone + Eq + Hash + Send + Sync + 'static,
+{
+    /// Both kinds share the fetcher (budgets, slots, auth memory), `wake` and `observer`.
+    pub fn new(
+        fetcher: Arc<SharedFetcher>,
+        wake: impl Fn(S) + Send + Sync + 'static,
+        observer: Option<Arc<dyn FeedObserver>>,
+    ) -> Self {
+        let wake = Arc::new(wake);
+        let job_wake = wake.clone();
+        Self {
+            tasks: Feeds::new(fetcher.clone(), move |s| wake(s), observer.clone()),
+            jobs: Feeds::new(fetcher, move |s| job_wake(s), observer),
+        }
+    }
+
+    /// Removes `subscriber` from every feed it is on.
+    pub fn unsubscribe(&self, subscriber: &S) {
+        self.tasks.unsubscribe(subscriber);
+        self.jobs.unsubscribe(subscriber);
+    }
+
+    /// Removes every subscriber `keep` rejects, from both kinds of feed.
+    pub fn retain(&self, mut keep: impl FnMut(&S) -> bool) {
+        self.tasks.retain(&mut keep);
+        self.jobs.retain(keep);
+    }
+
+    /// Stops every feed of both kinds (see [`Feeds::stop_all`]).
+    pub fn stop_all(&self) {
+        self.tasks.stop_all();
+        self.jobs.stop_all();
+    }
+
+    /// Feeds of both kinds, and subscriptions to them (an object awaiting a job counts twice).
+    pub fn counts(&self) -> FeedCounts {
+        let (tasks, jobs) = (self.tasks.counts(), self.jobs.counts());
+        FeedCounts {
+            feeds: tasks.feeds + jobs.feeds,
+            subscribers: tasks.subscribers + jobs.subscribers,
+        }
+    }
 }
 
 /// What feeds hold right now.
@@ -156,9 +311,10 @@ pub struct FeedCounts {
     pub subscribers: usize,
 }
 
-impl<S> Feeds<S>
+impl<S, Q> Feeds<S, Q>
 where
     S: Clone + Eq + Hash + Send + Sync + 'static,
+    Q: Question,
 {
     /// `wake` is called with each subscriber to notify of a new answer (the controller turns it
     /// into a reconcile); it must not block.
@@ -186,9 +342,9 @@ where
     pub fn subscribe(
         self: &Arc<Self>,
         subscriber: S,
-        target: FeedTarget,
+        target: FeedTarget<Q>,
         interest: Interest,
-    ) -> AnswerReceiver {
+    ) -> AnswerReceiver<Q::Reply> {
         let mut state = lock(&self.state);
         if let Some(old) = state.subscriptions.get(&subscriber).cloned()
             && old != target.key
@@ -284,7 +440,7 @@ where
     /// Removes every subscriber `keep` rejects (objects that are gone).
     pub fn retain(&self, mut keep: impl FnMut(&S) -> bool) {
         let mut state = lock(&self.state);
-        let gone: Vec<(S, FeedKey)> = state
+        let gone: Vec<(S, FeedKey<Q>)> = state
             .subscriptions
             .iter()
             .filter(|(subscriber, _)| !keep(subscriber))
@@ -314,7 +470,7 @@ where
         }
     }
 
-    fn start(self: &Arc<Self>, target: &FeedTarget) -> FeedEntry<S> {
+    fn start(self: &Arc<Self>, target: &FeedTarget<Q>) -> FeedEntry<S, Q> {
         let signals = Arc::new(Signals {
             answers: watch::channel(None).0,
             poke: Notify::new(),
@@ -337,7 +493,7 @@ where
     }
 }
 
-impl<S> FeedEntry<S> {
+impl<S, Q: Question> FeedEntry<S, Q> {
     /// When the feed's latest answer was fetched (`None` before the first).
     fn last_answered_at(&self) -> Option<DateTime<Utc>> {
         self.signals
@@ -356,14 +512,14 @@ impl<S> FeedEntry<S> {
     }
 }
 
-impl<S: Clone + Eq + Hash> State<S> {
+impl<S: Clone + Eq + Hash, Q: Question> State<S, Q> {
     /// The feed `subscriber` is on.
-    fn feed_of(&mut self, subscriber: &S) -> Option<&mut FeedEntry<S>> {
+    fn feed_of(&mut self, subscriber: &S) -> Option<&mut FeedEntry<S, Q>> {
         let key = self.subscriptions.get(subscriber)?;
         self.feeds.get_mut(key)
     }
 
-    fn leave(&mut self, subscriber: &S, key: &FeedKey) {
+    fn leave(&mut self, subscriber: &S, key: &FeedKey<Q>) {
         self.subscriptions.remove(subscriber);
         let Some(entry) = self.feeds.get_mut(key) else {
             return;
@@ -377,17 +533,19 @@ impl<S: Clone + Eq + Hash> State<S> {
 }
 
 /// What one feed's loop remembers between polls.
-struct LoopMemory {
+struct LoopMemory<R> {
     last_poll: Option<Instant>,
     failures: u32,
     last_kind: Option<PollKind>,
-    previous: Option<Arc<Answer>>,
+    previous: Option<Arc<Answer<R>>>,
 }
 
-/// Polls one key until its feed is dropped (no subscribers, or the process's feeds are gone).
-async fn poll_loop<S>(feeds: Weak<Feeds<S>>, key: FeedKey, signals: Arc<Signals>)
+/// Polls one key until its feed is dropped (no subscribers, or the process's feeds are gone),
+/// or until its answer is final ([`Question::is_final`]).
+async fn poll_loop<S, Q>(feeds: Weak<Feeds<S, Q>>, key: FeedKey<Q>, signals: Arc<Signals<Q::Reply>>)
 where
     S: Clone + Eq + Hash + Send + Sync + 'static,
+    Q: Question,
 {
     let mut memory = LoopMemory {
         last_poll: None,
@@ -412,6 +570,13 @@ where
         if !poll_once(&feeds, &key, &signals, &mut memory).await {
             return;
         }
+        let settled = memory
+            .previous
+            .as_ref()
+            .is_some_and(|answer| answer.result.as_deref().is_ok_and(Q::is_final));
+        if settled {
+            return;
+        }
     }
 }
 
@@ -432,14 +597,15 @@ fn wait_needs_within(
 }
 
 /// When the next poll is due, or `None` when the feed is gone.
-fn plan_next_poll<S>(
-    feeds: &Weak<Feeds<S>>,
-    key: &FeedKey,
-    signals: &Signals,
-    memory: &LoopMemory,
+fn plan_next_poll<S, Q>(
+    feeds: &Weak<Feeds<S, Q>>,
+    key: &FeedKey<Q>,
+    signals: &Signals<Q::Reply>,
+    memory: &LoopMemory<Q::Reply>,
 ) -> Option<Instant>
 where
     S: Clone + Eq + Hash + Send + Sync + 'static,
+    Q: Question,
 {
     let feeds = feeds.upgrade()?;
     let mut state = lock(&feeds.state);
@@ -495,14 +661,15 @@ where
 }
 
 /// One poll and its publication; `false` when the feed is gone.
-async fn poll_once<S>(
-    feeds: &Arc<Feeds<S>>,
-    key: &FeedKey,
-    signals: &Signals,
-    memory: &mut LoopMemory,
+async fn poll_once<S, Q>(
+    feeds: &Arc<Feeds<S, Q>>,
+    key: &FeedKey<Q>,
+    signals: &Signals<Q::Reply>,
+    memory: &mut LoopMemory<Q::Reply>,
 ) -> bool
 where
     S: Clone + Eq + Hash + Send + Sync + 'static,
+    Q: Question,
 {
     let client = {
         let state = lock(&feeds.state);
@@ -511,18 +678,14 @@ where
             None => return false,
         }
     };
-    let request = RequestKey {
-        endpoint: key.endpoint.clone(),
-        project_id: key.project_id.clone(),
-        credential: key.credential.clone(),
-        page: key.request.page_at(Utc::now()),
-        paging: key.request.paging,
-        owner: key.owner.clone(),
-    };
     let started = Instant::now();
-    let (result, source) = feeds.fetcher.fetch(request, client).await;
+    let (result, source) = feeds.fetcher.fetch(Q::call(key, Utc::now()), client).await;
     if let Some(observer) = &feeds.observer {
-        observer.polled(source, started.elapsed(), &result);
+        observer.polled(
+            source,
+            started.elapsed(),
+            result.as_ref().err().map(|e| &**e),
+        );
     }
     memory.last_poll = Some(Instant::now());
     memory.last_kind = Some(match &result {
@@ -543,11 +706,12 @@ where
     });
     let previous = memory.previous.take();
     let fetched_at = match &result {
-        Ok(listing) => listing.fetched_at.unwrap_or_else(Utc::now),
+        Ok(reply) => Q::fetched_at(reply).unwrap_or_else(Utc::now),
         Err(_) => Utc::now(),
     };
     let answer = Arc::new(Answer {
         sequence: previous.as_ref().map_or(1, |p| p.sequence + 1),
+        failures: memory.failures,
         fetched_at,
         last_good: match &result {
             Ok(listing) => Some(listing.clone()),
@@ -592,12 +756,12 @@ struct Wakes<S> {
 /// concerned by this one has, in effect, seen this one too: its view did not change, unless
 /// this is the first answer fetched after its wait started or after its deadline (it may
 /// now give the verdict the older answer could not).
-fn who_to_wake<S: Clone>(
-    entry: &mut FeedEntry<S>,
-    previous: Option<&Answer>,
-    answer: &Answer,
+fn who_to_wake<S: Clone, Q: Question>(
+    entry: &mut FeedEntry<S, Q>,
+    previous: Option<&Answer<Q::Reply>>,
+    answer: &Answer<Q::Reply>,
 ) -> Wakes<S> {
-    let change = Change::between(previous, answer);
+    let change = Change::between::<Q>(previous, answer);
     let mut now = Vec::new();
     let mut settled = Vec::new();
     let mut shortest_settled = MAX_SETTLED_WAKE_SPREAD.saturating_mul(2);
@@ -664,13 +828,14 @@ fn settled_pacing(
     (paced(awaiting), paced(settled))
 }
 
-async fn wake_paced<S>(
-    feeds: Weak<Feeds<S>>,
+async fn wake_paced<S, Q>(
+    feeds: Weak<Feeds<S, Q>>,
     subscribers: Vec<S>,
     delay: Duration,
     spread: Duration,
 ) where
     S: Clone + Eq + Hash + Send + Sync + 'static,
+    Q: Question,
 {
     let start = Instant::now() + delay;
     let count = u32::try_from(subscribers.len()).unwrap_or(u32::MAX).max(1);
@@ -685,7 +850,7 @@ async fn wake_paced<S>(
 }
 
 /// What changed between two answers, as far as subscribers' views go.
-enum Change<'a> {
+pub enum Change<'a> {
     /// Anything may have changed (first answer, a new error, completeness changed, tasks
     /// without ids changed).
     Everything,
@@ -705,9 +870,12 @@ impl<'a> Change<'a> {
         }
     }
 
-    fn between(previous: Option<&'a Answer>, answer: &'a Answer) -> Change<'a> {
-        let (old, new) = match (previous.map(|p| &p.result), &answer.result) {
-            (Some(Ok(old)), Ok(new)) => (old, new),
+    fn between<Q: Question>(
+        previous: Option<&'a Answer<Q::Reply>>,
+        answer: &'a Answer<Q::Reply>,
+    ) -> Change<'a> {
+        match (previous.map(|p| &p.result), &answer.result) {
+            (Some(Ok(old)), Ok(new)) => Q::change(old, new),
             // The same failure again: every subscriber shows it already (and a subscriber
             // whose deadline it passes is woken all the same, see `who_to_wake`).
             (Some(Err(old)), Err(new)) if same_error(old, new) => {
@@ -715,8 +883,11 @@ impl<'a> Change<'a> {
             }
             // A first answer, an error that is new, or the end of one: every subscriber shows
             // it.
-            _ => return Change::Everything,
-        };
+            _ => Change::Everything,
+        }
+    }
+
+    fn between_listings(old: &'a TaskListing, new: &'a TaskListing) -> Change<'a> {
         // `task_count` alone is not a reason to wake everyone: a task the listing gained or
         // lost shows as that task below, and wakes those it concerns; the others' `taskCount`
         // catches up at their next concerned change or the sync heartbeat.

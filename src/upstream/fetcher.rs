@@ -41,7 +41,8 @@ use tokio::sync::{Notify, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, watc
 
 use super::budget::{DEFAULT_ACCOUNT_RATE_LIMIT, RequestBudget};
 use crate::dcs::{
-    AccountKey, DcsClient, DcsError, Endpoint, PageRequest, Paging, RequestGate, TaskListing,
+    AccountKey, DcsClient, DcsError, Endpoint, JobId, JobInfo, PageRequest, Paging, RequestGate,
+    TaskListing,
 };
 
 /// How long a credential refused with 401 / `APIG.0301` is not sent again: the gateway's own
@@ -96,8 +97,74 @@ pub struct RequestKey {
     pub owner: Option<String>,
 }
 
-/// A finished call.
-pub type FetchResult = Result<Arc<TaskListing>, Arc<DcsError>>;
+/// A job lookup: everything that makes two `ShowJobInfo` calls interchangeable.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct JobRequestKey {
+    pub endpoint: String,
+    pub project_id: String,
+    /// One-way fingerprint of the credential (see `Credentials::fingerprint`).
+    pub credential: String,
+    pub job: JobId,
+    /// The one object this key belongs to, in `--upstream-sharing=per-object` mode.
+    pub owner: Option<String>,
+}
+
+/// One kind of upstream call the fetcher makes: what it asks, and for whom. Every call kind
+/// goes through the same budgets, slots, auth memory, deadline and cancellation.
+pub trait UpstreamCall: Send + Sync + 'static {
+    /// What a successful call returns.
+    type Reply: Send + Sync + 'static;
+
+    /// One-way fingerprint of the credential the call is made with (the auth memory's key).
+    fn credential(&self) -> &str;
+
+    /// The endpoint, as shown in errors.
+    fn endpoint(&self) -> &str;
+
+    /// Makes the call with `client` (already gated by the fetcher).
+    fn send(
+        &self,
+        client: &DcsClient,
+    ) -> impl Future<Output = Result<Self::Reply, DcsError>> + Send;
+}
+
+impl UpstreamCall for RequestKey {
+    type Reply = TaskListing;
+
+    fn credential(&self) -> &str {
+        &self.credential
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn send(
+        &self,
+        client: &DcsClient,
+    ) -> impl Future<Output = Result<TaskListing, DcsError>> + Send {
+        client.list_tasks(&self.page, self.paging)
+    }
+}
+
+impl UpstreamCall for JobRequestKey {
+    type Reply = JobInfo;
+
+    fn credential(&self) -> &str {
+        &self.credential
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn send(&self, client: &DcsClient) -> impl Future<Output = Result<JobInfo, DcsError>> + Send {
+        client.show_job(&self.job)
+    }
+}
+
+/// A finished call: a task listing unless said otherwise.
+pub type FetchResult<T = TaskListing> = Result<Arc<T>, Arc<DcsError>>;
 
 /// How a result was obtained, for metrics and logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,9 +217,9 @@ pub struct InFlight {
     pub queued_requests: usize,
 }
 
-/// A listing's outcome.
-struct Finished {
-    result: FetchResult,
+/// A call's outcome.
+struct Finished<T> {
+    result: FetchResult<T>,
     /// Answered from the auth cool-down, without a call.
     cooling_down: bool,
 }
@@ -228,20 +295,20 @@ impl SharedFetcher {
     /// The listing runs as a task of its own. Dropping this future abandons it: it stops before
     /// its next request (a request on the wire finishes, so its outcome is recorded) and
     /// releases everything it holds.
-    pub async fn fetch(
+    pub async fn fetch<C: UpstreamCall>(
         self: &Arc<Self>,
-        key: RequestKey,
+        key: C,
         client: DcsClient,
-    ) -> (FetchResult, FetchSource) {
+    ) -> (FetchResult<C::Reply>, FetchSource) {
         let scope = (origin(client.endpoint()), client.account());
         let label = client.credential_label();
         if let Admission::Refused(error) =
             self.auth
-                .admission(&scope, &key.credential, &label, Instant::now())
+                .admission(&scope, key.credential(), &label, Instant::now())
         {
             return (Err(error), FetchSource::CoolingDown);
         }
-        let endpoint = key.endpoint.clone();
+        let endpoint = key.endpoint().to_string();
         // Dropped with this future: the listing sees it abandoned.
         let (_caller, abandoned) = watch::channel(());
         let listing = tokio::spawn(self.clone().listing(key, client, scope, abandoned));
@@ -262,14 +329,14 @@ impl SharedFetcher {
         }
     }
 
-    /// One listing under its deadline; `None` when abandoned.
-    async fn listing(
+    /// One call under its deadline; `None` when abandoned.
+    async fn listing<C: UpstreamCall>(
         self: Arc<Self>,
-        key: RequestKey,
+        key: C,
         client: DcsClient,
         scope: AuthScope,
         abandoned: watch::Receiver<()>,
-    ) -> Option<Finished> {
+    ) -> Option<Finished<C::Reply>> {
         let deadline = self.limits.listing_deadline;
         match tokio::time::timeout(
             deadline,
@@ -280,7 +347,7 @@ impl SharedFetcher {
             Ok(finished) => finished,
             Err(_) => Some(Finished {
                 result: Err(Arc::new(DcsError::Timeout {
-                    endpoint: key.endpoint.clone(),
+                    endpoint: key.endpoint().to_string(),
                     timeout: deadline,
                 })),
                 cooling_down: false,
@@ -290,13 +357,13 @@ impl SharedFetcher {
 
     /// The listing once admitted by the auth cool-down, its account's and endpoint's slots, and
     /// the budgets; `None` when abandoned at one of those waits.
-    async fn admitted_listing(
+    async fn admitted_listing<C: UpstreamCall>(
         &self,
-        key: &RequestKey,
+        key: &C,
         client: DcsClient,
         scope: &AuthScope,
         abandoned: watch::Receiver<()>,
-    ) -> Option<Finished> {
+    ) -> Option<Finished<C::Reply>> {
         let gone = until_abandoned(abandoned.clone());
         tokio::pin!(gone);
         let label = client.credential_label();
@@ -310,7 +377,7 @@ impl SharedFetcher {
         // it instead of repeating a refused call.
         let _probe = match self
             .auth
-            .admission(scope, &key.credential, &label, Instant::now())
+            .admission(scope, key.credential(), &label, Instant::now())
         {
             Admission::Refused(error) => return refused(error),
             Admission::Go => None,
@@ -321,7 +388,7 @@ impl SharedFetcher {
                 };
                 match self
                     .auth
-                    .admission(scope, &key.credential, &label, Instant::now())
+                    .admission(scope, key.credential(), &label, Instant::now())
                 {
                     Admission::Refused(error) => return refused(error),
                     Admission::Go => None,
@@ -356,13 +423,13 @@ impl SharedFetcher {
         let client = client.with_gate(gate.clone());
         let result = tokio::select! {
             biased;
-            result = client.list_tasks(&key.page, key.paging) => result,
+            result = key.send(&client) => result,
             // Abandoned, and about to send another request: nobody wants the rest.
             () = gate.parked.notified() => return None,
         };
         let result = result.map(Arc::new).map_err(Arc::new);
         self.auth
-            .record(scope, &key.credential, &result, Instant::now());
+            .record(scope, key.credential(), &result, Instant::now());
         Some(Finished {
             result,
             cooling_down: false,
@@ -549,7 +616,13 @@ impl AuthMemory {
         Admission::Probe(auth.probe.clone())
     }
 
-    fn record(&self, scope: &AuthScope, fingerprint: &str, result: &FetchResult, now: Instant) {
+    fn record<T>(
+        &self,
+        scope: &AuthScope,
+        fingerprint: &str,
+        result: &FetchResult<T>,
+        now: Instant,
+    ) {
         let mut accounts = lock(&self.accounts);
         let auth = accounts.entry(scope.clone()).or_default();
         match result {

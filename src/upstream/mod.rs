@@ -11,5 +11,8 @@ pub mod budget;
 pub mod feed;
 pub mod fetcher;
 
-pub use feed::{Answer, FeedKey, FeedObserver, FeedTarget, Feeds, Interest};
-pub use fetcher::{FetchLimits, FetchResult, FetchSource, InFlight, RequestKey, SharedFetcher};
+pub use feed::{Answer, FeedKey, FeedObserver, FeedSet, FeedTarget, Feeds, Interest, Question};
+pub use fetcher::{
+    FetchLimits, FetchResult, FetchSource, InFlight, JobRequestKey, RequestKey, SharedFetcher,
+    UpstreamCall,
+};

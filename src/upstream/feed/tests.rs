@@ -410,7 +410,10 @@ fn settled_wait(
     started_at: DateTime<Utc>,
     deadline: Option<DateTime<Utc>>,
 ) -> Interest {
-    let mut interest = bench.interest(json!({"waitFor": {"jobId": "job-never"}}), false);
+    let mut interest = bench.interest(
+        json!({"waitFor": {"source": "TaskList", "jobId": "job-never"}}),
+        false,
+    );
     let plan = Arc::make_mut(&mut interest.plan);
     plan.interval = Duration::from_secs(3600);
     let wait = plan.wait.as_mut().unwrap();
@@ -508,6 +511,7 @@ fn answer_counting(sequence: u64, tasks: Vec<CenterTask>, task_count: u64) -> An
         fetched_at: Some(Utc::now()),
     };
     Answer {
+        failures: 0,
         sequence,
         result: Ok(Arc::new(listing)),
         fetched_at: Utc::now(),
@@ -533,11 +537,11 @@ fn a_task_leaving_a_filter_concerns_the_subscribers_it_left() {
     let before = answer(1, vec![center_task("t1", "EXECUTING")]);
     let after = answer(2, vec![center_task("t1", "CANCELLED")]);
     // The status showed t1 running; now it is gone from the object's view.
-    assert!(Change::between(Some(&before), &after).concerns(&watching));
+    assert!(Change::between::<ListRequest>(Some(&before), &after).concerns(&watching));
     // And entering the filter concerns it just the same.
-    assert!(Change::between(Some(&after), &before).concerns(&watching));
+    assert!(Change::between::<ListRequest>(Some(&after), &before).concerns(&watching));
     let others = fast_plan(json!({"filter": {"names": ["flushInstance"]}}), 1000);
-    assert!(!Change::between(Some(&before), &after).concerns(&others));
+    assert!(!Change::between::<ListRequest>(Some(&before), &after).concerns(&others));
 }
 
 /// A failed answer: HTTP `status` with `request_id` (which differs per request).
@@ -553,6 +557,7 @@ fn failed(sequence: u64, status: u16, request_id: &str) -> Answer {
         },
     };
     Answer {
+        failures: 0,
         sequence,
         result: Err(Arc::new(error)),
         fetched_at: Utc::now(),
@@ -566,14 +571,14 @@ fn the_same_error_again_changes_nobodys_view() {
     let first = failed(2, 503, "req-1");
     let again = failed(3, 503, "req-2");
     assert!(
-        !Change::between(Some(&first), &again).concerns(&everything),
+        !Change::between::<ListRequest>(Some(&first), &again).concerns(&everything),
         "only the request id differs"
     );
     let other = failed(4, 502, "req-3");
-    assert!(Change::between(Some(&again), &other).concerns(&everything));
+    assert!(Change::between::<ListRequest>(Some(&again), &other).concerns(&everything));
     let good = answer(5, vec![]);
-    assert!(Change::between(Some(&other), &good).concerns(&everything));
-    assert!(Change::between(Some(&good), &first).concerns(&everything));
+    assert!(Change::between::<ListRequest>(Some(&other), &good).concerns(&everything));
+    assert!(Change::between::<ListRequest>(Some(&good), &first).concerns(&everything));
 }
 
 #[tokio::test]
@@ -601,7 +606,10 @@ async fn a_settled_feed_backs_off_from_its_own_interval() {
 
 #[test]
 fn evaluation_and_change_detection_keep_the_same_copy_of_a_repeated_task() {
-    let waiter = fast_plan(json!({"waitFor": {"jobId": "job-1"}}), 1000);
+    let waiter = fast_plan(
+        json!({"waitFor": {"source": "TaskList", "jobId": "job-1"}}),
+        1000,
+    );
     let copy = |status: &str, updated: &str| CenterTask {
         job_id: Some("job-1".into()),
         updated_at: Some(crate::dcs::TaskTime::new(updated.to_string())),
@@ -627,8 +635,8 @@ fn evaluation_and_change_detection_keep_the_same_copy_of_a_repeated_task() {
         );
         // So the settled listing after it changes nothing the waiter saw, and the shifted one
         // changes what a waiter of the settled one saw not at all either.
-        assert!(!Change::between(Some(&shifted), &settled).concerns(&waiter));
-        assert!(!Change::between(Some(&settled), &shifted).concerns(&waiter));
+        assert!(!Change::between::<ListRequest>(Some(&shifted), &settled).concerns(&waiter));
+        assert!(!Change::between::<ListRequest>(Some(&settled), &shifted).concerns(&waiter));
     }
 }
 
@@ -642,12 +650,12 @@ fn a_task_count_change_alone_concerns_only_whom_the_changed_task_concerns() {
         2,
         vec![center_task("t1", "SUCCESS"), center_task("t2", "EXECUTING")],
     );
-    let change = Change::between(Some(&before), &grown);
+    let change = Change::between::<ListRequest>(Some(&before), &grown);
     assert!(change.concerns(&restarts));
     assert!(!change.concerns(&flushes), "no flush task changed");
     // The count moves with no listed task changing (a task beyond the page limit).
     let recounted = answer_counting(3, vec![center_task("t1", "SUCCESS")], 7);
-    let change = Change::between(Some(&before), &recounted);
+    let change = Change::between::<ListRequest>(Some(&before), &recounted);
     assert!(!change.concerns(&restarts) && !change.concerns(&flushes));
 }
 
@@ -655,7 +663,10 @@ fn a_task_count_change_alone_concerns_only_whom_the_changed_task_concerns() {
 fn a_wait_asks_for_an_answer_only_until_one_is_fetched_at_or_after_its_moments() {
     let start = Utc::now();
     let second = chrono::TimeDelta::seconds(1);
-    let mut waiter = fast_plan(json!({"waitFor": {"jobId": "job-1"}}), 1000);
+    let mut waiter = fast_plan(
+        json!({"waitFor": {"source": "TaskList", "jobId": "job-1"}}),
+        1000,
+    );
     waiter.wait.as_mut().unwrap().started_at = start;
     // Fetched before the wait started: at once; at or after its start: nothing more.
     assert_eq!(
