@@ -213,6 +213,10 @@ pub struct WaitForStatus {
     /// When this generation's wait started; the timeout counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
+    /// When this generation's wait first resolved (Succeeded, Failed or TimedOut); kept from
+    /// then on. `spec.ttlAfterResolved` counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Time>,
     /// Human-readable account of the verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -191,6 +191,7 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
                     status: verdict.task.as_ref().and_then(|t| t.status.clone()),
                     matched_tasks: i64::try_from(verdict.matched).ok(),
                     started_at: Some(from_chrono(context.wait_started_at)),
+                    resolved_at: None,
                     message: Some(bounded(&verdict.message, MAX_MESSAGE_BYTES)),
                 });
                 Some(fetched_conditions(evaluation))
@@ -287,6 +288,15 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
         && let Some(timed_out) = run_wait_clock(&mut status, context, &problem)
     {
         desired = Some(timed_out);
+    }
+
+    // The moment the wait resolves is kept from then on (`spec.ttlAfterResolved` counts from
+    // it, across restarts); a resolved wait's status is never rebuilt, so it is set only once.
+    if let Some(wait) = status.wait_for.as_mut()
+        && wait.phase.is_resolved()
+        && !resolved_before
+    {
+        wait.resolved_at = Some(now.clone());
     }
 
     if let Some(desired) = desired {
@@ -407,6 +417,7 @@ fn run_wait_clock(
         job_id: None,
         status: None,
         matched_tasks: None,
+        resolved_at: None,
     });
     if wait.started_at.is_none() {
         wait.started_at = Some(from_chrono(context.wait_started_at));
@@ -854,6 +865,74 @@ mod tests {
         );
         assert_eq!(after.conditions, done.conditions);
         assert_eq!(after.wait_for, done.wait_for);
+    }
+
+    #[test]
+    fn resolved_at_is_set_once_when_the_wait_resolves_and_kept() {
+        let resolved_at = |status: &DcsTaskQueryStatus| {
+            status
+                .wait_for
+                .as_ref()
+                .and_then(|w| w.resolved_at.as_ref())
+                .map(to_chrono)
+        };
+        let pending = build_status(
+            &context(None, 1, 1),
+            PollOutcome::Fetched(&evaluation(WaitPhase::Pending)),
+        );
+        assert_eq!(
+            resolved_at(&pending),
+            None,
+            "a pending wait has not resolved"
+        );
+        let still = build_status(
+            &context(Some(&pending), 1, 3),
+            PollOutcome::FetchFailed(&api_error(503)),
+        );
+        assert_eq!(resolved_at(&still), None);
+
+        for phase in [WaitPhase::Succeeded, WaitPhase::Failed, WaitPhase::TimedOut] {
+            let done = build_status(
+                &context(Some(&pending), 1, 9),
+                PollOutcome::Fetched(&evaluation(phase)),
+            );
+            assert_eq!(resolved_at(&done), Some(at(9)), "{phase:?}");
+            // Later rounds (a refresh, failures, the task leaving the window) keep it.
+            let mut later = done.clone();
+            for (now, outcome) in [
+                (20, PollOutcome::Fetched(&evaluation(WaitPhase::Pending))),
+                (30, PollOutcome::Fetched(&evaluation(WaitPhase::Succeeded))),
+                (40, PollOutcome::FetchFailed(&api_error(503))),
+                (
+                    50,
+                    PollOutcome::CredentialsUnavailable("Secret ns/x not found"),
+                ),
+            ] {
+                later = build_status(&context(Some(&later), 1, now), outcome);
+                assert_eq!(resolved_at(&later), Some(at(9)), "{phase:?} at {now}");
+            }
+            // A new generation is a new wait: its resolution is its own.
+            let next = build_status(
+                &context(Some(&later), 2, 55),
+                PollOutcome::Fetched(&evaluation(WaitPhase::Pending)),
+            );
+            assert_eq!(resolved_at(&next), None);
+            let next_done = build_status(
+                &context(Some(&next), 2, 58),
+                PollOutcome::Fetched(&evaluation(phase)),
+            );
+            assert_eq!(resolved_at(&next_done), Some(at(58)));
+        }
+
+        // A wait timed out by its clock (no answer) resolves too.
+        let mut ctx = context(Some(&pending), 1, 40);
+        ctx.wait_deadline = Some(at(30));
+        let timed_out = build_status(&ctx, PollOutcome::FetchFailed(&api_error(503)));
+        assert_eq!(
+            timed_out.wait_for.as_ref().unwrap().phase,
+            WaitPhase::TimedOut
+        );
+        assert_eq!(resolved_at(&timed_out), Some(at(40)));
     }
 
     #[test]
