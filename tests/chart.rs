@@ -218,10 +218,11 @@ fn grant(group: &str, resource: &str, verbs: &[&str], names: &[&str]) -> Vec<Gra
 /// Exactly the controller's API usage in a watched namespace (see the controller contract).
 fn expected_watch_grants() -> BTreeSet<Grant> {
     [
+        // `delete`: spec.ttlAfterResolved removes resolved waiters; on the objects only.
         grant(
             "dcs.hwcloud.dev",
             "dcstaskqueries",
-            &["get", "list", "watch"],
+            &["get", "list", "watch", "delete"],
             &[],
         ),
         grant(

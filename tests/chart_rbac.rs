@@ -111,7 +111,8 @@ async fn the_chart_applies_and_its_rbac_is_enough_and_no_more() {
         "metadata": {"name": "q"},
         "spec": {"region": "cn-north-4", "endpoint": sim.base_url(),
                  "credentialsSecretRef": {"name": "dcs-credentials"},
-                 "waitFor": {"name": "masterStandbySwapJob"}, "activeInterval": "2s"}
+                 "waitFor": {"name": "masterStandbySwapJob"}, "activeInterval": "2s",
+                 "ttlAfterResolved": "2s"}
     }))
     .unwrap();
     api.create(&PostParams::default(), &query).await.unwrap();
@@ -138,12 +139,26 @@ async fn the_chart_applies_and_its_rbac_is_enough_and_no_more() {
     };
     assert!(done.status.unwrap().last_error.is_none());
 
+    // spec.ttlAfterResolved: the chart lets the controller delete the resolved waiter.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    while api.get_opt("q").await.unwrap().is_some() {
+        if Instant::now() > deadline {
+            let output = controller.terminate(Duration::from_secs(2));
+            panic!(
+                "not deleted 2s after its wait resolved with the chart's RBAC:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
     // Events were allowed too (the controller logs a refusal otherwise).
     let output = controller.terminate(Duration::from_secs(5));
     let logs = String::from_utf8_lossy(&output.stderr);
     assert!(logs.contains("acquired leadership"), "{logs}");
     assert!(!logs.contains("could not publish event"), "{logs}");
     assert!(!logs.contains("Forbidden"), "{logs}");
+    assert!(logs.contains("spec.ttlAfterResolved passed"), "{logs}");
 
     // The same identity cannot read Secrets outside the watched namespace.
     let operator = plane.client_with_token(&token);

@@ -615,26 +615,34 @@ fn watching_a_failing_switchover_exits_1() {
     assert!(out.contains("DCS.5094"), "the task's error code is shown");
 }
 
-#[test]
-fn waiting_for_a_job_id_follows_a_status_set_through_the_admin_api() {
-    const JOB_ID: &str = "ff80808190a1b2c30190a1b2c3d4e0f0";
-    const TASK_ID: &str = "ff80808190a1b2c30190a1b2c3d4e0f1";
+/// What `query --watch` printed for a `jobId` wait read from `source`, whose job the test ends
+/// (SUCCESS) once the CLI has seen it running: the waits printed, and the simulator's stats at
+/// the end. For the task list the job is a task (EXECUTING); for the job API, a job without a
+/// task (RUNNING), so nothing in the list runs and it is polled at `interval`.
+fn watch_a_job_wait(source: &str) -> (Vec<Value>, Value) {
     let sim = SimProcess::start(None, &[]);
-    let added = sim.add_task(json!({
-        "id": TASK_ID,
-        "name": "EXTEND",
-        "jobId": JOB_ID,
-        "createdAt": "-1s",
-        "status": "EXECUTING",
-    }));
-    assert_eq!(added, TASK_ID);
+    // Past the demo's own timelines: no demo task is running.
+    sim.advance_clock("1h");
+    if source == "Job" {
+        let added = sim.add_job(json!({"id": JOB_ID, "jobType": "EXTEND", "status": "RUNNING"}));
+        assert_eq!(added, JOB_ID);
+    } else {
+        let added = sim.add_task(json!({
+            "id": JOB_TASK_ID,
+            "name": "EXTEND",
+            "jobId": JOB_ID,
+            "createdAt": "-1s",
+            "status": "EXECUTING",
+        }));
+        assert_eq!(added, JOB_TASK_ID);
+    }
     let files = Manifests::new();
     let manifest = files.write(
         "wait-for-job",
         json!({
             "region": "cn-north-4",
             "query": {"since": "1h"},
-            "waitFor": {"jobId": JOB_ID, "timeout": "5m"},
+            "waitFor": {"jobId": JOB_ID, "source": source, "timeout": "5m"},
             "activeInterval": "2s",
         }),
     );
@@ -654,11 +662,21 @@ fn waiting_for_a_job_id_follows_a_status_set_through_the_admin_api() {
     );
     // The task stays EXECUTING until told otherwise; change it once the CLI has seen it so.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while sim.counts(DEMO_PROJECT_ID).ok == 0 {
+    let polled = || match source {
+        "Job" => sim.stats()["jobs"]["projects"][DEMO_PROJECT_ID]["ok"]
+            .as_u64()
+            .unwrap_or(0),
+        _ => sim.counts(DEMO_PROJECT_ID).ok,
+    };
+    while polled() == 0 {
         assert!(Instant::now() < deadline, "the CLI never polled");
         std::thread::sleep(Duration::from_millis(50));
     }
-    sim.set_status(TASK_ID, "SUCCESS");
+    if source == "Job" {
+        sim.set_job_status(JOB_ID, "SUCCESS");
+    } else {
+        sim.set_status(JOB_TASK_ID, "SUCCESS");
+    }
     let output = cli.finish(Duration::from_secs(40));
     assert_exit(&output, 0);
     assert!(
@@ -666,26 +684,65 @@ fn waiting_for_a_job_id_follows_a_status_set_through_the_admin_api() {
         "took {:?}",
         started.elapsed()
     );
+    let waits = json_stream(&output)
+        .iter()
+        .map(|o| o["status"]["waitFor"].clone())
+        .collect();
+    (waits, sim.stats())
+}
 
-    let printed = json_stream(&output);
-    let waits: Vec<&Value> = printed.iter().map(|o| &o["status"]["waitFor"]).collect();
-    let first = waits.first().expect("at least one status");
-    let last = waits.last().expect("at least one status");
+const JOB_ID: &str = "ff80808190a1b2c30190a1b2c3d4e0f0";
+const JOB_TASK_ID: &str = "ff80808190a1b2c30190a1b2c3d4e0f1";
+
+#[test]
+fn waiting_for_a_job_id_in_the_task_list_follows_a_status_set_through_the_admin_api() {
+    let (waits, stats) = watch_a_job_wait("TaskList");
+    let (first, last) = (&waits[0], &waits[waits.len() - 1]);
     assert_eq!(
         (&first["phase"], &first["status"]),
         (&json!("Pending"), &json!("EXECUTING")),
-        "{}",
-        describe(&output)
+        "{waits:?}"
     );
     assert_eq!(
         (&last["phase"], &last["status"]),
         (&json!("Succeeded"), &json!("SUCCESS")),
-        "{}",
-        describe(&output)
+        "{waits:?}"
     );
     assert_eq!(last["jobId"], JOB_ID);
-    assert_eq!(last["taskId"], TASK_ID);
-    assert!(sim.counts(DEMO_PROJECT_ID).ok >= 2);
+    assert_eq!(last["taskId"], JOB_TASK_ID);
+    assert!(stats["projects"][DEMO_PROJECT_ID]["ok"].as_u64() >= Some(2));
+    assert_eq!(
+        stats.get("jobs"),
+        None,
+        "a TaskList wait never asks the job API"
+    );
+}
+
+#[test]
+fn waiting_for_a_job_id_asks_the_job_api_by_default() {
+    let (waits, stats) = watch_a_job_wait("Job");
+    let (first, last) = (&waits[0], &waits[waits.len() - 1]);
+    // The job vocabulary: RUNNING, then SUCCESS; the job's type and times come from the job API.
+    assert_eq!(
+        (&first["phase"], &first["status"]),
+        (&json!("Pending"), &json!("RUNNING")),
+        "{waits:?}"
+    );
+    assert_eq!(
+        (&last["phase"], &last["status"], &last["jobType"]),
+        (&json!("Succeeded"), &json!("SUCCESS"), &json!("EXTEND")),
+        "{waits:?}"
+    );
+    assert_eq!(last["jobId"], JOB_ID);
+    assert!(
+        last["beganAt"].is_string() && last["endedAt"].is_string(),
+        "{last}"
+    );
+    assert_eq!(last.get("taskId"), None, "{last}");
+    let jobs = &stats["jobs"]["projects"][DEMO_PROJECT_ID];
+    assert!(jobs["byJob"][JOB_ID].as_u64() >= Some(2), "{stats}");
+    // The task list, polled at spec.interval (1m) while only the job is awaited, is asked once.
+    assert_eq!(stats["projects"][DEMO_PROJECT_ID]["ok"], 1, "{stats}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -181,7 +181,11 @@ async fn a_waited_task_goes_pending_then_complete_and_kubectl_wait_returns() {
     let controller = f.controller(&[]);
     api.create(
         &PostParams::default(),
-        &query("swap", sim, json!({"waitFor": {"jobId": "job-1"}})),
+        &query(
+            "swap",
+            sim,
+            json!({"waitFor": {"source": "TaskList", "jobId": "job-1"}}),
+        ),
     )
     .await
     .unwrap();
@@ -772,8 +776,11 @@ async fn one_hostile_object_cannot_take_the_operator_down_for_the_others() {
     .await;
     f.create("refused", json!({"endpoint": refusing.base_url()}))
         .await;
-    f.create("healthy", json!({"waitFor": {"jobId": "job-h"}}))
-        .await;
+    f.create(
+        "healthy",
+        json!({"waitFor": {"source": "TaskList", "jobId": "job-h"}}),
+    )
+    .await;
 
     wait_until(api, "healthy", Duration::from_secs(30), "Pending", |o| {
         o.status
@@ -905,7 +912,7 @@ async fn a_wait_times_out_while_every_poll_fails() {
     let _controller = f.controller(&[]);
     f.create(
         "doomed",
-        json!({"waitFor": {"jobId": "never-listed", "timeout": "10s"}}),
+        json!({"waitFor": {"source": "TaskList", "jobId": "never-listed", "timeout": "10s"}}),
     )
     .await;
     let timed_out = wait_until(api, "doomed", Duration::from_secs(60), "TimedOut", |o| {
@@ -986,7 +993,11 @@ async fn a_refusal_only_a_person_can_fix_stalls_and_is_not_hammered() {
     sim.inject_fault(json!({"count": 1000, "status": 403,
         "body": {"error_code": "DCS.4003", "error_msg": "no permission dcs:task:list"}}));
     let _controller = f.controller(&[]);
-    f.create("q", json!({"waitFor": {"jobId": "j"}})).await;
+    f.create(
+        "q",
+        json!({"waitFor": {"source": "TaskList", "jobId": "j"}}),
+    )
+    .await;
     let stalled = wait_until(api, "q", Duration::from_secs(30), "Stalled", |o| {
         is(o, "Stalled", "True")
     })
@@ -1044,7 +1055,7 @@ async fn a_kill_9_during_a_pending_wait_changes_neither_its_timeout_nor_its_even
     let first = f.controller(&[]);
     f.create(
         "clocked",
-        json!({"waitFor": {"jobId": "never", "timeout": "20s"}}),
+        json!({"waitFor": {"source": "TaskList", "jobId": "never", "timeout": "20s"}}),
     )
     .await;
     wait_until(

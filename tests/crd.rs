@@ -69,6 +69,11 @@ async fn the_server_refuses_invalid_fields_with_the_schema_message() {
             "spec.endpoint",
             "should match",
         ),
+        (
+            json!({"waitFor": {"jobId": "j"}, "ttlAfterResolved": "1 hour"}),
+            "spec.ttlAfterResolved",
+            "should match",
+        ),
     ];
     for (index, (spec, field, rule)) in cases.into_iter().enumerate() {
         let output = plane.try_kubectl(

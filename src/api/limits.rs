@@ -29,6 +29,10 @@ pub const MAX_LOOKBACK: Duration = Duration::from_secs(365 * 24 * 3600);
 /// `waitFor.timeout`: the longest a wait may last (thirty days; DCS jobs take minutes to hours).
 pub const MAX_WAIT_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// `ttlAfterResolved`: the longest a resolved waiter may be kept before it deletes itself
+/// (thirty days; a pipeline reads the verdict within minutes).
+pub const MAX_TTL_AFTER_RESOLVED: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// `filter.userNames`: most IAM user names one filter may list.
 pub const MAX_FILTER_USER_NAMES: u32 = 64;
 
@@ -109,6 +113,12 @@ pub const TIMEOUT: DurationBounds = DurationBounds {
     max: MAX_WAIT_TIMEOUT,
 };
 
+pub const TTL_AFTER_RESOLVED: DurationBounds = DurationBounds {
+    field: "ttlAfterResolved",
+    min: None,
+    max: MAX_TTL_AFTER_RESOLVED,
+};
+
 impl DurationBounds {
     /// What the bounds require, in words (`between 10s and 24h`, `at most 8760h`): the same
     /// text in the CEL message and in the operator's own message.
@@ -157,6 +167,7 @@ mod tests {
     fn bounds_read_the_same_in_cel_and_in_words() {
         assert_eq!(INTERVAL.describe(), "between 10s and 24h");
         assert_eq!(TIMEOUT.describe(), "at most 720h");
+        assert_eq!(TTL_AFTER_RESOLVED.describe(), "at most 720h");
         let rule = serde_json::to_value(SINCE.rule(true)).unwrap();
         assert_eq!(
             rule["rule"],
@@ -168,7 +179,14 @@ mod tests {
 
     #[test]
     fn every_bound_fits_the_duration_syntax_and_length() {
-        for bounds in [INTERVAL, ACTIVE_INTERVAL, SINCE, LOOKBACK, TIMEOUT] {
+        for bounds in [
+            INTERVAL,
+            ACTIVE_INTERVAL,
+            SINCE,
+            LOOKBACK,
+            TIMEOUT,
+            TTL_AFTER_RESOLVED,
+        ] {
             let text = duration::format(bounds.max);
             assert!(text.len() <= MAX_DURATION_CHARS as usize);
             assert_eq!(duration::parse(&text), Ok(bounds.max));

@@ -68,6 +68,8 @@ mod tests {
             serde_json::json!({"interval": "24h", "activeInterval": "24h"}),
             serde_json::json!({"query": {"since": "8760h"}}),
             serde_json::json!({"waitFor": {"jobId": "j", "lookback": "8760h", "timeout": "720h"}}),
+            serde_json::json!({"waitFor": {"jobId": "j"}, "ttlAfterResolved": "0s"}),
+            serde_json::json!({"waitFor": {"jobId": "j"}, "ttlAfterResolved": "720h"}),
         ];
         for spec in valid {
             let result = validate_cel(&object(spec.clone()));
@@ -121,6 +123,14 @@ mod tests {
             (
                 serde_json::json!({"waitFor": {"jobId": "j", "timeout": "721h"}}),
                 "timeout must be at most 720h",
+            ),
+            (
+                serde_json::json!({"waitFor": {"jobId": "j"}, "ttlAfterResolved": "721h"}),
+                "ttlAfterResolved must be at most 720h",
+            ),
+            (
+                serde_json::json!({"ttlAfterResolved": "1h"}),
+                "ttlAfterResolved needs waitFor",
             ),
         ];
         for (spec, message) in invalid {

@@ -75,7 +75,11 @@ use super::{limits, patterns};
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = limits::INTERVAL.rule(false),
-    validation = limits::ACTIVE_INTERVAL.rule(false)
+    validation = limits::ACTIVE_INTERVAL.rule(false),
+    validation = limits::TTL_AFTER_RESOLVED.rule(true),
+    validation = Rule::new("!has(self.ttlAfterResolved) || has(self.waitFor)")
+        .message("ttlAfterResolved needs waitFor: only a wait resolves")
+        .field_path(".ttlAfterResolved")
 )]
 pub struct DcsTaskQuerySpec {
     /// Huawei Cloud region, e.g. `cn-north-4`. Selects the endpoint
@@ -130,6 +134,14 @@ pub struct DcsTaskQuerySpec {
     #[serde(default = "default_max_tasks")]
     #[schemars(range(min = 0, max = limits::MAX_TASKS))]
     pub max_tasks: i32,
+
+    /// Deletes this object this long after its wait resolved (`status.waitFor.resolvedAt`:
+    /// Succeeded, Failed or TimedOut), like a Job's `ttlSecondsAfterFinished`; at most `720h`.
+    /// Needs `waitFor`. Unset: never deleted. For pipelines that create one object per run; not
+    /// for objects a GitOps tool (Flux, Argo CD) applies, which would re-create them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(patterns::DURATION), length(max = limits::MAX_DURATION_CHARS))]
+    pub ttl_after_resolved: Option<String>,
 }
 
 /// Reference to the credentials Secret; same namespace only, so a query cannot borrow another

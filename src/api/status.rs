@@ -227,6 +227,10 @@ pub struct WaitForStatus {
     /// Why the job failed, as the job API reports it (`source: Job`; cut to a bounded length).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_reason: Option<String>,
+    /// When this generation's wait first resolved (Succeeded, Failed or TimedOut); kept from
+    /// then on. `spec.ttlAfterResolved` counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Time>,
     /// Human-readable account of the verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -32,6 +32,8 @@ pub struct QueuedEvent {
 #[derive(Clone)]
 pub struct EventQueue {
     sender: mpsc::Sender<QueuedEvent>,
+    /// For the rare event that must be published before what it announces (a deletion).
+    recorder: Recorder,
 }
 
 /// The publishing side, held by the controller until shutdown.
@@ -66,11 +68,25 @@ impl EventQueue {
                 }
             },
         );
+        let publisher = recorder.clone();
         let worker = tokio::spawn(queued.for_each_concurrent(PUBLISHERS, move |queued| {
-            let recorder = recorder.clone();
-            async move { publish(&recorder, queued).await }
+            let recorder = publisher.clone();
+            async move {
+                publish(&recorder, queued).await;
+            }
         }));
-        (EventQueue { sender }, EventPublisher { worker, closing })
+        (
+            EventQueue { sender, recorder },
+            EventPublisher { worker, closing },
+        )
+    }
+
+    /// Publishes `event` about `object` now, bypassing the queue, and says whether it was
+    /// published: for an event that must reach the apiserver before what it announces happens
+    /// (the object's deletion), and is rare enough not to compete with status writes.
+    pub async fn publish_now(&self, event: Event, object: ObjectReference) -> bool {
+        let queued = QueuedEvent { event, object };
+        publish(&self.recorder, queued).await
     }
 
     /// Queues `event` about `object`, waiting for room when the queue is full.
@@ -94,10 +110,16 @@ impl EventPublisher {
     }
 }
 
-async fn publish(recorder: &Recorder, queued: QueuedEvent) {
+async fn publish(recorder: &Recorder, queued: QueuedEvent) -> bool {
     let name = queued.object.name.clone().unwrap_or_default();
     match recorder.publish(&queued.event, &queued.object).await {
-        Ok(()) => info!(%name, reason = %queued.event.reason, "published event"),
-        Err(error) => warn!(%name, %error, "could not publish event"),
+        Ok(()) => {
+            info!(%name, reason = %queued.event.reason, "published event");
+            true
+        }
+        Err(error) => {
+            warn!(%name, %error, "could not publish event");
+            false
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod credentials;
 pub mod events;
+pub mod expiry;
 pub mod leader;
 pub mod memory;
 pub mod metrics;

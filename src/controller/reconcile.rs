@@ -63,6 +63,12 @@ pub enum ReconcileError {
     },
     #[error("object {0} has no namespace")]
     NoNamespace(String),
+    #[error("deleting {object} after spec.ttlAfterResolved: {source}")]
+    Expire {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 /// What the object gets this time, before the decision.
@@ -238,7 +244,8 @@ pub async fn reconcile(
     if resolved && !refresh_requested {
         debug!(%namespace, %name, "wait already resolved; not polling");
         ctx.feeds.unsubscribe(&object);
-        return Ok(Action::await_change());
+        // Nothing more to do, unless spec.ttlAfterResolved deletes the object (now or later).
+        return super::expiry::settle(&ctx, &query, previous.as_ref(), now).await;
     }
 
     // Phase 1: the plan.
@@ -414,9 +421,11 @@ pub async fn reconcile(
         }
     }
     Metrics::count_reconcile(&ctx.metrics, ReconcileResult::Ok);
-    Ok(decision
+    // A resolved wait is looked at again only when spec.ttlAfterResolved deletes it.
+    let recheck = decision
         .recheck
-        .map_or_else(Action::await_change, Action::requeue))
+        .or_else(|| super::expiry::recheck(&query.spec, generation, &decision.status, now));
+    Ok(recheck.map_or_else(Action::await_change, Action::requeue))
 }
 
 impl Problem {

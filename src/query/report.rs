@@ -306,6 +306,15 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
         desired = Some(timed_out);
     }
 
+    // The moment the wait resolves is kept from then on (`spec.ttlAfterResolved` counts from
+    // it, across restarts); a resolved wait's status is never rebuilt, so it is set only once.
+    if let Some(wait) = status.wait_for.as_mut()
+        && wait.phase.is_resolved()
+        && !resolved_before
+    {
+        wait.resolved_at = Some(now.clone());
+    }
+
     if let Some(desired) = desired {
         status.conditions =
             conditions::merge(&status.conditions, &desired, context.generation, &now);
@@ -347,6 +356,8 @@ fn wait_status(verdict: &WaitVerdict, context: &StatusContext<'_>) -> WaitForSta
         began_at: job.and_then(|j| j.began_at).map(from_chrono),
         ended_at: job.and_then(|j| j.ended_at).map(from_chrono),
         fail_reason: job.and_then(|j| j.fail_reason.clone()),
+        // Set by `build_status` when the phase first resolves.
+        resolved_at: None,
     }
 }
 
@@ -906,6 +917,74 @@ mod tests {
         );
         assert_eq!(after.conditions, done.conditions);
         assert_eq!(after.wait_for, done.wait_for);
+    }
+
+    #[test]
+    fn resolved_at_is_set_once_when_the_wait_resolves_and_kept() {
+        let resolved_at = |status: &DcsTaskQueryStatus| {
+            status
+                .wait_for
+                .as_ref()
+                .and_then(|w| w.resolved_at.as_ref())
+                .map(to_chrono)
+        };
+        let pending = build_status(
+            &context(None, 1, 1),
+            PollOutcome::Fetched(&evaluation(WaitPhase::Pending)),
+        );
+        assert_eq!(
+            resolved_at(&pending),
+            None,
+            "a pending wait has not resolved"
+        );
+        let still = build_status(
+            &context(Some(&pending), 1, 3),
+            PollOutcome::FetchFailed(&api_error(503)),
+        );
+        assert_eq!(resolved_at(&still), None);
+
+        for phase in [WaitPhase::Succeeded, WaitPhase::Failed, WaitPhase::TimedOut] {
+            let done = build_status(
+                &context(Some(&pending), 1, 9),
+                PollOutcome::Fetched(&evaluation(phase)),
+            );
+            assert_eq!(resolved_at(&done), Some(at(9)), "{phase:?}");
+            // Later rounds (a refresh, failures, the task leaving the window) keep it.
+            let mut later = done.clone();
+            for (now, outcome) in [
+                (20, PollOutcome::Fetched(&evaluation(WaitPhase::Pending))),
+                (30, PollOutcome::Fetched(&evaluation(WaitPhase::Succeeded))),
+                (40, PollOutcome::FetchFailed(&api_error(503))),
+                (
+                    50,
+                    PollOutcome::CredentialsUnavailable("Secret ns/x not found"),
+                ),
+            ] {
+                later = build_status(&context(Some(&later), 1, now), outcome);
+                assert_eq!(resolved_at(&later), Some(at(9)), "{phase:?} at {now}");
+            }
+            // A new generation is a new wait: its resolution is its own.
+            let next = build_status(
+                &context(Some(&later), 2, 55),
+                PollOutcome::Fetched(&evaluation(WaitPhase::Pending)),
+            );
+            assert_eq!(resolved_at(&next), None);
+            let next_done = build_status(
+                &context(Some(&next), 2, 58),
+                PollOutcome::Fetched(&evaluation(phase)),
+            );
+            assert_eq!(resolved_at(&next_done), Some(at(58)));
+        }
+
+        // A wait timed out by its clock (no answer) resolves too.
+        let mut ctx = context(Some(&pending), 1, 40);
+        ctx.wait_deadline = Some(at(30));
+        let timed_out = build_status(&ctx, PollOutcome::FetchFailed(&api_error(503)));
+        assert_eq!(
+            timed_out.wait_for.as_ref().unwrap().phase,
+            WaitPhase::TimedOut
+        );
+        assert_eq!(resolved_at(&timed_out), Some(at(40)));
     }
 
     #[test]

@@ -140,6 +140,8 @@ pub struct ValidSpec {
     pub active_interval: Duration,
     pub lookback: Option<Duration>,
     pub timeout: Option<Duration>,
+    /// `spec.ttlAfterResolved`: how long after its wait resolved the object is deleted.
+    pub ttl_after_resolved: Option<Duration>,
 }
 
 /// Checks every rule of the spec; all broken rules are reported at once.
@@ -406,6 +408,16 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
         }
     }
 
+    let ttl_after_resolved = spec.ttl_after_resolved.as_deref().and_then(|value| {
+        check.duration("spec.ttlAfterResolved", value, limits::TTL_AFTER_RESOLVED)
+    });
+    if spec.ttl_after_resolved.is_some() && spec.wait_for.is_none() {
+        check.fail(
+            "spec.ttlAfterResolved",
+            "needs spec.waitFor: only a wait resolves (set spec.waitFor or remove spec.ttlAfterResolved)",
+        );
+    }
+
     if check.errors.is_empty() {
         Ok(ValidSpec {
             start_time,
@@ -415,6 +427,7 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
             active_interval,
             lookback,
             timeout,
+            ttl_after_resolved,
         })
     } else {
         Err(SpecErrors(check.errors))
@@ -607,6 +620,52 @@ mod tests {
 
         s.wait_for = Some(wait(Some("job-1"), None));
         assert!(validate(&s).is_ok());
+    }
+
+    #[test]
+    fn ttl_after_resolved_is_a_bounded_duration_and_needs_a_wait() {
+        let with = |ttl: &str, wait_for: bool| {
+            let mut s = spec();
+            s.ttl_after_resolved = Some(ttl.into());
+            if wait_for {
+                s.wait_for = Some(wait(Some("job-1"), None));
+            }
+            s
+        };
+        for (ttl, expected) in [
+            ("0s", Duration::ZERO),
+            ("3s", Duration::from_secs(3)),
+            ("1h30m", Duration::from_secs(5400)),
+            ("720h", limits::MAX_TTL_AFTER_RESOLVED),
+        ] {
+            let valid = validate(&with(ttl, true)).unwrap();
+            assert_eq!(valid.ttl_after_resolved, Some(expected), "{ttl}");
+        }
+        assert_eq!(validate(&spec()).unwrap().ttl_after_resolved, None);
+
+        assert_refused(&with("721h", true), "spec.ttlAfterResolved", "at most 720h");
+        assert_refused(
+            &with("720h1ms", true),
+            "spec.ttlAfterResolved",
+            "at most 720h",
+        );
+        assert_refused(
+            &with("3000000000h", true),
+            "spec.ttlAfterResolved",
+            "at most 720h",
+        );
+        assert_refused(&with("1d", true), "spec.ttlAfterResolved", "not a duration");
+        assert_refused(
+            &with(&"1s".repeat(20), true),
+            "spec.ttlAfterResolved",
+            "at most 32 characters",
+        );
+        // Without a wait nothing resolves: refused, naming both fields.
+        assert_refused(
+            &with("1h", false),
+            "spec.ttlAfterResolved",
+            "needs spec.waitFor",
+        );
     }
 
     #[test]

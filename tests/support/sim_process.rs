@@ -464,6 +464,17 @@ impl SimProcess {
             .to_string()
     }
 
+    /// `PUT /_sim/jobs/{id}/status`: the job (declared, or derived from a task) holds
+    /// `status` from now on.
+    pub fn set_job_status(&self, id: &str, status: &str) {
+        self.admin(
+            Method::PUT,
+            &format!("/_sim/jobs/{id}/status"),
+            Some(json!({ "status": status })),
+            StatusCode::OK,
+        );
+    }
+
     /// `GET /_sim/config`: `{"taskCount": "string" | "number"}`.
     pub fn config(&self) -> Value {
         self.admin(Method::GET, "/_sim/config", None, StatusCode::OK)

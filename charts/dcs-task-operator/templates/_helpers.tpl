@@ -64,13 +64,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/*
 The rules the operator needs in every namespace it watches, and nothing more:
-read its queries, write their status, read the Secrets queries name (through a watch cache, hence
-list/watch), and record Events about the queries.
+read its queries (and delete those whose spec.ttlAfterResolved has passed), write their status, read
+the Secrets queries name (through a watch cache, hence list/watch), and record Events about the
+queries.
 */}}
 {{- define "dcs-task-operator.watchRules" -}}
 - apiGroups: ["dcs.hwcloud.dev"]
   resources: ["dcstaskqueries"]
-  verbs: ["get", "list", "watch"]
+  # delete: spec.ttlAfterResolved removes a resolved waiter (the status subresource needs none).
+  verbs: ["get", "list", "watch", "delete"]
 - apiGroups: ["dcs.hwcloud.dev"]
   resources: ["dcstaskqueries/status"]
   verbs: ["get", "patch"]
