@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use support::scale::{self, ScaleConfig, ScaleReport, Sharing};
+use support::scale::{self, ScaleConfig, ScaleReport, Sharing, WaitSource};
 
 const USAGE: &str = "\
 usage: cargo bench --bench scale -- [OPTIONS]
@@ -32,6 +32,9 @@ usage: cargo bench --bench scale -- [OPTIONS]
   --controller-arg ARG   extra controller flag for the shared mode (repeatable), e.g.
                          --controller-arg=--rate-limit=20
   --concurrency C        the controller's --concurrency for every mode (default: its own, 16)
+  --wait-source LIST     where waiters read their job: job (ShowJobInfo, the default for jobId),
+                         task-list, or both, comma-separated (default job)
+  --jobs J               distinct jobs the waiters await (default 1)
 
 Needs KUBEBUILDER_ASSETS (kube-apiserver and etcd; see scripts/control-plane.sh).";
 
@@ -44,6 +47,8 @@ struct Options {
     idle: Duration,
     shared_flags: Vec<String>,
     concurrency: Option<String>,
+    wait_sources: Vec<WaitSource>,
+    jobs: usize,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -56,6 +61,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
         idle: Duration::from_secs(60),
         shared_flags: Vec::new(),
         concurrency: None,
+        wait_sources: vec![WaitSource::Job],
+        jobs: 1,
     };
     let list = |value: &str| -> Result<Vec<usize>, String> {
         value
@@ -107,6 +114,23 @@ fn parse(args: &[String]) -> Result<Options, String> {
             }
             "--controller-arg" => options.shared_flags.push(value()?),
             "--concurrency" => options.concurrency = Some(value()?),
+            "--wait-source" => {
+                options.wait_sources = value()?
+                    .split(',')
+                    .map(|part| match part.trim() {
+                        "job" => Ok(WaitSource::Job),
+                        "task-list" => Ok(WaitSource::TaskList),
+                        other => Err(format!("--wait-source: job or task-list, not {other:?}")),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--jobs" => {
+                options.jobs = value()?
+                    .parse()
+                    .ok()
+                    .filter(|j| (1..=100).contains(j))
+                    .ok_or("--jobs takes 1 to 100")?
+            }
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -143,8 +167,17 @@ fn main() -> ExitCode {
     sizes.sort_unstable();
     sizes.dedup();
     let mut reports: Vec<ScaleReport> = Vec::new();
+    let modes = [Sharing::Shared, Sharing::PerObject]
+        .into_iter()
+        .flat_map(|sharing| {
+            options
+                .wait_sources
+                .iter()
+                .map(move |source| (sharing, *source))
+        });
+    let modes: Vec<(Sharing, WaitSource)> = modes.collect();
     for n in sizes {
-        for sharing in [Sharing::Shared, Sharing::PerObject] {
+        for &(sharing, wait_source) in &modes {
             let wanted = match sharing {
                 Sharing::Shared => &options.objects,
                 Sharing::PerObject => &options.naive,
@@ -153,6 +186,8 @@ fn main() -> ExitCode {
                 continue;
             }
             let mut config = ScaleConfig::benchmark(n, sharing);
+            config.wait_source = wait_source;
+            config.jobs = options.jobs;
             config.distinct_queries = options.queries;
             config.idle_window = (!options.idle.is_zero()).then_some(options.idle);
             if sharing == Sharing::Shared {

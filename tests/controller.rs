@@ -5,162 +5,22 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dcs_task_operator::api::DcsTaskQuery;
 use dcs_task_operator::controller::credentials::CREDENTIALS_LABEL;
 use dcs_task_operator::sim::{DEMO_ACCESS_KEY, DEMO_PROJECT_ID, DEMO_SECRET_KEY};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::events::v1::Event;
+use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
 use serde_json::{Value, json};
 use support::control_plane::ControlPlane;
-use support::operator::{OperatorProcess as ControllerProcess, query_object, wait_until};
+use support::operator::{OperatorProcess as ControllerProcess, wait_until};
 use support::sim_process::SimProcess;
-
-/// The demo credentials as the Secret `dcs-credentials`, labelled for the operator.
-async fn demo_secret(client: &Client, namespace: &str) {
-    credentials_secret(client, namespace, "dcs-credentials", DEMO_PROJECT_ID, true).await;
-}
-
-async fn credentials_secret(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    project_id: &str,
-    labelled: bool,
-) {
-    let labels = if labelled {
-        json!({CREDENTIALS_LABEL: "true"})
-    } else {
-        json!({})
-    };
-    let secret: Secret = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": name, "labels": labels},
-        "stringData": {"accessKey": DEMO_ACCESS_KEY, "secretKey": DEMO_SECRET_KEY, "projectId": project_id}
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
-}
-
-fn query(name: &str, sim: &SimProcess, extra_spec: Value) -> DcsTaskQuery {
-    query_object(name, sim.base_url(), extra_spec)
-}
-
-fn condition(object: &DcsTaskQuery, type_: &str) -> Option<(String, String, String, Option<i64>)> {
-    object
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| {
-            (
-                c.status.clone(),
-                c.reason.clone(),
-                c.message.clone(),
-                c.observed_generation,
-            )
-        })
-}
-
-/// Seconds from the object's creation to its `Failed` condition's last transition.
-fn seconds_until_failed(object: &DcsTaskQuery) -> i64 {
-    let created = object.metadata.creation_timestamp.as_ref().unwrap().0;
-    let failed_at = object
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Failed"))
-        .expect("a Failed condition")
-        .last_transition_time
-        .0;
-    failed_at.as_second() - created.as_second()
-}
-
-fn is(object: &DcsTaskQuery, type_: &str, status: &str) -> bool {
-    condition(object, type_).is_some_and(|c| c.0 == status)
-}
-
-async fn events_for(client: &Client, namespace: &str, name: &str) -> Vec<Event> {
-    Api::<Event>::namespaced(client.clone(), namespace)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .collect()
-}
-
-fn reasons(events: &[Event]) -> BTreeMap<String, i32> {
-    let mut counts = BTreeMap::new();
-    for event in events {
-        // A repeated event would be a new object or a bumped series count.
-        let times = event.series.as_ref().map_or(1, |s| s.count);
-        *counts
-            .entry(event.reason.clone().unwrap_or_default())
-            .or_default() += times;
-    }
-    counts
-}
-
-fn write_scenario(dir: &tempfile::TempDir, yaml: &str) -> PathBuf {
-    let path = dir.path().join("scenario.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
-
-/// One test's world: its namespace, its simulator and an admin client.
-struct Fixture {
-    plane: &'static ControlPlane,
-    client: Client,
-    ns: String,
-    sim: SimProcess,
-    api: Api<DcsTaskQuery>,
-    _scenario_dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    /// A namespace named after `prefix`, a simulator playing `scenario`, and (when `secret`)
-    /// the demo credentials Secret.
-    async fn new(prefix: &str, scenario: &str, secret: bool) -> Self {
-        let plane = ControlPlane::shared();
-        let client = plane.admin_client();
-        let ns = plane.new_namespace(prefix).await;
-        let dir = tempfile::tempdir().unwrap();
-        let sim = SimProcess::start(Some(&write_scenario(&dir, scenario)), &[]);
-        if secret {
-            demo_secret(&client, &ns).await;
-        }
-        let api = Api::namespaced(client.clone(), &ns);
-        Self {
-            plane,
-            client,
-            ns,
-            sim,
-            api,
-            _scenario_dir: dir,
-        }
-    }
-
-    fn controller(&self, extra: &[&str]) -> ControllerProcess {
-        ControllerProcess::start(&self.ns, extra)
-    }
-
-    async fn create(&self, name: &str, extra_spec: Value) {
-        self.api
-            .create(&PostParams::default(), &query(name, &self.sim, extra_spec))
-            .await
-            .unwrap();
-    }
-}
+use support::world::{
+    World as Fixture, condition, credentials_secret, events_for, is, query, reasons,
+    seconds_until_failed,
+};
 
 const SETTLED_SCENARIO: &str = r#"
 tasks:

@@ -99,6 +99,14 @@ fn shared_polling_costs_one_call_per_distinct_query_and_every_waiter_completes()
         "shared mode: {shared_calls:.1} upstream calls per active interval for K = {QUERIES} \
          distinct queries (at most K + {SHARED_CALL_SLACK})\n{table}"
     );
+    // The waiters read the job API (the default for jobId): one job feed per distinct job.
+    let job_calls = shared.job_calls_per_interval();
+    assert!(
+        shared.steady_job_calls > 0 && job_calls <= shared.jobs as f64 + SHARED_CALL_SLACK,
+        "shared mode: {job_calls:.1} job API calls per active interval for J = {} distinct jobs \
+         (at most J + {SHARED_CALL_SLACK})\n{table}",
+        shared.jobs
+    );
     assert!(
         naive_calls >= NAIVE_OVER_SHARED * shared_calls,
         "naive mode: {naive_calls:.1} upstream calls per active interval, not {NAIVE_OVER_SHARED}x \

@@ -8,106 +8,17 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dcs_task_operator::api::DcsTaskQuery;
-use dcs_task_operator::controller::credentials::CREDENTIALS_LABEL;
-use dcs_task_operator::sim::{DEMO_ACCESS_KEY, DEMO_PROJECT_ID, DEMO_SECRET_KEY};
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, PostParams};
-use kube::{Api, Client};
-use serde_json::{Value, json};
-use support::control_plane::ControlPlane;
-use support::operator::{OperatorProcess, query_object, wait_until};
-use support::sim_process::SimProcess;
+use serde_json::json;
+use support::operator::{OperatorProcess, wait_until};
+use support::world::World;
 
 /// How long any one step may take on a slow, shared machine.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// A namespace with the demo credentials, a simulator and an admin client.
-struct World {
-    client: Client,
-    ns: String,
-    sim: SimProcess,
-    api: Api<DcsTaskQuery>,
-}
-
-impl World {
-    async fn new(prefix: &str) -> Self {
-        let plane = ControlPlane::shared();
-        let client = plane.admin_client();
-        let ns = plane.new_namespace(prefix).await;
-        let secret: Secret = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "dcs-credentials", "labels": {CREDENTIALS_LABEL: "true"}},
-            "stringData": {"accessKey": DEMO_ACCESS_KEY, "secretKey": DEMO_SECRET_KEY, "projectId": DEMO_PROJECT_ID}
-        }))
-        .unwrap();
-        Api::<Secret>::namespaced(client.clone(), &ns)
-            .create(&PostParams::default(), &secret)
-            .await
-            .unwrap();
-        let api = Api::namespaced(client.clone(), &ns);
-        Self {
-            client,
-            ns,
-            sim: SimProcess::start(None, &[]),
-            api,
-        }
-    }
-
-    /// A task of the simulator with this job id, in `status`.
-    fn job(&self, job_id: &str, status: &str) {
-        self.sim.add_task(json!({
-            "id": format!("task-{job_id}"), "name": "masterStandbySwapJob",
-            "jobId": job_id, "status": status
-        }));
-    }
-
-    async fn create(&self, name: &str, extra_spec: Value) {
-        self.api
-            .create(
-                &PostParams::default(),
-                &query_object(name, self.sim.base_url(), extra_spec),
-            )
-            .await
-            .unwrap();
-    }
-
-    async fn exists(&self, name: &str) -> bool {
-        self.api.get_opt(name).await.unwrap().is_some()
-    }
-
-    /// Waits until `name` is gone; `None` (with the last status printed) if it never goes.
-    async fn gone(&self, name: &str, within: Duration) -> Option<Timestamp> {
-        let deadline = Instant::now() + within;
-        loop {
-            match self.api.get_opt(name).await.unwrap() {
-                None => return Some(Timestamp::now()),
-                Some(object) if Instant::now() > deadline => {
-                    eprintln!("{name} still there: {:?}", object.status);
-                    return None;
-                }
-                Some(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        }
-    }
-
-    /// The events about `name` with `reason`, counting a repeated event's series.
-    async fn events(&self, name: &str, reason: &str) -> Vec<Event> {
-        Api::<Event>::namespaced(self.client.clone(), &self.ns)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .filter(|e| e.reason.as_deref() == Some(reason))
-            .collect()
-    }
-}
 
 fn complete(object: &DcsTaskQuery) -> bool {
     object.status.as_ref().is_some_and(|status| {
@@ -140,7 +51,7 @@ fn once(events: &[Event]) -> &Event {
 
 #[tokio::test]
 async fn ttl_deletes_a_resolved_waiter_after_its_ttl_and_nothing_else() {
-    let world = World::new("ttl-expire").await;
+    let world = World::demo("ttl-expire").await;
     world.job("job-ttl-done", "SUCCESS");
     world.job("job-ttl-running", "EXECUTING");
     let controller = OperatorProcess::start(&world.ns, &[]);
@@ -210,7 +121,7 @@ async fn ttl_deletes_a_resolved_waiter_after_its_ttl_and_nothing_else() {
 
 #[tokio::test]
 async fn ttl_counts_from_the_persisted_resolution_across_a_restart() {
-    let world = World::new("ttl-restart").await;
+    let world = World::demo("ttl-restart").await;
     world.job("job-ttl-restart", "SUCCESS");
     let ttl = Duration::from_secs(10);
     let first = OperatorProcess::start(&world.ns, &[]);

@@ -70,6 +70,9 @@ mod tests {
             serde_json::json!({"waitFor": {"jobId": "j", "lookback": "8760h", "timeout": "720h"}}),
             serde_json::json!({"waitFor": {"jobId": "j"}, "ttlAfterResolved": "0s"}),
             serde_json::json!({"waitFor": {"jobId": "j"}, "ttlAfterResolved": "720h"}),
+            serde_json::json!({"waitFor": {"jobId": "j", "source": "Job"}}),
+            serde_json::json!({"waitFor": {"jobId": "j", "source": "TaskList"}}),
+            serde_json::json!({"waitFor": {"name": "n", "source": "TaskList"}}),
         ];
         for spec in valid {
             let result = validate_cel(&object(spec.clone()));
@@ -131,6 +134,10 @@ mod tests {
             (
                 serde_json::json!({"ttlAfterResolved": "1h"}),
                 "ttlAfterResolved needs waitFor",
+            ),
+            (
+                serde_json::json!({"waitFor": {"name": "n", "source": "Job"}}),
+                "source: Job needs jobId",
             ),
         ];
         for (spec, message) in invalid {

@@ -171,6 +171,8 @@ async fn poll_loop(
     };
     let mut answers = feeds.tasks.subscribe((), feed, interest);
     let mut shown: Option<DcsTaskQueryStatus> = None;
+    // Whether the task feed's first answer was read: from then on only a new one wakes the loop.
+    let mut listed = false;
     let mut recheck: Option<Duration> = None;
     loop {
         // The next answer, or the moment a decision is due without one (a wait deadline).
@@ -181,7 +183,7 @@ async fn poll_loop(
             }
         };
         let next_answer = async {
-            if shown.is_none() {
+            if !listed {
                 answers
                     .wait_for(|answer| answer.is_some())
                     .await
@@ -213,6 +215,7 @@ async fn poll_loop(
         let Some(answer) = answers.borrow_and_update().clone() else {
             continue;
         };
+        listed = true;
         let now = Utc::now();
         let Ok(plan) = planned(now) else {
             return EXIT_INVALID_INPUT;
@@ -220,6 +223,11 @@ async fn poll_loop(
         let job_answer = job_answers
             .as_mut()
             .and_then(|job_answers| job_answers.borrow_and_update().clone());
+        if job_answers.is_some() && job_answer.is_none() {
+            // The job feed's first answer is on its way and wakes the loop: the verdict and the
+            // first status come with it, as in the controller.
+            continue;
+        }
         let combined = query::job::combine(
             &plan,
             answer.result.as_ref(),
@@ -243,6 +251,11 @@ async fn poll_loop(
                     *answered_at,
                     Some(error.class()),
                 )
+            }
+            Combined::JobBehindList => {
+                // The job feed's fresh answer decides (see `Combined::JobBehindList`).
+                feeds.jobs.refresh(&());
+                continue;
             }
             Combined::JobRefused {
                 failure,

@@ -95,6 +95,9 @@ enum Outcome {
         error: Arc<DcsError>,
         answered_at: DateTime<Utc>,
     },
+    /// The job feed's answer is older than a listing that shows the job's task ended: the job
+    /// feed is asked again, and its answer wakes the object.
+    JobBehindList,
     /// The job API refused the awaited job in a way only a person can fix.
     JobRefused {
         answer: Arc<Answer>,
@@ -152,13 +155,14 @@ impl Outcome {
         match combined {
             Combined::Evaluated(evaluation) => Outcome::Fetched {
                 answer: tasks,
-                evaluation,
+                evaluation: *evaluation,
             },
             Combined::Failed { error, answered_at } => Outcome::Failed {
                 answer: tasks,
                 error,
                 answered_at,
             },
+            Combined::JobBehindList => Outcome::JobBehindList,
             Combined::JobRefused {
                 failure,
                 job,
@@ -290,11 +294,18 @@ pub async fn reconcile(
             }
         },
     };
-    if outcome.answer().is_none() && !matches!(outcome, Outcome::NoAnswerYet) {
+    if outcome.answer().is_none()
+        && !matches!(outcome, Outcome::NoAnswerYet | Outcome::JobBehindList)
+    {
         // Nothing to poll for now: the object retries by itself, or waits for a spec change.
         ctx.feeds.unsubscribe(&object);
     }
-    if matches!(outcome, Outcome::NoAnswerYet) && previous.is_some() {
+    if matches!(outcome, Outcome::JobBehindList) {
+        // One write with the verdict, instead of one for the listing and one for the verdict:
+        // the job feed's fresh answer wakes the object.
+        ctx.feeds.jobs.refresh(&object);
+    }
+    if matches!(outcome, Outcome::NoAnswerYet | Outcome::JobBehindList) && previous.is_some() {
         // The feed wakes the object with its first answer; what is written stays until then.
         return Ok(Action::await_change());
     }
@@ -370,7 +381,7 @@ pub async fn reconcile(
                 class: FailureClass::Auth,
             }),
         ),
-        Outcome::NoAnswerYet => (PollOutcome::FirstPoll, None),
+        Outcome::NoAnswerYet | Outcome::JobBehindList => (PollOutcome::FirstPoll, None),
     };
     let intervals = plan.as_ref().map(|p| p.intervals()).unwrap_or_default();
     let shown = match (&outcome, &project) {

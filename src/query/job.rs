@@ -189,6 +189,21 @@ pub fn judge(wait: &WaitPlan, reading: JobReading<'_>, now: DateTime<Utc>) -> Wa
     verdict
 }
 
+/// Whether `listing` holds a task of the awaited job in a status after which it will not
+/// change.
+fn lists_its_task_ended(wait: &WaitPlan, listing: &TaskListing) -> bool {
+    let WaitTarget::JobId(job) = &wait.target else {
+        return false;
+    };
+    listing.tasks.iter().any(|task| {
+        task.job_id.as_deref() == Some(job.as_str())
+            && task
+                .status
+                .as_deref()
+                .is_some_and(|status| super::evaluate::TERMINAL_STATUSES.contains(&status))
+    })
+}
+
 /// The job feed's latest answer, as [`combine`] reads it.
 #[derive(Debug, Clone, Copy)]
 pub struct JobAnswer<'a> {
@@ -202,12 +217,16 @@ pub struct JobAnswer<'a> {
 #[derive(Debug)]
 pub enum Combined {
     /// A listing to show, with the wait's verdict (the job API's, for a wait that reads it).
-    Evaluated(Evaluation),
+    Evaluated(Box<Evaluation>),
     /// A failed poll, of the task list or of the job, and when it ended.
     Failed {
         error: Arc<DcsError>,
         answered_at: DateTime<Utc>,
     },
+    /// The task list already shows the awaited job's task ended while the job feed's answer,
+    /// fetched before that listing, still has it running: ask the job API again and decide on
+    /// its fresh answer, rather than write the listing now and the verdict a moment later.
+    JobBehindList,
     /// The job API refused the awaited job in a way only a person can fix.
     JobRefused {
         failure: JobLookupFailure,
@@ -270,6 +289,14 @@ pub fn combine(
     };
     let job_ended =
         matches!(reading, JobReading::Answered { info, .. } if info.status.is_terminal());
+    if let (Some(wait), Ok(listing), JobReading::Answered { fetched_at, .. }) =
+        (wait, listing, reading)
+        && !job_ended
+        && fetched_at < listing.fetched_at.unwrap_or(listing_at)
+        && lists_its_task_ended(wait, listing)
+    {
+        return Combined::JobBehindList;
+    }
     let empty = TaskListing::default();
     let shown = match (listing, last_good) {
         (Ok(listing), _) => &**listing,
@@ -286,5 +313,386 @@ pub fn combine(
     if let Some(wait) = wait {
         evaluation.judge_job(wait, reading, now);
     }
-    Combined::Evaluated(evaluation)
+    Combined::Evaluated(Box::new(evaluation))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dcs::{ApiError, CenterTask, TaskTime};
+    use crate::query::plan::{PlanContext, QueryPlan, plan};
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn at(second: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 2, 12, 0, second).unwrap()
+    }
+
+    /// A plan waiting for `job-1` (started at second 10, timing out at second 40), with `extra`
+    /// merged into `waitFor`.
+    fn planned(extra: serde_json::Value) -> QueryPlan {
+        let mut wait = json!({"jobId": "job-1", "timeout": "30s"});
+        wait.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let spec = json!({"region": "cn-north-4", "waitFor": wait});
+        plan(
+            &serde_json::from_value(spec).unwrap(),
+            &PlanContext::starting_at(at(10)),
+        )
+        .unwrap()
+    }
+
+    fn job(status: &str) -> JobInfo {
+        JobInfo {
+            job_id: Some("job-1".into()),
+            job_type: Some("masterStandbySwapJob".into()),
+            status: JobStatus::from_wire(status),
+            begin_time: Some(TaskTime::from_epoch_millis("1764676800000")),
+            end_time: None,
+            fail_reason: None,
+        }
+    }
+
+    fn error(status: u16, code: &str) -> Arc<DcsError> {
+        Arc::new(DcsError::Api {
+            endpoint: "https://dcs.example".into(),
+            error: ApiError {
+                http_status: status,
+                error_code: Some(code.into()),
+                error_msg: None,
+                request_id: None,
+                retry_after: None,
+            },
+        })
+    }
+
+    fn listing(job_status: &str) -> Arc<TaskListing> {
+        Arc::new(TaskListing {
+            task_count: Some(1),
+            tasks: vec![CenterTask {
+                id: Some("t1".into()),
+                name: Some("masterStandbySwapJob".into()),
+                job_id: Some("job-1".into()),
+                status: Some(job_status.into()),
+                ..CenterTask::default()
+            }],
+            pages: 1,
+            complete: true,
+            fetched_at: Some(at(12)),
+        })
+    }
+
+    fn verdict(reading: JobReading<'_>, now: u32) -> WaitVerdict {
+        let plan = planned(json!({}));
+        judge(plan.wait.as_ref().unwrap(), reading, at(now))
+    }
+
+    #[test]
+    fn the_job_vocabulary_decides_and_only_success_and_fail_end_the_wait() {
+        use WaitPhase::*;
+        for (status, fetched, now, expected, says) in [
+            ("SUCCESS", 20, 20, Succeeded, "reached SUCCESS"),
+            ("FAIL", 20, 20, Failed, "ended FAIL"),
+            ("RUNNING", 20, 20, Pending, "is RUNNING"),
+            ("INIT", 20, 20, Pending, "is INIT"),
+            // The task vocabulary is not the job's: never terminal.
+            ("FAILED", 20, 20, Pending, "does not document"),
+            ("", 20, 20, Pending, "is (none)"),
+            // Timed out only on an answer fetched at or after the deadline (second 40).
+            (
+                "RUNNING",
+                39,
+                45,
+                Pending,
+                "confirming with the poll after the deadline",
+            ),
+            ("RUNNING", 40, 45, TimedOut, "timed out: job job-1"),
+            ("INIT", 41, 45, TimedOut, "still INIT"),
+            // A job that ended decides whenever it was fetched: it stays ended.
+            ("SUCCESS", 45, 45, Succeeded, "reached SUCCESS"),
+            ("FAIL", 5, 20, Failed, "ended FAIL"),
+        ] {
+            let info = job(status);
+            let fetched_at = at(fetched);
+            let v = verdict(
+                JobReading::Answered {
+                    info: &info,
+                    fetched_at,
+                },
+                now,
+            );
+            assert_eq!(v.phase, expected, "{status} fetched {fetched} read {now}");
+            assert!(v.message.contains(says), "{status}: {}", v.message);
+            let view = v.job.unwrap();
+            assert_eq!(view.job_type.as_deref(), Some("masterStandbySwapJob"));
+            assert_eq!(
+                view.began_at,
+                Some(Utc.timestamp_millis_opt(1764676800000).unwrap())
+            );
+            assert_eq!(v.task, None);
+        }
+    }
+
+    #[test]
+    fn a_failed_job_carries_its_reason_bounded() {
+        let mut info = job("FAIL");
+        info.fail_reason = Some("standby not ready".into());
+        let v = verdict(
+            JobReading::Answered {
+                info: &info,
+                fetched_at: at(20),
+            },
+            20,
+        );
+        assert!(
+            v.message.ends_with("ended FAIL: standby not ready"),
+            "{}",
+            v.message
+        );
+        assert_eq!(
+            v.job.unwrap().fail_reason.as_deref(),
+            Some("standby not ready")
+        );
+        info.fail_reason = Some("x".repeat(5000));
+        let v = verdict(
+            JobReading::Answered {
+                info: &info,
+                fetched_at: at(20),
+            },
+            20,
+        );
+        assert!(
+            v.message.len() < MAX_FAIL_REASON_BYTES + 200,
+            "{}",
+            v.message.len()
+        );
+        assert!(v.job.unwrap().fail_reason.unwrap().len() <= MAX_FAIL_REASON_BYTES + 3);
+        // A blank reason adds nothing.
+        info.fail_reason = Some("  ".into());
+        let v = verdict(
+            JobReading::Answered {
+                info: &info,
+                fetched_at: at(20),
+            },
+            20,
+        );
+        assert!(v.message.ends_with("ended FAIL"), "{}", v.message);
+    }
+
+    #[test]
+    fn an_answer_about_another_job_never_decides() {
+        let mut info = job("SUCCESS");
+        info.job_id = Some("job-2".into());
+        let v = verdict(
+            JobReading::Answered {
+                info: &info,
+                fetched_at: at(20),
+            },
+            20,
+        );
+        assert_eq!(v.phase, WaitPhase::Pending);
+        assert!(v.message.contains("job-2, not job-1"), "{}", v.message);
+        // An answer without an id is taken as the job asked about.
+        info.job_id = None;
+        let v = verdict(
+            JobReading::Answered {
+                info: &info,
+                fetched_at: at(20),
+            },
+            20,
+        );
+        assert_eq!(v.phase, WaitPhase::Succeeded);
+        assert_eq!(v.job.unwrap().job_id, "job-1");
+    }
+
+    #[test]
+    fn before_an_answer_and_at_the_first_not_found_the_wait_is_pending() {
+        let v = verdict(JobReading::NotYet, 50);
+        assert_eq!(v.phase, WaitPhase::Pending);
+        assert!(
+            v.message.contains("first answer about job job-1"),
+            "{}",
+            v.message
+        );
+        let v = verdict(JobReading::NotFoundOnce { fetched_at: at(20) }, 20);
+        assert_eq!(v.phase, WaitPhase::Pending);
+        assert!(v.message.contains("asking once more"), "{}", v.message);
+        let v = verdict(JobReading::NotFoundOnce { fetched_at: at(40) }, 40);
+        assert_eq!(v.phase, WaitPhase::TimedOut);
+    }
+
+    fn combined(
+        plan: &QueryPlan,
+        listing: Result<&Arc<TaskListing>, &Arc<DcsError>>,
+        last_good: Option<&TaskListing>,
+        job: Option<(Result<&JobInfo, &Arc<DcsError>>, u32)>,
+    ) -> Combined {
+        let job = job.map(|(result, failures)| JobAnswer {
+            result,
+            failures,
+            fetched_at: at(20),
+        });
+        combine(plan, listing, at(12), last_good, job, at(20))
+    }
+
+    fn phase_of(combined: &Combined) -> Option<WaitPhase> {
+        match combined {
+            Combined::Evaluated(evaluation) => evaluation.wait.as_ref().map(|w| w.phase),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_job_api_decides_a_job_wait_and_the_task_list_a_task_list_wait() {
+        let list = listing("EXECUTING");
+        let done = job("SUCCESS");
+        let by_job = planned(json!({}));
+        let by_list = planned(json!({"source": "TaskList"}));
+        let both = combined(&by_job, Ok(&list), None, Some((Ok(&done), 0)));
+        assert_eq!(phase_of(&both), Some(WaitPhase::Succeeded));
+        let Combined::Evaluated(evaluation) = &both else {
+            panic!("{both:?}")
+        };
+        // The task list still fills the tasks; the running task keeps it active.
+        assert_eq!(evaluation.matched_count, 1);
+        assert!(evaluation.active);
+        // The list's EXECUTING task decides a TaskList wait, whatever the job API says.
+        let listed = combined(&by_list, Ok(&list), None, Some((Ok(&done), 0)));
+        assert_eq!(phase_of(&listed), Some(WaitPhase::Pending));
+        // No job answer yet: pending, and not active on the task list's account.
+        let quiet = listing("SUCCESS");
+        let waiting = combined(&by_job, Ok(&quiet), None, None);
+        assert_eq!(phase_of(&waiting), Some(WaitPhase::Pending));
+        let Combined::Evaluated(evaluation) = &waiting else {
+            panic!("{waiting:?}")
+        };
+        assert!(
+            !evaluation.active,
+            "the job feed, not the task list, polls fast for a job"
+        );
+    }
+
+    #[test]
+    fn a_job_that_ended_decides_even_while_the_task_list_fails() {
+        let plan = planned(json!({}));
+        let failing = error(503, "DCS.5000");
+        let done = job("SUCCESS");
+        let running = job("RUNNING");
+        let good = listing("SUCCESS");
+        let shown = combined(&plan, Err(&failing), Some(&good), Some((Ok(&done), 0)));
+        let Combined::Evaluated(evaluation) = &shown else {
+            panic!("{shown:?}")
+        };
+        assert_eq!(
+            evaluation.wait.as_ref().unwrap().phase,
+            WaitPhase::Succeeded
+        );
+        assert_eq!(
+            evaluation.matched_count, 1,
+            "the last good listing is shown"
+        );
+        let bare = combined(&plan, Err(&failing), None, Some((Ok(&done), 0)));
+        assert_eq!(phase_of(&bare), Some(WaitPhase::Succeeded));
+        // A job still running cannot hide the listing's failure.
+        let failed = combined(&plan, Err(&failing), Some(&good), Some((Ok(&running), 0)));
+        assert!(
+            matches!(&failed, Combined::Failed { answered_at, .. } if *answered_at == at(12)),
+            "{failed:?}"
+        );
+    }
+
+    #[test]
+    fn a_job_answer_older_than_a_listing_that_shows_its_task_ended_is_asked_again() {
+        let plan = planned(json!({}));
+        let ended = listing("SUCCESS");
+        let running = job("RUNNING");
+        let older = |fetched_at| JobAnswer {
+            result: Ok(&running),
+            failures: 0,
+            fetched_at,
+        };
+        let behind = combine(&plan, Ok(&ended), at(12), None, Some(older(at(11))), at(20));
+        assert!(matches!(behind, Combined::JobBehindList), "{behind:?}");
+        // Fetched after the listing: the job API's word stands, even against the list.
+        let fresh = combine(&plan, Ok(&ended), at(12), None, Some(older(at(12))), at(20));
+        assert_eq!(phase_of(&fresh), Some(WaitPhase::Pending));
+        // A task still running in the list, or a wait that reads the list: nothing to ask.
+        let executing = listing("EXECUTING");
+        let going = combine(
+            &plan,
+            Ok(&executing),
+            at(12),
+            None,
+            Some(older(at(11))),
+            at(20),
+        );
+        assert_eq!(phase_of(&going), Some(WaitPhase::Pending));
+        let by_list = planned(json!({"source": "TaskList"}));
+        let listed = combine(
+            &by_list,
+            Ok(&ended),
+            at(12),
+            None,
+            Some(older(at(11))),
+            at(20),
+        );
+        assert_eq!(phase_of(&listed), Some(WaitPhase::Succeeded));
+        // No job answer yet: the first one is on its way anyway.
+        let first = combine(&plan, Ok(&ended), at(12), None, None, at(20));
+        assert_eq!(phase_of(&first), Some(WaitPhase::Pending));
+    }
+
+    #[test]
+    fn job_lookup_failures_stall_or_retry_by_what_they_mean() {
+        let plan = planned(json!({}));
+        let list = listing("SUCCESS");
+        let missing = error(404, "111404000");
+        let forbidden = error(403, "DCS.4003");
+        let throttled = error(429, "APIG.0308");
+        let once = combined(&plan, Ok(&list), None, Some((Err(&missing), 1)));
+        assert_eq!(
+            phase_of(&once),
+            Some(WaitPhase::Pending),
+            "asked once more first"
+        );
+        let twice = combined(&plan, Ok(&list), None, Some((Err(&missing), 2)));
+        assert!(
+            matches!(&twice, Combined::JobRefused { failure: JobLookupFailure::NotFound, job, answered_at, .. }
+                if job == "job-1" && *answered_at == at(20)),
+            "{twice:?}"
+        );
+        let denied = combined(&plan, Ok(&list), None, Some((Err(&forbidden), 1)));
+        assert!(
+            matches!(
+                &denied,
+                Combined::JobRefused {
+                    failure: JobLookupFailure::Forbidden,
+                    ..
+                }
+            ),
+            "{denied:?}"
+        );
+        let busy = combined(&plan, Ok(&list), None, Some((Err(&throttled), 1)));
+        assert!(
+            matches!(&busy, Combined::Failed { answered_at, .. } if *answered_at == at(20)),
+            "{busy:?}"
+        );
+        // A TaskList wait never reads the job answer.
+        let by_list = planned(json!({"source": "TaskList"}));
+        let ignored = combined(&by_list, Ok(&list), None, Some((Err(&forbidden), 1)));
+        assert_eq!(phase_of(&ignored), Some(WaitPhase::Succeeded));
+    }
+
+    #[test]
+    fn advice_names_the_job_and_the_way_out() {
+        let forbidden = advice(JobLookupFailure::Forbidden, "ff80");
+        assert!(forbidden.contains("dcs:job:get") && forbidden.contains("ff80"));
+        assert!(
+            forbidden.contains("spec.waitFor.source: TaskList"),
+            "{forbidden}"
+        );
+        let missing = advice(JobLookupFailure::NotFound, "ff80");
+        assert!(missing.contains("ff80") && missing.contains("spec.waitFor.jobId"));
+    }
 }

@@ -623,6 +623,29 @@ mod tests {
     }
 
     #[test]
+    fn a_job_api_wait_needs_a_job_id_the_path_can_carry() {
+        let mut s = spec();
+        // The job API is the default for jobId: the id must be a DCS job id.
+        s.wait_for = Some(wait(Some("a/../b"), None));
+        assert_refused(&s, "spec.waitFor.jobId", "is not a DCS job id");
+        assert_refused(&s, "spec.waitFor.jobId", "source Job");
+        // The task list compares the id as text: any id within the length bound.
+        let mut w = wait(Some("a/../b"), None);
+        w.source = Some(WaitSource::TaskList);
+        s.wait_for = Some(w);
+        assert!(validate(&s).is_ok());
+        // A name wait reads the task list only.
+        let mut w = wait(None, Some("masterStandbySwapJob"));
+        w.source = Some(WaitSource::Job);
+        s.wait_for = Some(w);
+        assert_refused(&s, "spec.waitFor.source", "needs spec.waitFor.jobId");
+        let mut w = wait(None, Some("masterStandbySwapJob"));
+        w.source = Some(WaitSource::TaskList);
+        s.wait_for = Some(w);
+        assert!(validate(&s).is_ok());
+    }
+
+    #[test]
     fn ttl_after_resolved_is_a_bounded_duration_and_needs_a_wait() {
         let with = |ttl: &str, wait_for: bool| {
             let mut s = spec();

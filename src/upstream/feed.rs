@@ -28,8 +28,11 @@ use tokio::time::Instant;
 use super::fetcher::{
     FetchResult, FetchSource, JobRequestKey, RequestKey, SharedFetcher, UpstreamCall,
 };
-use crate::dcs::{CenterTask, DcsClient, DcsError, JobId, JobInfo, TaskListing};
+use crate::dcs::{
+    CenterTask, DcsClient, DcsError, FailureClass, JobId, JobInfo, JobLookupFailure, TaskListing,
+};
 use crate::query::evaluate::{concerns, distinct_tasks};
+use crate::query::job::NOT_FOUND_ANSWERS_TO_STALL;
 use crate::query::report::same_error;
 use crate::query::schedule::{Intervals, PollKind, next_poll, until_deadline_poll};
 use crate::query::{ListRequest, QueryPlan};
@@ -88,6 +91,12 @@ pub trait Question: Clone + Eq + Hash + std::fmt::Debug + Send + Sync + Sized + 
 
     /// The reply will not change any more: the feed stops polling, keeping it as its answer.
     fn is_final(reply: &Self::Reply) -> bool;
+
+    /// How the `consecutive`-th failed poll in a row is retried: by its error's class, unless
+    /// the question knows better.
+    fn retry_class(error: &DcsError, _consecutive: u32) -> FailureClass {
+        error.class()
+    }
 }
 
 impl Question for ListRequest {
@@ -148,6 +157,18 @@ impl Question for JobId {
     /// A job that ended will not change: its feed stops (`ShowJobInfo` until the verdict).
     fn is_final(reply: &JobInfo) -> bool {
         reply.status.is_terminal()
+    }
+
+    /// A job the API does not know yet may have just been started: it is asked again at the
+    /// next interval, not after the long wait of errors only a person can fix, so that the
+    /// wait stalls (`JobNotFound`) one interval later, not minutes later.
+    fn retry_class(error: &DcsError, consecutive: u32) -> FailureClass {
+        match JobLookupFailure::of(error) {
+            Some(JobLookupFailure::NotFound) if consecutive < NOT_FOUND_ANSWERS_TO_STALL => {
+                FailureClass::Transient
+            }
+            _ => error.class(),
+        }
     }
 }
 
@@ -700,7 +721,7 @@ where
             memory.failures = memory.failures.saturating_add(1);
             PollKind::Failed {
                 consecutive: memory.failures,
-                class: error.class(),
+                class: Q::retry_class(error, memory.failures),
             }
         }
     });
@@ -877,9 +898,16 @@ impl<'a> Change<'a> {
         match (previous.map(|p| &p.result), &answer.result) {
             (Some(Ok(old)), Ok(new)) => Q::change(old, new),
             // The same failure again: every subscriber shows it already (and a subscriber
-            // whose deadline it passes is woken all the same, see `who_to_wake`).
-            (Some(Err(old)), Err(new)) if same_error(old, new) => {
-                return Change::Tasks(Vec::new());
+            // whose deadline it passes is woken all the same, see `who_to_wake`), unless it
+            // now means something else (a job still unknown at the second asking).
+            (Some(Err(old)), Err(new))
+                if same_error(old, new)
+                    && previous.is_some_and(|previous| {
+                        Q::retry_class(old, previous.failures)
+                            == Q::retry_class(new, answer.failures)
+                    }) =>
+            {
+                Change::Tasks(Vec::new())
             }
             // A first answer, an error that is new, or the end of one: every subscriber shows
             // it.

@@ -5,6 +5,7 @@ pub mod operator;
 pub mod scale;
 pub mod sim_process;
 pub mod tools;
+pub mod world;
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;

@@ -8,12 +8,13 @@
 //!
 //! What one run does, in order (every figure is measured from outside the controller):
 //! 1. a fresh namespace with the demo credentials Secret, a simulator playing [`SCENARIO`] (settled
-//!    tasks) plus, through `POST /_sim/tasks`, the benchmark's task ([`BENCH_TASK_ID`], job
-//!    [`BENCH_JOB_ID`]) in status `RUNNING`, and a watch on the namespace's
+//!    tasks) plus, through `POST /_sim/tasks`, the benchmark's tasks ([`bench_task_id`], job
+//!    [`bench_job_id`]) in status `RUNNING`, and a watch on the namespace's
 //!    `DcsTaskQuery` objects that timestamps every change ([`Observer`]);
 //! 2. creates the N objects through the API, [`ScaleConfig::create_concurrency`] in flight: object
 //!    `i` asks `query.limit = FIRST_LIMIT + (i / 2) % K` (K distinct upstream requests) and every
-//!    even `i` waits for the job (`spec.waitFor.jobId`);
+//!    even `i` waits for the job (`spec.waitFor.jobId`, read from [`ScaleConfig::wait_source`], over
+//!    [`ScaleConfig::jobs`] jobs);
 //! 3. starts the controller and waits until every object has `status.lastSyncTime` (cold start);
 //! 4. lets one more active interval pass, then counts the simulator's task-list requests over
 //!    [`ScaleConfig::steady_intervals`] active intervals (upstream calls per active interval);
@@ -47,10 +48,16 @@ use super::control_plane::ControlPlane;
 use super::operator::{OperatorProcess, query_object};
 use super::sim_process::SimProcess;
 
-/// The simulator task the waiters follow; added `RUNNING`, flipped to `SUCCESS`.
-pub const BENCH_TASK_ID: &str = "bench-switchover-0001";
-/// Its job id, what the waiters name in `spec.waitFor.jobId`.
-pub const BENCH_JOB_ID: &str = "bench-job-0001";
+/// The `j`-th simulator task the waiters follow; added `RUNNING`, flipped to `SUCCESS`.
+pub fn bench_task_id(j: usize) -> String {
+    format!("bench-switchover-{j:04}")
+}
+
+/// Its job id, what the waiters name in `spec.waitFor.jobId` (the job API derives the job from
+/// the task: `RUNNING`, then `SUCCESS`).
+pub fn bench_job_id(j: usize) -> String {
+    format!("bench-job-{j:04}")
+}
 /// The simulator's world besides the benchmark's task: settled tasks only, so nothing but the
 /// flip changes what the objects see (the default demo's switchover would finish on its own
 /// a few seconds in and cost every object one more status write).
@@ -101,6 +108,33 @@ impl Sharing {
     }
 }
 
+/// Where the waiters' `spec.waitFor.source` reads the job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitSource {
+    /// The DCS job API (`ShowJobInfo`), the default for `jobId`: one job feed per job.
+    Job,
+    /// The task-center list: the waiters' task feeds poll at `activeInterval`.
+    TaskList,
+}
+
+impl WaitSource {
+    /// The `spec.waitFor.source` value.
+    pub fn spec(self) -> &'static str {
+        match self {
+            WaitSource::Job => "Job",
+            WaitSource::TaskList => "TaskList",
+        }
+    }
+
+    /// How tables name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            WaitSource::Job => "job API",
+            WaitSource::TaskList => "task list",
+        }
+    }
+}
+
 /// One scenario to play.
 #[derive(Clone, Debug)]
 pub struct ScaleConfig {
@@ -109,6 +143,10 @@ pub struct ScaleConfig {
     /// K, the number of distinct upstream requests the objects ask (at most 900).
     pub distinct_queries: usize,
     pub sharing: Sharing,
+    /// Where the waiters read their job.
+    pub wait_source: WaitSource,
+    /// J, the number of distinct jobs the waiters await (waiter `i` awaits job `(i / 2) % J`).
+    pub jobs: usize,
     /// `spec.activeInterval` (poll interval while the task runs or a wait is pending).
     pub active_interval: &'static str,
     /// `spec.interval` (poll interval once settled).
@@ -146,6 +184,8 @@ impl ScaleConfig {
             objects,
             distinct_queries: 10,
             sharing,
+            wait_source: WaitSource::Job,
+            jobs: 1,
             active_interval: "10s",
             interval: "1m",
             create_concurrency: 32,
@@ -164,9 +204,9 @@ impl ScaleConfig {
         dcs_task_operator::duration::parse(self.active_interval).expect("a valid activeInterval")
     }
 
-    /// How a report names this run, e.g. `shared N=1000`.
+    /// How a report names this run, e.g. `shared N=1000 (job API)`.
     pub fn label(&self) -> String {
-        format!("{} N={}", self.sharing.label(), self.objects)
+        run_title(self.sharing, self.objects, self.wait_source)
     }
 }
 
@@ -186,6 +226,11 @@ pub fn naive_rate_flags() -> Vec<String> {
 #[derive(Clone, Debug)]
 pub struct ScaleReport {
     pub sharing: Sharing,
+    pub wait_source: WaitSource,
+    /// J, the distinct jobs awaited.
+    pub jobs: usize,
+    /// `ShowJobInfo` requests counted in the steady window (the same window as `steady_calls`).
+    pub steady_job_calls: u64,
     pub objects: usize,
     pub waiters: usize,
     pub distinct_queries: usize,
@@ -230,18 +275,23 @@ pub struct ScaleReport {
 }
 
 impl ScaleReport {
-    /// Column title, e.g. `shared N=1000`.
+    /// Column title, e.g. `shared N=1000 (job API)`.
     pub fn title(&self) -> String {
-        format!("{} N={}", self.sharing.label(), self.objects)
+        run_title(self.sharing, self.objects, self.wait_source)
+    }
+
+    /// Job API calls per active interval in the steady window.
+    pub fn job_calls_per_interval(&self) -> f64 {
+        per_interval(
+            self.steady_job_calls,
+            self.active_interval,
+            self.steady_window,
+        )
     }
 
     /// Upstream task-list calls per active interval in the steady window.
     pub fn calls_per_interval(&self) -> f64 {
-        if self.steady_window.is_zero() {
-            return 0.0;
-        }
-        self.steady_calls as f64 * self.active_interval.as_secs_f64()
-            / self.steady_window.as_secs_f64()
+        per_interval(self.steady_calls, self.active_interval, self.steady_window)
     }
 
     /// Waiters not `Complete` within the deadline.
@@ -310,13 +360,15 @@ pub fn run(config: &ScaleConfig) -> ScaleReport {
     let scenario = scenario_dir.path().join("scale.yaml");
     std::fs::write(&scenario, SCENARIO).expect("writing the scenario");
     let sim = SimProcess::start(Some(&scenario), &[]);
-    sim.add_task(json!({
-        "id": BENCH_TASK_ID,
-        "name": "masterStandbySwapJob",
-        "jobId": BENCH_JOB_ID,
-        "createdAt": "-30s",
-        "status": "RUNNING",
-    }));
+    for j in 0..config.jobs.max(1) {
+        sim.add_task(json!({
+            "id": bench_task_id(j),
+            "name": "masterStandbySwapJob",
+            "jobId": bench_job_id(j),
+            "createdAt": "-30s",
+            "status": "RUNNING",
+        }));
+    }
     let observer = Observer::start(&namespace);
     let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &namespace);
 
@@ -392,13 +444,16 @@ pub fn run(config: &ScaleConfig) -> ScaleReport {
     // 4. Steady state: one interval to let every object pass a regular poll, then count.
     let active = config.active();
     pause(&mut controller, active);
+    let job_requests = || sim.stats()["jobs"]["total"].as_u64().unwrap_or(0);
     let before = sim.total_requests();
+    let jobs_before = job_requests();
     let window_started = Instant::now();
     pause(&mut controller, active * config.steady_intervals);
     let steady_calls = sim.total_requests() - before;
+    let steady_job_calls = job_requests() - jobs_before;
     let steady_window = window_started.elapsed();
     progress(format!(
-        "steady: {steady_calls} upstream calls in {:.1} s",
+        "steady: {steady_calls} task-list and {steady_job_calls} job calls in {:.1} s",
         steady_window.as_secs_f64()
     ));
 
@@ -409,7 +464,9 @@ pub fn run(config: &ScaleConfig) -> ScaleReport {
             .filter(|t| t.waiter && t.complete_at.is_some())
             .count()
     });
-    sim.set_status(BENCH_TASK_ID, "SUCCESS");
+    for j in 0..config.jobs.max(1) {
+        sim.set_status(&bench_task_id(j), "SUCCESS");
+    }
     let flipped = Instant::now();
     let deadline = flipped + config.complete_deadline;
     loop {
@@ -493,6 +550,9 @@ pub fn run(config: &ScaleConfig) -> ScaleReport {
         not_synced,
         cold_start_calls,
         steady_calls,
+        steady_job_calls,
+        wait_source: config.wait_source,
+        jobs: config.jobs.max(1),
         steady_window,
         complete_before_flip,
         wait_latencies,
@@ -534,7 +594,8 @@ fn bench_object(index: usize, config: &ScaleConfig, endpoint: &str) -> DcsTaskQu
         "query": {"limit": FIRST_LIMIT + query},
     });
     if waiter {
-        spec["waitFor"] = json!({"jobId": BENCH_JOB_ID});
+        let job = bench_job_id((index / 2) % config.jobs.max(1));
+        spec["waitFor"] = json!({"jobId": job, "source": config.wait_source.spec()});
     }
     query_object(&format!("{prefix}{index:05}"), endpoint, spec)
 }
@@ -884,7 +945,18 @@ pub fn markdown_table(reports: &[ScaleReport]) -> String {
             )
         }
     });
-    row("upstream calls per active interval (steady)", &|r| {
+    row("waits read from / distinct jobs J", &|r| {
+        format!("{} / {}", r.wait_source.label(), r.jobs)
+    });
+    row("job API calls per active interval (steady)", &|r| {
+        format!(
+            "{:.1} ({} in {:.0} s)",
+            r.job_calls_per_interval(),
+            r.steady_job_calls,
+            r.steady_window.as_secs_f64()
+        )
+    });
+    row("task-list calls per active interval (steady)", &|r| {
         format!(
             "{:.1} ({} in {:.0} s)",
             r.calls_per_interval(),
@@ -1310,4 +1382,17 @@ fn panel(
         );
         at += 36.0 + 7.0 * line.name.len() as f64;
     }
+}
+
+/// `shared N=1000 (job API)`.
+fn run_title(sharing: Sharing, objects: usize, source: WaitSource) -> String {
+    format!("{} N={objects} ({})", sharing.label(), source.label())
+}
+
+/// `calls` in `window`, per `interval`.
+fn per_interval(calls: u64, interval: Duration, window: Duration) -> f64 {
+    if window.is_zero() {
+        return 0.0;
+    }
+    calls as f64 * interval.as_secs_f64() / window.as_secs_f64()
 }

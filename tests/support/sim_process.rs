@@ -467,10 +467,15 @@ impl SimProcess {
     /// `PUT /_sim/jobs/{id}/status`: the job (declared, or derived from a task) holds
     /// `status` from now on.
     pub fn set_job_status(&self, id: &str, status: &str) {
+        self.change_job(id, json!({ "status": status }));
+    }
+
+    /// `PUT /_sim/jobs/{id}/status` with a whole change (`status`, optional `failReason`).
+    pub fn change_job(&self, id: &str, change: Value) {
         self.admin(
             Method::PUT,
             &format!("/_sim/jobs/{id}/status"),
-            Some(json!({ "status": status })),
+            Some(change),
             StatusCode::OK,
         );
     }

@@ -565,6 +565,60 @@ fn failed(sequence: u64, status: u16, request_id: &str) -> Answer {
     }
 }
 
+/// A failed job answer: the API does not know the job (`failures` in a row).
+fn job_not_found(sequence: u64, failures: u32) -> Answer<JobInfo> {
+    let error = crate::dcs::DcsError::Api {
+        endpoint: "https://dcs.example".into(),
+        error: crate::dcs::ApiError {
+            http_status: 404,
+            error_code: Some("111404000".into()),
+            error_msg: Some("job not found".into()),
+            request_id: None,
+            retry_after: None,
+        },
+    };
+    Answer {
+        failures,
+        sequence,
+        result: Err(Arc::new(error)),
+        fetched_at: Utc::now(),
+        last_good: None,
+    }
+}
+
+#[test]
+fn a_job_still_unknown_at_the_second_asking_changes_every_view() {
+    let waiter = fast_plan(json!({"waitFor": {"jobId": "job-1"}}), 1000);
+    let (first, second, third) = (
+        job_not_found(1, 1),
+        job_not_found(2, 2),
+        job_not_found(3, 3),
+    );
+    // The first not-found is asked again soon; the second stalls the wait: a new view.
+    assert!(Change::between::<JobId>(Some(&first), &second).concerns(&waiter));
+    assert!(!Change::between::<JobId>(Some(&second), &third).concerns(&waiter));
+    assert_eq!(
+        JobId::retry_class(&first.result.clone().unwrap_err(), 1),
+        FailureClass::Transient
+    );
+    assert_eq!(
+        JobId::retry_class(&second.result.clone().unwrap_err(), 2),
+        FailureClass::NeedsPerson
+    );
+    // The task list has no such rule: the same 404 twice is the same view.
+    let listing_error = |failures| Answer::<TaskListing> {
+        failures,
+        sequence: u64::from(failures),
+        result: Err(first.result.clone().unwrap_err()),
+        fetched_at: Utc::now(),
+        last_good: None,
+    };
+    assert!(
+        !Change::between::<ListRequest>(Some(&listing_error(1)), &listing_error(2))
+            .concerns(&waiter)
+    );
+}
+
 #[test]
 fn the_same_error_again_changes_nobodys_view() {
     let everything = fast_plan(json!({}), 1000);
