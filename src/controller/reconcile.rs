@@ -670,6 +670,7 @@ fn remembered_refusal(
             error_msg: refused.error_msg.clone(),
             request_id: None,
             retry_after: None,
+            iam_action: crate::dcs::IamAction::ListTasks,
         },
     };
     Some(Outcome::CoolingDown {

@@ -332,6 +332,7 @@ impl DcsClient {
         let body = self.signed_get().get(&path, &query).await?;
         let response = decode_task_page(&body).map_err(|error| DcsError::Decode {
             endpoint: self.endpoint.to_string(),
+            expected: "the task list",
             detail: error.to_string(),
         })?;
         Ok((response, body.len()))
@@ -345,6 +346,7 @@ impl DcsClient {
             gate: self.gate.as_ref(),
             project_id: Some(&self.project_id),
             operation: "DCS ListCenterTask",
+            iam_action: super::error::IamAction::ListTasks,
         }
     }
 
@@ -382,6 +384,8 @@ pub(super) struct SignedGet<'a> {
     pub(super) project_id: Option<&'a str>,
     /// For logs: which API operation this is.
     pub(super) operation: &'static str,
+    /// The IAM action the call needs: a 403's advice names it.
+    pub(super) iam_action: super::error::IamAction,
 }
 
 impl SignedGet<'_> {
@@ -465,6 +469,7 @@ impl SignedGet<'_> {
                     error_msg: parsed.error_msg,
                     request_id,
                     retry_after,
+                    iam_action: self.iam_action,
                 },
             });
         }

@@ -23,6 +23,27 @@ pub const MAX_ERROR_CODE_BYTES: usize = 64;
 /// The longest `X-Request-Id` kept from an answer, in bytes.
 pub const MAX_REQUEST_ID_BYTES: usize = 128;
 
+/// The IAM action a call needs, which the advice of a 403 names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IamAction {
+    /// `ListCenterTask`: `dcs:task:list`.
+    ListTasks,
+    /// `ShowJobInfo`: `dcs:job:get`.
+    ShowJob,
+    /// IAM `KeystoneListProjects`: `iam:projects:list`.
+    ListProjects,
+}
+
+impl IamAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IamAction::ListTasks => "dcs:task:list",
+            IamAction::ShowJob => "dcs:job:get",
+            IamAction::ListProjects => "iam:projects:list",
+        }
+    }
+}
+
 /// An error answer from the DCS API or its gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -32,11 +53,13 @@ pub struct ApiError {
     pub request_id: Option<String>,
     /// The `Retry-After` the gateway asked for, if any.
     pub retry_after: Option<Duration>,
+    /// The IAM action the refused call needs: the advice of a 403 names it.
+    pub iam_action: IamAction,
 }
 
 impl ApiError {
-    fn advice(&self) -> &'static str {
-        match (self.http_status, self.error_code.as_deref()) {
+    fn advice(&self) -> std::borrow::Cow<'static, str> {
+        let advice = match (self.http_status, self.error_code.as_deref()) {
             (429, _) | (_, Some(THROTTLED_CODE)) => {
                 "the API gateway is throttling; lower the poll rate or the operator's --rate-limit"
             }
@@ -44,13 +67,18 @@ impl ApiError {
                 "check the access key and secret key (and security token for temporary keys); not retried, because 5 failures lock the AK for 5 minutes"
             }
             (403, _) => {
-                "the credentials lack permission: grant the IAM action dcs:task:list in this project"
+                return format!(
+                    "the credentials lack permission: grant the IAM action {} in this project",
+                    self.iam_action.as_str()
+                )
+                .into();
             }
             (404, _) => "check region, projectId and endpoint",
             (400, _) => "the request parameters were refused; check spec.query",
             (500..=599, _) => "the DCS service failed; it will be retried",
             _ => "unexpected answer",
-        }
+        };
+        advice.into()
     }
 }
 
@@ -115,8 +143,13 @@ pub enum DcsError {
         failures: usize,
     },
 
-    #[error("the DCS API at {endpoint} sent a response that is not the task list: {detail}")]
-    Decode { endpoint: String, detail: String },
+    #[error("the DCS API at {endpoint} sent a response that is not {expected}: {detail}")]
+    Decode {
+        endpoint: String,
+        /// What the answer should have been: `the task list`, `a ShowJobInfo answer`.
+        expected: &'static str,
+        detail: String,
+    },
 
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
@@ -186,6 +219,7 @@ mod tests {
                 error_msg: Some("m".into()),
                 request_id: None,
                 retry_after: None,
+                iam_action: IamAction::ListTasks,
             },
         }
     }

@@ -101,6 +101,7 @@ impl IamClient {
             gate: self.gate.as_ref(),
             project_id: None,
             operation: "IAM KeystoneListProjects",
+            iam_action: super::error::IamAction::ListProjects,
         };
         let query = [("name".to_string(), region.to_string())];
         let body = call.get(PROJECTS_PATH, &query).await?;

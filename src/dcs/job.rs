@@ -203,6 +203,7 @@ impl DcsClient {
     pub async fn show_job(&self, job_id: &JobId) -> Result<JobInfo, DcsError> {
         let get = SignedGet {
             operation: "DCS ShowJobInfo",
+            iam_action: super::error::IamAction::ShowJob,
             ..self.signed_get()
         };
         // A DCS client always signs its project; the path names the same one.
@@ -211,7 +212,8 @@ impl DcsClient {
         let body = get.get(&path, &[]).await?;
         JobInfo::decode(&body).map_err(|error| DcsError::Decode {
             endpoint: self.endpoint().to_string(),
-            detail: format!("ShowJobInfo answer: {error}"),
+            expected: "a ShowJobInfo answer",
+            detail: error.to_string(),
         })
     }
 }
@@ -430,6 +432,7 @@ mod tests {
                 error_msg: None,
                 request_id: None,
                 retry_after: None,
+                iam_action: crate::dcs::IamAction::ShowJob,
             },
         }
     }
@@ -606,6 +609,10 @@ jobs:
             let error = client.show_job(&job).await.unwrap_err();
             let failure = JobLookupFailure::of(&error);
             assert_eq!(failure, Some(JobLookupFailure::Forbidden), "{error:?}");
+            // The advice names the job API's action, not the task list's.
+            let message = error.to_string();
+            assert!(message.contains("grant the IAM action dcs:job:get"), "{message}");
+            assert!(!message.contains("dcs:task:list"), "{message}");
             assert!(!error.is_auth_failure());
             assert_eq!(job_requests(&running, "donejob").await, 1);
             assert_eq!(

@@ -19,8 +19,8 @@ pub use client::{
 pub use credentials::{CredentialSet, Credentials, CredentialsError, SecretString};
 pub use endpoint::{AllowedEndpoint, Endpoint, EndpointError, EndpointPolicy};
 pub use error::{
-    AUTH_COOLDOWN, AUTH_FAILED_CODE, ApiError, DcsError, FailureClass, MAX_ERROR_CODE_BYTES,
-    MAX_ERROR_MSG_BYTES, MAX_REQUEST_ID_BYTES, THROTTLED_CODE,
+    AUTH_COOLDOWN, AUTH_FAILED_CODE, ApiError, DcsError, FailureClass, IamAction,
+    MAX_ERROR_CODE_BYTES, MAX_ERROR_MSG_BYTES, MAX_REQUEST_ID_BYTES, THROTTLED_CODE,
 };
 pub use iam::{IamClient, ProjectDiscoveryError};
 pub use job::{JobId, JobIdError, JobInfo, JobLookupFailure, JobStatus, MAX_JOB_ID_LEN};

@@ -350,6 +350,7 @@ mod tests {
                 error_msg: Some("busy".into()),
                 request_id: None,
                 retry_after: None,
+                iam_action: crate::dcs::IamAction::ListTasks,
             },
         }
     }
@@ -619,6 +620,7 @@ mod tests {
                 error_msg: Some("busy".into()),
                 request_id: Some(request_id.into()),
                 retry_after: None,
+                iam_action: crate::dcs::IamAction::ListTasks,
             },
         }
     }
@@ -779,6 +781,7 @@ mod tests {
                 error_msg: Some("Incorrect IAM authentication information".into()),
                 request_id: None,
                 retry_after: None,
+                iam_action: crate::dcs::IamAction::ListTasks,
             },
         };
         let first = run(case(None, PollOutcome::FetchFailed(&refused), 0));

@@ -363,6 +363,7 @@ mod tests {
                 error_msg: None,
                 request_id: None,
                 retry_after: None,
+                iam_action: crate::dcs::IamAction::ShowJob,
             },
         })
     }

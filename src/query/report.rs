@@ -229,7 +229,7 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
                     Some(Verdict::STALLED.conditions(
                         context.has_wait,
                         reason,
-                        &format!("{advice} ({message})"),
+                        &format!("{advice} ({})", answered(error)),
                     ))
                 }
                 FailureClass::Auth => Some(Verdict::STALLED.conditions(
@@ -320,6 +320,22 @@ pub fn build_status(context: &StatusContext<'_>, outcome: PollOutcome<'_>) -> Dc
             conditions::merge(&status.conditions, &desired, context.generation, &now);
     }
     status
+}
+
+/// What the API answered, without the advice a task listing's error carries (a job lookup's
+/// advice is [`super::job::advice`]): `the DCS API answered HTTP 403 DCS.4003: no permission`.
+fn answered(error: &DcsError) -> String {
+    match error.api_error() {
+        Some(api) => {
+            let mut text = format!("the DCS API answered HTTP {}", api.http_status);
+            for part in [&api.error_code, &api.error_msg].into_iter().flatten() {
+                text.push(' ');
+                text.push_str(&bounded(part, MAX_ERROR_CODE_BYTES.max(256)));
+            }
+            text
+        }
+        None => error.to_string(),
+    }
 }
 
 /// The condition reason and the advice for a refused job lookup.
@@ -773,6 +789,7 @@ mod tests {
                 error_msg: Some("throttled".into()),
                 request_id: None,
                 retry_after: None,
+                iam_action: crate::dcs::IamAction::ListTasks,
             },
         };
         let after = build_status(
@@ -804,6 +821,7 @@ mod tests {
                 error_msg: Some("refused".into()),
                 request_id: None,
                 retry_after: None,
+                iam_action: crate::dcs::IamAction::ListTasks,
             },
         }
     }
@@ -1017,6 +1035,50 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_job_lookup_stalls_with_its_own_reason_and_advice() {
+        for (failure, http, reason_expected, says) in [
+            (
+                JobLookupFailure::NotFound,
+                404,
+                reason::JOB_NOT_FOUND,
+                "does not know job job-1",
+            ),
+            (
+                JobLookupFailure::Forbidden,
+                403,
+                reason::JOB_ACCESS_DENIED,
+                "dcs:job:get",
+            ),
+        ] {
+            let error = api_error(http);
+            let status = build_status(
+                &context(None, 1, 1),
+                PollOutcome::JobRefused {
+                    failure,
+                    job: "job-1",
+                    error: &error,
+                },
+            );
+            assert_eq!(status_of(&status, STALLED), "True", "{failure:?}");
+            assert_eq!(status_of(&status, RECONCILING), "False", "{failure:?}");
+            assert_eq!(reason_of(&status, STALLED), reason_expected);
+            let message = &find(&status.conditions, STALLED).unwrap().message;
+            assert!(message.contains(says), "{message}");
+            assert!(
+                message.contains(&format!("HTTP {http}")),
+                "what the API answered: {message}"
+            );
+            // The task list's advice (grant dcs:task:list) is not the job's.
+            assert!(
+                !message.contains("grant the IAM action dcs:task:list"),
+                "{message}"
+            );
+            let last = status.last_error.as_ref().unwrap();
+            assert_eq!(last.http_status, Some(i32::from(http)));
+        }
+    }
+
+    #[test]
     fn a_settled_object_rides_out_a_short_glitch() {
         let mut settled_ctx = context(None, 1, 0);
         settled_ctx.has_wait = false;
@@ -1096,6 +1158,7 @@ mod tests {
                 error_msg: None,
                 request_id: None,
                 retry_after: None,
+                iam_action: crate::dcs::IamAction::ListTasks,
             },
         };
         let s = build_status(&context(None, 1, 1), PollOutcome::FetchFailed(&error));

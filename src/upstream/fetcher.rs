@@ -1155,6 +1155,7 @@ generate:
                 error_msg: None,
                 request_id: None,
                 retry_after: None,
+                iam_action: crate::dcs::IamAction::ListTasks,
             },
         }))
     }

@@ -554,6 +554,7 @@ fn failed(sequence: u64, status: u16, request_id: &str) -> Answer {
             error_msg: Some("Internal service error.".into()),
             request_id: Some(request_id.into()),
             retry_after: None,
+            iam_action: crate::dcs::IamAction::ListTasks,
         },
     };
     Answer {
@@ -575,6 +576,7 @@ fn job_not_found(sequence: u64, failures: u32) -> Answer<JobInfo> {
             error_msg: Some("job not found".into()),
             request_id: None,
             retry_after: None,
+            iam_action: crate::dcs::IamAction::ListTasks,
         },
     };
     Answer {
