@@ -62,23 +62,7 @@ async fn a_waited_task_goes_pending_then_complete_and_kubectl_wait_returns() {
     assert!(is(&pending, "Ready", "False"));
 
     sim.set_status("swap-1", "SUCCESS");
-    let output = plane.try_kubectl(
-        &[
-            "wait",
-            "-n",
-            ns,
-            "--for=condition=Complete",
-            "dcstq/swap",
-            "--timeout=30s",
-        ],
-        None,
-    );
-    assert!(
-        output.status.success(),
-        "kubectl wait failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    f.kubectl_wait("swap", "Complete", "30s");
     let done = api.get("swap").await.unwrap();
     assert!(is(&done, "Ready", "True"));
     assert!(is(&done, "Failed", "False"));

@@ -225,23 +225,7 @@ async fn a_job_outside_every_list_window_completes_and_kubectl_wait_returns() {
     assert!(is(&pending, "Reconciling", "True") && is(&pending, "Complete", "False"));
     assert_eq!(pending.status.as_ref().unwrap().matched_count, Some(0));
     world.sim.set_job_status("job-window-1", "SUCCESS");
-    let output = world.plane.try_kubectl(
-        &[
-            "wait",
-            "-n",
-            &world.ns,
-            "--for=condition=Complete",
-            "dcstq/swap",
-            "--timeout=60s",
-        ],
-        None,
-    );
-    assert!(
-        output.status.success(),
-        "kubectl wait failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    world.kubectl_wait("swap", "Complete", "60s");
     let done = world.api.get("swap").await.unwrap();
     let wait = wait_status(&done);
     assert_eq!(

@@ -327,12 +327,14 @@ pub struct WaitForSpec {
     #[schemars(pattern(patterns::DURATION), length(max = limits::MAX_DURATION_CHARS))]
     pub lookback: String,
 
-    /// Statuses that complete the wait.
+    /// Task statuses that complete a wait read from the task list (`source: TaskList`, or a
+    /// `name` wait); a job-API wait ends on the job's `SUCCESS` or `FAIL`.
     #[serde(default = "default_success_statuses")]
     #[schemars(length(min = 1, max = limits::MAX_WAIT_STATUSES))]
     pub success_statuses: Vec<String>,
 
-    /// Statuses that fail the wait (a deleted task will never succeed).
+    /// Task statuses that fail a wait read from the task list (a deleted task will never
+    /// succeed).
     #[serde(default = "default_failure_statuses")]
     #[schemars(length(max = limits::MAX_WAIT_STATUSES))]
     pub failure_statuses: Vec<String>,

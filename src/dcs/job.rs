@@ -611,7 +611,10 @@ jobs:
             assert_eq!(failure, Some(JobLookupFailure::Forbidden), "{error:?}");
             // The advice names the job API's action, not the task list's.
             let message = error.to_string();
-            assert!(message.contains("grant the IAM action dcs:job:get"), "{message}");
+            assert!(
+                message.contains("grant the IAM action dcs:job:get"),
+                "{message}"
+            );
             assert!(!message.contains("dcs:task:list"), "{message}");
             assert!(!error.is_auth_failure());
             assert_eq!(job_requests(&running, "donejob").await, 1);

@@ -389,6 +389,12 @@ mod tests {
         judge(plan.wait.as_ref().unwrap(), reading, at(now))
     }
 
+    /// The verdict on `info` fetched at second `fetched`, read at second `now`.
+    fn verdict_on(info: &JobInfo, fetched: u32, now: u32) -> WaitVerdict {
+        let fetched_at = at(fetched);
+        verdict(JobReading::Answered { info, fetched_at }, now)
+    }
+
     #[test]
     fn the_job_vocabulary_decides_and_only_success_and_fail_end_the_wait() {
         use WaitPhase::*;
@@ -432,6 +438,11 @@ mod tests {
                 Some(Utc.timestamp_millis_opt(1764676800000).unwrap())
             );
             assert_eq!(v.task, None);
+            // A blank status is shown as none, not as an empty text.
+            assert_eq!(
+                view.status.as_deref(),
+                Some(status).filter(|s| !s.is_empty())
+            );
         }
     }
 
@@ -439,13 +450,7 @@ mod tests {
     fn a_failed_job_carries_its_reason_bounded() {
         let mut info = job("FAIL");
         info.fail_reason = Some("standby not ready".into());
-        let v = verdict(
-            JobReading::Answered {
-                info: &info,
-                fetched_at: at(20),
-            },
-            20,
-        );
+        let v = verdict_on(&info, 20, 20);
         assert!(
             v.message.ends_with("ended FAIL: standby not ready"),
             "{}",
@@ -456,13 +461,7 @@ mod tests {
             Some("standby not ready")
         );
         info.fail_reason = Some("x".repeat(5000));
-        let v = verdict(
-            JobReading::Answered {
-                info: &info,
-                fetched_at: at(20),
-            },
-            20,
-        );
+        let v = verdict_on(&info, 20, 20);
         assert!(
             v.message.len() < MAX_FAIL_REASON_BYTES + 200,
             "{}",
@@ -471,13 +470,7 @@ mod tests {
         assert!(v.job.unwrap().fail_reason.unwrap().len() <= MAX_FAIL_REASON_BYTES + 3);
         // A blank reason adds nothing.
         info.fail_reason = Some("  ".into());
-        let v = verdict(
-            JobReading::Answered {
-                info: &info,
-                fetched_at: at(20),
-            },
-            20,
-        );
+        let v = verdict_on(&info, 20, 20);
         assert!(v.message.ends_with("ended FAIL"), "{}", v.message);
     }
 
@@ -485,24 +478,12 @@ mod tests {
     fn an_answer_about_another_job_never_decides() {
         let mut info = job("SUCCESS");
         info.job_id = Some("job-2".into());
-        let v = verdict(
-            JobReading::Answered {
-                info: &info,
-                fetched_at: at(20),
-            },
-            20,
-        );
+        let v = verdict_on(&info, 20, 20);
         assert_eq!(v.phase, WaitPhase::Pending);
         assert!(v.message.contains("job-2, not job-1"), "{}", v.message);
         // An answer without an id is taken as the job asked about.
         info.job_id = None;
-        let v = verdict(
-            JobReading::Answered {
-                info: &info,
-                fetched_at: at(20),
-            },
-            20,
-        );
+        let v = verdict_on(&info, 20, 20);
         assert_eq!(v.phase, WaitPhase::Succeeded);
         assert_eq!(v.job.unwrap().job_id, "job-1");
     }
@@ -521,6 +502,11 @@ mod tests {
         assert!(v.message.contains("asking once more"), "{}", v.message);
         let v = verdict(JobReading::NotFoundOnce { fetched_at: at(40) }, 40);
         assert_eq!(v.phase, WaitPhase::TimedOut);
+        assert!(
+            v.message.starts_with("timed out: ") && v.message.contains("does not know job job-1"),
+            "{}",
+            v.message
+        );
     }
 
     fn combined(
@@ -595,7 +581,10 @@ mod tests {
         );
         let bare = combined(&plan, Err(&failing), None, Some((Ok(&done), 0)));
         assert_eq!(phase_of(&bare), Some(WaitPhase::Succeeded));
-        // A job still running cannot hide the listing's failure.
+        // A job still running cannot hide the listing's failure, with or without a last good
+        // listing.
+        let nothing = combined(&plan, Err(&failing), None, Some((Ok(&running), 0)));
+        assert!(matches!(&nothing, Combined::Failed { .. }), "{nothing:?}");
         let failed = combined(&plan, Err(&failing), Some(&good), Some((Ok(&running), 0)));
         assert!(
             matches!(&failed, Combined::Failed { answered_at, .. } if *answered_at == at(12)),

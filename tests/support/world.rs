@@ -164,6 +164,28 @@ impl World {
         }
     }
 
+    /// `kubectl wait --for=condition=CONDITION dcstq/NAME --timeout=TIMEOUT`, which must
+    /// succeed.
+    pub fn kubectl_wait(&self, name: &str, condition: &str, timeout: &str) {
+        let output = self.plane.try_kubectl(
+            &[
+                "wait",
+                "-n",
+                &self.ns,
+                &format!("--for=condition={condition}"),
+                &format!("dcstq/{name}"),
+                &format!("--timeout={timeout}"),
+            ],
+            None,
+        );
+        assert!(
+            output.status.success(),
+            "kubectl wait failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     pub fn controller(&self, extra: &[&str]) -> OperatorProcess {
         OperatorProcess::start(&self.ns, extra)
     }
