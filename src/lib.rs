@@ -1,6 +1,6 @@
 //! dcs-task-operator: Huawei Cloud DCS task-center tasks as Kubernetes objects you can wait on.
 //!
-//! Layers (see `ARCHITECTURE.md`): [`api`] is the `DcsTaskQuery` resource, [`dcs`] talks to
+//! Layers (see `docs/ARCHITECTURE.md`): [`api`] is the `DcsTaskQuery` resource, [`dcs`] talks to
 //! Huawei Cloud and knows nothing of Kubernetes, [`query`] is the pure meaning of a query shared
 //! by the CLI and the controller, and [`sim`] is a stand-alone simulator of the task-center API.
 
