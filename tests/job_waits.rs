@@ -49,6 +49,29 @@ async fn all_objects(world: &World) -> Vec<DcsTaskQuery> {
     world.api.list(&ListParams::default()).await.unwrap().items
 }
 
+/// Waits until `count` objects pass `check`; fails saying how many did (`what`) otherwise.
+async fn until_all(world: &World, count: usize, what: &str, check: impl Fn(&DcsTaskQuery) -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let passed = all_objects(world).await.iter().filter(|o| check(o)).count();
+        if passed == count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{passed} of {count} {what}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Waits until `name` is `Stalled=True`; the object, and the condition's reason and message.
+async fn stalled(world: &World, name: &str) -> (DcsTaskQuery, String, String) {
+    let object = wait_until(&world.api, name, PATIENCE, "Stalled", |o| {
+        is(o, "Stalled", "True")
+    })
+    .await;
+    let (_, reason, message, _) = condition(&object, "Stalled").unwrap();
+    (object, reason, message)
+}
+
 #[tokio::test]
 async fn a_hundred_objects_awaiting_three_jobs_make_three_job_calls_per_active_interval() {
     let jobs = ["job-scale-a", "job-scale-b", "job-scale-c"];
@@ -73,22 +96,10 @@ async fn a_hundred_objects_awaiting_three_jobs_make_three_job_calls_per_active_i
     {
         created.unwrap();
     }
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let running = all_objects(&world)
-            .await
-            .iter()
-            .filter(|o| wait_status(o)["status"] == "RUNNING")
-            .count();
-        if running == 100 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{running} of 100 saw their job RUNNING"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    until_all(&world, 100, "saw their job RUNNING", |o| {
+        wait_status(o)["status"] == "RUNNING"
+    })
+    .await;
     // One task feed and one feed per job (the gauge is refreshed every 15 s).
     let deadline = Instant::now() + PATIENCE;
     while controller.metric("dcs_task_operator_upstream_feeds").await != 4.0 {
@@ -125,19 +136,7 @@ async fn a_hundred_objects_awaiting_three_jobs_make_three_job_calls_per_active_i
     for job in jobs {
         world.sim.set_job_status(job, "SUCCESS");
     }
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let done = all_objects(&world)
-            .await
-            .iter()
-            .filter(|o| is(o, "Complete", "True"))
-            .count();
-        if done == 100 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{done} of 100 completed");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    until_all(&world, 100, "completed", |o| is(o, "Complete", "True")).await;
     let writes = controller
         .metric("dcs_task_operator_status_writes_total")
         .await
@@ -250,11 +249,7 @@ async fn a_403_on_the_job_api_stalls_naming_dcs_job_get_and_source_task_list_wor
     world
         .create("q", json!({"waitFor": {"jobId": "job-403"}}))
         .await;
-    let stalled = wait_until(&world.api, "q", PATIENCE, "Stalled", |o| {
-        is(o, "Stalled", "True")
-    })
-    .await;
-    let (_, reason, message, _) = condition(&stalled, "Stalled").unwrap();
+    let (stalled, reason, message) = stalled(&world, "q").await;
     assert_eq!(reason, "JobAccessDenied");
     assert!(
         message.contains("dcs:job:get")
@@ -297,11 +292,7 @@ async fn a_job_the_api_does_not_know_stalls_as_job_not_found_after_one_retry() {
     world
         .create("q", json!({"waitFor": {"jobId": "job-nobody-started"}}))
         .await;
-    let stalled = wait_until(&world.api, "q", PATIENCE, "Stalled", |o| {
-        is(o, "Stalled", "True")
-    })
-    .await;
-    let (_, reason, message, _) = condition(&stalled, "Stalled").unwrap();
+    let (stalled, reason, message) = stalled(&world, "q").await;
     assert_eq!(reason, "JobNotFound");
     assert!(message.contains("job-nobody-started"), "{message}");
     assert_eq!(

@@ -25,9 +25,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
-use super::fetcher::{
-    FetchResult, FetchSource, JobRequestKey, RequestKey, SharedFetcher, UpstreamCall,
-};
+use super::fetcher::{FetchResult, FetchSource, RequestKey, SharedFetcher, UpstreamCall};
 use crate::dcs::{
     CenterTask, DcsClient, DcsError, FailureClass, JobId, JobInfo, JobLookupFailure, TaskListing,
 };
@@ -129,16 +127,11 @@ impl Question for ListRequest {
 
 impl Question for JobId {
     type Reply = JobInfo;
-    type Call = JobRequestKey;
+    type Call = FeedKey<JobId>;
 
-    fn call(key: &FeedKey<Self>, _: DateTime<Utc>) -> JobRequestKey {
-        JobRequestKey {
-            endpoint: key.endpoint.clone(),
-            project_id: key.project_id.clone(),
-            credential: key.credential.clone(),
-            job: key.request.clone(),
-            owner: key.owner.clone(),
-        }
+    /// A job lookup does not depend on the moment: the feed's key is the call.
+    fn call(key: &FeedKey<Self>, _: DateTime<Utc>) -> FeedKey<JobId> {
+        key.clone()
     }
 
     fn fetched_at(_: &JobInfo) -> Option<DateTime<Utc>> {
@@ -169,6 +162,23 @@ impl Question for JobId {
             }
             _ => error.class(),
         }
+    }
+}
+
+/// A job feed's key names the whole `ShowJobInfo` call.
+impl UpstreamCall for FeedKey<JobId> {
+    type Reply = JobInfo;
+
+    fn credential(&self) -> &str {
+        &self.credential
+    }
+
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn send(&self, client: &DcsClient) -> impl Future<Output = Result<JobInfo, DcsError>> + Send {
+        client.show_job(&self.request)
     }
 }
 

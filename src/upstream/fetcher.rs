@@ -41,8 +41,7 @@ use tokio::sync::{Notify, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore, watc
 
 use super::budget::{DEFAULT_ACCOUNT_RATE_LIMIT, RequestBudget};
 use crate::dcs::{
-    AccountKey, DcsClient, DcsError, Endpoint, JobId, JobInfo, PageRequest, Paging, RequestGate,
-    TaskListing,
+    AccountKey, DcsClient, DcsError, Endpoint, PageRequest, Paging, RequestGate, TaskListing,
 };
 
 /// How long a credential refused with 401 / `APIG.0301` is not sent again: the gateway's own
@@ -97,18 +96,6 @@ pub struct RequestKey {
     pub owner: Option<String>,
 }
 
-/// A job lookup: everything that makes two `ShowJobInfo` calls interchangeable.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct JobRequestKey {
-    pub endpoint: String,
-    pub project_id: String,
-    /// One-way fingerprint of the credential (see `Credentials::fingerprint`).
-    pub credential: String,
-    pub job: JobId,
-    /// The one object this key belongs to, in `--upstream-sharing=per-object` mode.
-    pub owner: Option<String>,
-}
-
 /// One kind of upstream call the fetcher makes: what it asks, and for whom. Every call kind
 /// goes through the same budgets, slots, auth memory, deadline and cancellation.
 pub trait UpstreamCall: Send + Sync + 'static {
@@ -144,22 +131,6 @@ impl UpstreamCall for RequestKey {
         client: &DcsClient,
     ) -> impl Future<Output = Result<TaskListing, DcsError>> + Send {
         client.list_tasks(&self.page, self.paging)
-    }
-}
-
-impl UpstreamCall for JobRequestKey {
-    type Reply = JobInfo;
-
-    fn credential(&self) -> &str {
-        &self.credential
-    }
-
-    fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
-    fn send(&self, client: &DcsClient) -> impl Future<Output = Result<JobInfo, DcsError>> + Send {
-        client.show_job(&self.job)
     }
 }
 

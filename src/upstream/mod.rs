@@ -13,6 +13,5 @@ pub mod fetcher;
 
 pub use feed::{Answer, FeedKey, FeedObserver, FeedSet, FeedTarget, Feeds, Interest, Question};
 pub use fetcher::{
-    FetchLimits, FetchResult, FetchSource, InFlight, JobRequestKey, RequestKey, SharedFetcher,
-    UpstreamCall,
+    FetchLimits, FetchResult, FetchSource, InFlight, RequestKey, SharedFetcher, UpstreamCall,
 };
