@@ -1373,13 +1373,12 @@ fn yamllint_passes_on_chart_values_examples_and_integrations() {
 /// The series names the operator's metrics make queryable, every family populated once (a
 /// family without samples is not rendered at all).
 fn operator_series() -> BTreeSet<String> {
-    use dcs_task_operator::controller::metrics::{
-        Metrics, ReconcileResult, SharedOutcome, UpstreamOutcome,
-    };
+    use dcs_task_operator::controller::metrics::{Metrics, SharedOutcome, UpstreamOutcome};
     let metrics = Metrics::default();
     metrics.count_upstream(UpstreamOutcome::Ok);
     metrics.count_shared(SharedOutcome::Fed);
-    metrics.count_reconcile(ReconcileResult::Ok);
+    metrics.reconciled(std::time::Duration::from_millis(3), None);
+    metrics.reconciled(std::time::Duration::from_millis(3), Some("status_write"));
     metrics.upstream_latency.observe(0.1);
     metrics.status_writes.inc();
     metrics.set_objects(std::iter::empty());

@@ -11,17 +11,15 @@ use tracing::{info, warn};
 
 use super::{QueryArgs, input, output};
 use crate::api::{DcsTaskQuery, DcsTaskQueryStatus, WaitPhase};
-use crate::dcs::FailureClass;
 use crate::dcs::{
-    AllowedEndpoint, CredentialSet, DcsClient, EndpointPolicy, HttpClient, HttpSettings, IamClient,
-    ProjectDiscoveryError,
+    AllowedEndpoint, CredentialSet, DcsClient, EndpointPolicy, FailureClass, HttpClient,
+    HttpSettings, IamClient, ProjectDiscoveryError,
 };
-use crate::query::job::{Combined, JobAnswer};
 use crate::query::{
-    self, CredentialSource, DecisionInput, PlanContext, PollOutcome, ProjectShown, StatusContext,
+    self, CredentialSource, FeedStep, Outcome, PlanContext, Previous, QueryPlan, Round, Unserved,
 };
 use crate::sim;
-use crate::upstream::feed::{FeedKey, FeedSet, FeedTarget, Interest};
+use crate::upstream::feed::{FeedKey, FeedSet, FeedTarget, Interest, round_outcome};
 use crate::upstream::fetcher::{self, FetchLimits, SharedFetcher};
 
 /// Exit codes, documented in `--help`.
@@ -64,49 +62,48 @@ pub async fn run(args: QueryArgs) -> Result<ExitCode, QueryCommandError> {
     manifest.metadata.generation = generation;
     let started = Utc::now();
     // Validate before touching credentials: a bad spec is reported as such, whatever else.
-    if let Err(errors) = query::plan(&manifest.spec, &PlanContext::starting_at(started)) {
-        let status = query::build_status(
-            &status_context(&manifest, None, started, started),
-            PollOutcome::InvalidSpec(&errors),
-        );
-        print(&with_status(&manifest, status), &args, true);
-        eprintln!("error: {errors}");
-        return Ok(ExitCode::from(EXIT_INVALID_INPUT));
-    }
+    let plan = match query::plan(&manifest.spec, &PlanContext::starting_at(started)) {
+        Ok(plan) => plan,
+        Err(errors) => {
+            let status = first_status(&manifest, None, started, Outcome::Invalid(&errors));
+            print(&with_status(&manifest, status), &args, true);
+            eprintln!("error: {errors}");
+            return Ok(ExitCode::from(EXIT_INVALID_INPUT));
+        }
+    };
     if manifest.spec.credentials_secret_ref.is_some() {
         info!(
             "spec.credentialsSecretRef is read by the controller; the CLI uses credentials from the environment"
         );
     }
-    let target = match connect(&manifest, &args).await {
-        Ok(target) => target,
+    let (unserved, code) = match connect(&manifest, &args).await {
+        Ok(target) => {
+            let code = poll_loop(&manifest, &args, target, started).await;
+            return Ok(ExitCode::from(code));
+        }
         Err(QueryCommandError::Dcs(crate::dcs::DcsError::Endpoint(error))) => {
-            let message = error.to_string();
-            let status = query::build_status(
-                &status_context(&manifest, None, started, started),
-                PollOutcome::EndpointNotAllowed(&message),
-            );
-            print(&with_status(&manifest, status), &args, true);
-            eprintln!("error: {message}");
-            return Ok(ExitCode::from(EXIT_INVALID_INPUT));
+            (Unserved::Endpoint(error.to_string()), EXIT_INVALID_INPUT)
         }
         Err(QueryCommandError::Discovery(error)) => {
-            let message = error.to_string();
-            let outcome = match error.upstream() {
-                Some(upstream) => PollOutcome::FetchFailed(upstream),
-                None => PollOutcome::ProjectDiscoveryFailed(&message),
+            let error = Arc::new(error);
+            let unserved = Unserved::ProjectDiscovery {
+                error,
+                consecutive: 1,
             };
-            let status =
-                query::build_status(&status_context(&manifest, None, started, started), outcome);
-            print(&with_status(&manifest, status), &args, true);
-            eprintln!("error: {}", crate::text::strip_terminal_controls(&message));
-            return Ok(ExitCode::from(EXIT_FAILED));
+            (unserved, EXIT_FAILED)
         }
         Err(error) => return Err(error),
     };
-    Ok(ExitCode::from(
-        poll_loop(&manifest, &args, target, started).await,
-    ))
+    let outcome = Outcome::Unserved(&unserved);
+    let status = first_status(&manifest, Some(&plan), started, outcome);
+    print(&with_status(&manifest, status), &args, true);
+    let message = match &unserved {
+        Unserved::ProjectDiscovery { error, .. } => error.to_string(),
+        Unserved::Endpoint(message) => message.clone(),
+        _ => String::new(),
+    };
+    eprintln!("error: {}", crate::text::strip_terminal_controls(&message));
+    Ok(ExitCode::from(code))
 }
 
 /// Reads the query's upstream feed (the same feed and decision code as the controller) until
@@ -228,68 +225,44 @@ async fn poll_loop(
             // first status come with it, as in the controller.
             continue;
         }
-        let combined = query::job::combine(
-            &plan,
-            answer.result.as_ref(),
-            answer.fetched_at,
-            answer.last_good.as_deref(),
-            job_answer.as_deref().map(|job| JobAnswer {
-                result: job.result.as_deref(),
-                failures: job.failures,
-                fetched_at: job.fetched_at,
-            }),
-            now,
-        );
-        let (outcome, answered_at, failure) = match &combined {
-            Combined::Evaluated(evaluation) => {
-                (PollOutcome::Fetched(evaluation), answer.fetched_at, None)
-            }
-            Combined::Failed { error, answered_at } => {
-                warn!(%error, "upstream poll failed");
-                (
-                    PollOutcome::FetchFailed(error),
-                    *answered_at,
-                    Some(error.class()),
-                )
-            }
-            Combined::JobBehindList => {
-                // The job feed's fresh answer decides (see `Combined::JobBehindList`).
+        let input = Round {
+            previous: Previous {
+                status: shown.as_ref(),
+                digest: shown.as_ref().map(query::content_digest),
+                complete: true,
+            },
+            project: Some(&target.project),
+            ..round_input(manifest, Some(&plan), started, now)
+        };
+        let outcome = round_outcome(Some(&answer), job_answer.as_deref());
+        // The status shown is complete, so the round never asks for stored tasks.
+        let Ok(step) = query::round(&input, outcome) else {
+            return EXIT_FAILED;
+        };
+        match step.feeds {
+            // The job feed's fresh answer decides (see `FeedStep::AskJobAgain`).
+            FeedStep::AskJobAgain => {
                 feeds.jobs.refresh(&());
                 continue;
             }
-            Combined::JobRefused {
-                failure,
-                job,
-                error,
-                answered_at,
-            } => (
-                PollOutcome::JobRefused {
-                    failure: *failure,
-                    job,
-                    error,
-                },
-                *answered_at,
-                Some(FailureClass::NeedsPerson),
-            ),
+            FeedStep::Follow {
+                active: Some(active),
+            } => feeds.tasks.set_active(&(), active),
+            FeedStep::Follow { active: None } | FeedStep::Leave => {}
+        }
+        let Some(decision) = step.decision else {
+            continue;
         };
-        let mut context = status_context(manifest, shown.as_ref(), started, now);
-        context.wait_deadline = plan.wait.as_ref().and_then(|wait| wait.deadline);
-        context.last_good_at = answer.last_good.as_ref().and_then(|l| l.fetched_at);
-        context.answered_at = Some(answered_at);
-        let decision = query::decide(DecisionInput {
-            context,
-            previous_digest: shown.as_ref().map(query::content_digest),
-            outcome,
-            spec: &manifest.spec,
-            requested_at: None,
-            retry_after: None,
-            project: ProjectShown::Queried(&target.project),
-        });
+        if let (Some(class), Some(error)) = (step.failure, &decision.status.last_error) {
+            warn!(?class, error = %error.message, "upstream poll failed");
+        }
         for notice in &decision.events {
             info!(reason = %notice.reason, note = notice.note.as_deref().unwrap_or(""), "event");
         }
         // Errors only a person can fix end a watch: polling again would not help.
-        let needs_person = failure.is_some_and(|class| class != FailureClass::Transient);
+        let needs_person = step
+            .failure
+            .is_some_and(|class| class != FailureClass::Transient);
         let finished = !args.watch || decision.resolved || needs_person;
         if decision.write || finished {
             print(
@@ -299,12 +272,9 @@ async fn poll_loop(
             );
         }
         if finished {
-            return exit_code(&decision.status, failure.is_some());
+            return exit_code(&decision.status, step.failure.is_some());
         }
-        if let Combined::Evaluated(evaluation) = &combined {
-            feeds.tasks.set_active(&(), evaluation.active);
-        }
-        recheck = decision.recheck;
+        recheck = step.recheck;
         shown = Some(decision.status);
     }
 }
@@ -393,23 +363,44 @@ async fn connect(manifest: &DcsTaskQuery, args: &QueryArgs) -> Result<Target, Qu
     })
 }
 
-fn status_context<'a>(
-    manifest: &DcsTaskQuery,
-    previous: Option<&'a DcsTaskQueryStatus>,
+/// A round of `manifest` with nothing written before, as the CLI runs it: no Secret revision,
+/// no Flux refresh, no jitter (one process, one query).
+fn round_input<'a>(
+    manifest: &'a DcsTaskQuery,
+    plan: Option<&'a QueryPlan>,
     started: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> StatusContext<'a> {
-    StatusContext {
-        previous,
+) -> Round<'a> {
+    Round {
+        spec: &manifest.spec,
+        plan,
         generation: manifest.metadata.generation,
-        has_wait: manifest.spec.wait_for.is_some(),
+        previous: Previous {
+            complete: true,
+            ..Previous::default()
+        },
         wait_started_at: started,
-        wait_deadline: None,
         credentials_revision: None,
-        last_good_at: None,
-        answered_at: None,
+        project: None,
+        requested_at: None,
+        refresh_pending: false,
         now,
+        jitter: 0.0,
     }
+}
+
+/// The status of a run that stopped before its first poll.
+fn first_status(
+    manifest: &DcsTaskQuery,
+    plan: Option<&QueryPlan>,
+    started: DateTime<Utc>,
+    outcome: Outcome<'_>,
+) -> DcsTaskQueryStatus {
+    query::round(&round_input(manifest, plan, started, started), outcome)
+        .ok()
+        .and_then(|step| step.decision)
+        .map(|decision| decision.status)
+        .unwrap_or_default()
 }
 
 fn with_status(manifest: &DcsTaskQuery, status: DcsTaskQueryStatus) -> DcsTaskQuery {

@@ -82,6 +82,12 @@ pub struct ReconcileLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// The failed phase's error category (`ReconcileError::category`).
+    pub category: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabels {
     pub phase: PhaseLabel,
 }
@@ -98,6 +104,11 @@ pub struct Metrics {
     pub shared_fetches: Family<SharedLabels, Counter>,
     /// Reconciles by result.
     pub reconciles: Family<ReconcileLabels, Counter>,
+    /// How long reconciles take, seconds (feed reads wait at most 2 s; the rest is the
+    /// apiserver's write latency).
+    pub reconcile_duration: Histogram,
+    /// Failed reconciles by the category of what failed.
+    pub reconcile_failures: Family<FailureLabels, Counter>,
     /// Upstream feeds polling (one per distinct query).
     pub feeds: Gauge,
     /// Objects subscribed to a feed.
@@ -149,6 +160,18 @@ impl Default for Metrics {
         );
         let reconciles = Family::<ReconcileLabels, Counter>::default();
         registry.register("reconciles", "Reconciles by result", reconciles.clone());
+        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "reconcile_duration_seconds",
+            "How long reconciles take",
+            reconcile_duration.clone(),
+        );
+        let reconcile_failures = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "reconcile_failures",
+            "Failed reconciles by error category",
+            reconcile_failures.clone(),
+        );
         let status_writes = Counter::default();
         registry.register(
             "status_writes",
@@ -189,6 +212,8 @@ impl Default for Metrics {
             upstream_latency,
             shared_fetches,
             reconciles,
+            reconcile_duration,
+            reconcile_failures,
             feeds,
             feed_subscribers,
             status_writes,
@@ -210,10 +235,21 @@ impl Metrics {
             .inc();
     }
 
-    pub fn count_reconcile(&self, outcome: ReconcileResult) {
+    /// One reconcile ended after `took`; `failure` is its error's category when it failed.
+    pub fn reconciled(&self, took: Duration, failure: Option<&'static str>) {
+        let outcome = match failure {
+            None => ReconcileResult::Ok,
+            Some(category) => {
+                self.reconcile_failures
+                    .get_or_create(&FailureLabels { category })
+                    .inc();
+                ReconcileResult::Error
+            }
+        };
         self.reconciles
             .get_or_create(&ReconcileLabels { outcome })
             .inc();
+        self.reconcile_duration.observe(took.as_secs_f64());
     }
 
     /// Recomputes the objects-by-phase gauge from the cache.

@@ -8,6 +8,7 @@ pub mod job;
 pub mod plan;
 pub mod project;
 pub mod report;
+pub mod round;
 pub mod schedule;
 pub mod validate;
 
@@ -22,5 +23,8 @@ pub use plan::{ListRequest, PlanContext, QueryPlan, WaitPlan, WaitTarget, plan};
 pub use project::{CredentialSource, ProjectError, choose_project};
 pub use report::{
     PollOutcome, StatusContext, build_status, initial_status, remembered_refusal, wait_started_at,
+};
+pub use round::{
+    FeedStep, Listed, NeedsStoredTasks, Outcome, Previous, Round, Step, Unserved, round,
 };
 pub use validate::{FieldError, SpecErrors, validate};

@@ -45,59 +45,75 @@ impl Default for Intervals {
     }
 }
 
-/// What the last poll was, as far as scheduling cares.
+/// What a feed's last poll was, for planning its next one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PollKind {
-    /// The API answered. `active`: something awaited or running; `resolved`: the wait is over.
-    Answered { active: bool, resolved: bool },
+pub enum LastPoll {
+    /// The API answered: the next poll follows the interval its subscribers need.
+    Answered,
     /// The API failed; `consecutive` failures so far (1 for the first).
     Failed {
         consecutive: u32,
         class: FailureClass,
     },
-    /// The spec is invalid: nothing to do until it changes.
-    InvalidSpec,
-    /// Credentials or endpoint unusable: retry later, or when the Secret/spec changes.
-    Unusable,
-    /// The operator itself cannot serve the object yet (its Secret cache has not synced):
-    /// retry soon, the fix is on the operator's side.
-    OperatorNotReady,
-    /// `spec.suspend`.
-    Suspended,
 }
 
-/// The delay before the next poll, or `None` for "only when something changes".
+/// Why an object tries again by itself, when no feed drives it (it has nothing to poll with,
+/// or what it would poll with was refused moments ago).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Something upstream failed (project discovery, a refused credential still cooling down);
+    /// `consecutive` failures so far (1 for the first).
+    Failed {
+        consecutive: u32,
+        class: FailureClass,
+    },
+    /// Credentials or endpoint unusable: retry later, or when the Secret/spec changes.
+    Unusable,
+    /// The operator itself cannot serve the object yet (its Secret cache has not synced, a
+    /// project discovery is still running): retry soon, the fix is on the operator's side.
+    OperatorNotReady,
+}
+
+/// The delay before a feed's next poll, when its subscribers need `interval`: the interval
+/// after an answer, backed off from it after failures (a settled feed retries at its
+/// `interval`, doubling, not at some subscriber's `activeInterval`).
 ///
 /// `jitter` in [-1, 1] (a random draw by the caller) moves the delay by up to
 /// [`JITTER_FRACTION`] so this stays a pure function.
-pub fn next_poll(kind: PollKind, intervals: Intervals, jitter: f64) -> Option<Duration> {
-    let Intervals {
-        active: active_interval,
-        settled: interval,
-    } = intervals;
-    let base = match kind {
-        PollKind::Answered { resolved: true, .. } | PollKind::InvalidSpec | PollKind::Suspended => {
-            return None;
-        }
-        PollKind::Answered { active: true, .. } => active_interval,
-        PollKind::Answered { active: false, .. } => interval,
-        PollKind::Failed {
-            class: FailureClass::NeedsPerson,
-            ..
-        } => UNUSABLE_RETRY,
-        PollKind::Failed { consecutive, class } => {
-            let first = if class == FailureClass::Auth {
-                AUTH_FAILURE_BACKOFF
-            } else {
-                active_interval
-            };
-            let factor = 2u32.saturating_pow(consecutive.saturating_sub(1).min(16));
-            first.saturating_mul(factor).min(MAX_BACKOFF)
-        }
-        PollKind::Unusable => UNUSABLE_RETRY,
-        PollKind::OperatorNotReady => OPERATOR_NOT_READY_RETRY,
+pub fn feed_delay(last: LastPoll, interval: Duration, jitter: f64) -> Duration {
+    let base = match last {
+        LastPoll::Answered => interval,
+        LastPoll::Failed { consecutive, class } => backoff(consecutive, class, interval),
     };
-    Some(base.mul_f64(1.0 + JITTER_FRACTION * jitter.clamp(-1.0, 1.0)))
+    jittered(base, jitter)
+}
+
+/// The delay before an object's own retry (see [`Retry`]); `active_interval` is its query's,
+/// from which transient failures back off.
+pub fn retry_delay(retry: Retry, active_interval: Duration, jitter: f64) -> Duration {
+    let base = match retry {
+        Retry::Failed { consecutive, class } => backoff(consecutive, class, active_interval),
+        Retry::Unusable => UNUSABLE_RETRY,
+        Retry::OperatorNotReady => OPERATOR_NOT_READY_RETRY,
+    };
+    jittered(base, jitter)
+}
+
+/// The `consecutive`-th failure's delay: from `first` (or [`AUTH_FAILURE_BACKOFF`] for a
+/// refused credential), doubling up to [`MAX_BACKOFF`]; errors only a person can fix are
+/// retried at [`UNUSABLE_RETRY`].
+fn backoff(consecutive: u32, class: FailureClass, first: Duration) -> Duration {
+    let first = match class {
+        FailureClass::NeedsPerson => return UNUSABLE_RETRY,
+        FailureClass::Auth => AUTH_FAILURE_BACKOFF,
+        FailureClass::Transient => first,
+    };
+    let factor = 2u32.saturating_pow(consecutive.saturating_sub(1).min(16));
+    first.saturating_mul(factor).min(MAX_BACKOFF)
+}
+
+fn jittered(base: Duration, jitter: f64) -> Duration {
+    base.mul_f64(1.0 + JITTER_FRACTION * jitter.clamp(-1.0, 1.0))
 }
 
 /// How long from `now` until the poll a wait's `deadline` needs: [`DEADLINE_MARGIN`] after the
@@ -137,86 +153,88 @@ mod tests {
     }
 
     #[test]
-    fn answered_polls_follow_the_spec_intervals() {
+    fn answered_polls_follow_the_interval_their_subscribers_need() {
         let p = the_plan();
-        let active = PollKind::Answered {
-            active: true,
-            resolved: false,
-        };
-        let settled = PollKind::Answered {
-            active: false,
-            resolved: false,
-        };
-        assert_eq!(next_poll(active, p, 0.0), Some(Duration::from_secs(5)));
-        assert_eq!(next_poll(settled, p, 0.0), Some(Duration::from_secs(120)));
-        assert_eq!(next_poll(settled, p, 1.0), Some(Duration::from_secs(132)));
-        assert_eq!(next_poll(settled, p, -1.0), Some(Duration::from_secs(108)));
+        assert_eq!(feed_delay(LastPoll::Answered, p.active, 0.0), p.active);
+        assert_eq!(feed_delay(LastPoll::Answered, p.settled, 0.0), p.settled);
+        assert_eq!(
+            feed_delay(LastPoll::Answered, p.settled, 1.0),
+            Duration::from_secs(132)
+        );
+        assert_eq!(
+            feed_delay(LastPoll::Answered, p.settled, -1.0),
+            Duration::from_secs(108)
+        );
+        // Out-of-range draws are clamped, never a negative or doubled delay.
+        assert_eq!(
+            feed_delay(LastPoll::Answered, p.settled, 7.0),
+            Duration::from_secs(132)
+        );
+        assert_eq!(
+            feed_delay(LastPoll::Answered, p.settled, -7.0),
+            Duration::from_secs(108)
+        );
     }
 
     #[test]
-    fn resolved_waits_invalid_specs_and_suspension_stop_polling() {
+    fn an_objects_own_retries_wait_by_what_fixes_them() {
         let p = the_plan();
-        let resolved = PollKind::Answered {
-            active: false,
-            resolved: true,
-        };
-        assert_eq!(next_poll(resolved, p, 0.0), None);
+        assert_eq!(retry_delay(Retry::Unusable, p.active, 0.0), UNUSABLE_RETRY);
         assert_eq!(
-            next_poll(PollKind::InvalidSpec, Intervals::default(), 0.0),
-            None
+            retry_delay(Retry::OperatorNotReady, p.active, 0.0),
+            OPERATOR_NOT_READY_RETRY
         );
-        assert_eq!(next_poll(PollKind::Suspended, p, 0.0), None);
+        let discovery = |consecutive| Retry::Failed {
+            consecutive,
+            class: FailureClass::Transient,
+        };
         assert_eq!(
-            next_poll(PollKind::Unusable, Intervals::default(), 0.0),
-            Some(UNUSABLE_RETRY)
+            retry_delay(discovery(1), p.active, 0.0),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            retry_delay(discovery(3), p.active, 0.0),
+            Duration::from_secs(20)
+        );
+        let refused = Retry::Failed {
+            consecutive: 1,
+            class: FailureClass::Auth,
+        };
+        assert_eq!(retry_delay(refused, p.active, 0.0), AUTH_FAILURE_BACKOFF);
+        assert_eq!(
+            retry_delay(Retry::Unusable, p.active, 1.0),
+            UNUSABLE_RETRY.mul_f64(1.1)
         );
     }
 
     #[test]
     fn failures_back_off_exponentially_up_to_five_minutes() {
         let p = the_plan();
+        let failed = |consecutive, class| LastPoll::Failed { consecutive, class };
         let delays: Vec<u64> = (1..=8)
-            .map(|n| {
-                next_poll(
-                    PollKind::Failed {
-                        consecutive: n,
-                        class: FailureClass::Transient,
-                    },
-                    p,
-                    0.0,
-                )
-                .unwrap()
-                .as_secs()
-            })
+            .map(|n| feed_delay(failed(n, FailureClass::Transient), p.active, 0.0).as_secs())
             .collect();
         assert_eq!(delays, vec![5, 10, 20, 40, 80, 160, 300, 300]);
-        let auth = next_poll(
-            PollKind::Failed {
-                consecutive: 1,
-                class: FailureClass::Auth,
-            },
-            p,
-            0.0,
+        // A settled feed backs off from its own interval.
+        assert_eq!(
+            feed_delay(failed(2, FailureClass::Transient), p.settled, 0.0),
+            Duration::from_secs(240)
         );
-        assert_eq!(auth, Some(AUTH_FAILURE_BACKOFF));
-        let huge = next_poll(
-            PollKind::Failed {
-                consecutive: u32::MAX,
-                class: FailureClass::Auth,
-            },
-            p,
-            0.0,
+        let auth = feed_delay(failed(1, FailureClass::Auth), p.active, 0.0);
+        assert_eq!(auth, AUTH_FAILURE_BACKOFF);
+        assert_eq!(
+            feed_delay(failed(2, FailureClass::Auth), p.active, 0.0),
+            AUTH_FAILURE_BACKOFF * 2
         );
-        assert_eq!(huge, Some(MAX_BACKOFF));
-        let refused = next_poll(
-            PollKind::Failed {
-                consecutive: 1,
-                class: FailureClass::NeedsPerson,
-            },
-            p,
-            0.0,
+        let huge = feed_delay(failed(u32::MAX, FailureClass::Auth), p.active, 0.0);
+        assert_eq!(huge, MAX_BACKOFF);
+        let refused = feed_delay(failed(1, FailureClass::NeedsPerson), p.active, 0.0);
+        assert_eq!(refused, UNUSABLE_RETRY, "polled slowly");
+        assert_eq!(
+            feed_delay(failed(5, FailureClass::NeedsPerson), p.active, 0.0),
+            UNUSABLE_RETRY,
+            "not doubled"
         );
-        assert_eq!(refused, Some(UNUSABLE_RETRY), "polled slowly");
     }
 
     #[test]

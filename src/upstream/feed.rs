@@ -30,10 +30,10 @@ use crate::dcs::{
     CenterTask, DcsClient, DcsError, FailureClass, JobId, JobInfo, JobLookupFailure, TaskListing,
 };
 use crate::query::evaluate::{concerns, distinct_tasks};
-use crate::query::job::NOT_FOUND_ANSWERS_TO_STALL;
+use crate::query::job::{JobAnswer, NOT_FOUND_ANSWERS_TO_STALL};
 use crate::query::report::same_error;
-use crate::query::schedule::{Intervals, PollKind, next_poll, until_deadline_poll};
-use crate::query::{ListRequest, QueryPlan};
+use crate::query::schedule::{LastPoll, feed_delay, until_deadline_poll};
+use crate::query::{ListRequest, Listed, Outcome, QueryPlan};
 
 /// Everything that makes two subscribers' questions the same upstream call: who asks
 /// (endpoint, project, credential) and what ([`Question`]: a task listing or a job).
@@ -64,6 +64,7 @@ impl<Q> FeedKey<Q> {
 }
 
 /// A feed's key and the client it polls with.
+#[derive(Clone)]
 pub struct FeedTarget<Q = ListRequest> {
     pub key: FeedKey<Q>,
     pub client: DcsClient,
@@ -216,6 +217,29 @@ pub struct Answer<R = TaskListing> {
     /// The newest successful listing, kept through failures so that an error never erases
     /// what was already known.
     pub last_good: Option<Arc<R>>,
+}
+
+/// The feeds' latest answers as a query round reads them: no answer yet until the task feed's
+/// first; the job feed's (for a wait that reads the job API) alongside once it has one.
+pub fn round_outcome<'a>(
+    tasks: Option<&'a Answer>,
+    job: Option<&'a Answer<JobInfo>>,
+) -> Outcome<'a> {
+    let Some(tasks) = tasks else {
+        return Outcome::NoAnswerYet;
+    };
+    Outcome::Answered {
+        tasks: Listed {
+            result: tasks.result.as_ref(),
+            fetched_at: tasks.fetched_at,
+            last_good: tasks.last_good.as_deref(),
+        },
+        job: job.map(|job| JobAnswer {
+            result: job.result.as_deref(),
+            failures: job.failures,
+            fetched_at: job.fetched_at,
+        }),
+    }
 }
 
 /// A subscriber's view of its feed's latest answer (`None` before the first).
@@ -567,7 +591,7 @@ impl<S: Clone + Eq + Hash, Q: Question> State<S, Q> {
 struct LoopMemory<R> {
     last_poll: Option<Instant>,
     failures: u32,
-    last_kind: Option<PollKind>,
+    last_kind: Option<LastPoll>,
     previous: Option<Arc<Answer<R>>>,
 }
 
@@ -653,24 +677,7 @@ where
     if signals.refresh.load(Ordering::SeqCst) {
         return Some(Instant::now());
     }
-    // Answered polls follow the needed interval, and failures back off from it: a settled
-    // feed retries at `interval`, doubling, not at some subscriber's `activeInterval`.
-    let intervals = Intervals {
-        active: needed,
-        settled: needed,
-    };
-    let delay = match kind {
-        PollKind::Answered { .. } => next_poll(
-            PollKind::Answered {
-                active: false,
-                resolved: false,
-            },
-            intervals,
-            rand::random_range(-1.0..=1.0),
-        ),
-        failed => next_poll(failed, intervals, rand::random_range(-1.0..=1.0)),
-    }
-    .unwrap_or(needed);
+    let delay = feed_delay(kind, needed, rand::random_range(-1.0..=1.0));
     let mut due = last_poll + delay;
     // A wait's own need comes first (a fresh first answer, the poll after its deadline), but
     // never sooner than MIN_FRESH_POLL_SPACING after the last poll.
@@ -722,14 +729,11 @@ where
     memory.last_kind = Some(match &result {
         Ok(_) => {
             memory.failures = 0;
-            PollKind::Answered {
-                active: false,
-                resolved: false,
-            }
+            LastPoll::Answered
         }
         Err(error) => {
             memory.failures = memory.failures.saturating_add(1);
-            PollKind::Failed {
+            LastPoll::Failed {
                 consecutive: memory.failures,
                 class: Q::retry_class(error, memory.failures),
             }

@@ -1,0 +1,175 @@
+//! The feed phase: subscribe the object to its upstream feeds (the task list, and the job for
+//! a wait that reads the job API), read their latest answers, and after the round do what it
+//! says of them ([`FeedStep`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::reflector::ObjectRef;
+
+use super::super::Context;
+use super::super::metrics::SharedOutcome;
+use super::target::Target;
+use crate::api::DcsTaskQuery;
+use crate::dcs::{JobId, JobInfo};
+use crate::query::{FeedStep, Outcome, QueryPlan};
+use crate::upstream::feed::{Answer, AnswerReceiver, FeedTarget, Interest, round_outcome};
+
+/// How long a reconcile waits for its feed's first answer before writing a "first poll in
+/// progress" status: an answer within this time is the object's first write.
+pub const FIRST_ANSWER_WAIT: Duration = Duration::from_secs(2);
+
+/// What the object read from its feeds.
+pub struct Answers {
+    pub tasks: Option<Arc<Answer>>,
+    /// The job feed's answer, for a wait that reads the job API.
+    pub job: Option<Arc<Answer<JobInfo>>>,
+    /// The requested refresh (if any) is answered: `tasks` was polled after it was asked.
+    pub refreshed: bool,
+}
+
+impl Answers {
+    /// The answers as the round reads them.
+    pub fn outcome(&self) -> Outcome<'_> {
+        round_outcome(self.tasks.as_deref(), self.job.as_deref())
+    }
+}
+
+/// Subscribes the object to its feeds and reads both concurrently (see [`read_tasks`] and
+/// [`read_job`]); `refresh` is the Flux request to answer, if a new one was made.
+pub async fn read(
+    ctx: &Context,
+    object: &ObjectRef<DcsTaskQuery>,
+    target: &Target,
+    plan: &Arc<QueryPlan>,
+    refresh: Option<&str>,
+) -> Answers {
+    let ((tasks, refreshed), job) = tokio::join!(
+        read_tasks(ctx, object, &target.feed, plan, refresh),
+        read_job(ctx, object, target.job.as_ref(), plan),
+    );
+    if tasks.is_some() {
+        ctx.metrics.count_shared(SharedOutcome::Fed);
+    }
+    Answers {
+        tasks,
+        job,
+        refreshed,
+    }
+}
+
+/// Does what the round said of the object's feeds.
+pub fn follow(ctx: &Context, object: &ObjectRef<DcsTaskQuery>, step: FeedStep) {
+    match step {
+        FeedStep::Follow { active: None } => {}
+        // Tell the task feed the interval this object needs now.
+        FeedStep::Follow {
+            active: Some(active),
+        } => ctx.feeds.tasks.set_active(object, active),
+        // The job feed's fresh answer wakes the object.
+        FeedStep::AskJobAgain => ctx.feeds.jobs.refresh(object),
+        FeedStep::Leave => ctx.feeds.unsubscribe(object),
+    }
+}
+
+/// Subscribes the object to its task feed and returns the answer to decide on: the feed's
+/// latest, or, for a new feed, its first answer if it comes within [`FIRST_ANSWER_WAIT`]. A
+/// requested refresh (`refresh`: the annotation's value) asks the feed to poll now and waits
+/// for that answer no longer than [`FIRST_ANSWER_WAIT`] either: a slower answer wakes the
+/// object itself. Also says whether the refresh was answered.
+async fn read_tasks(
+    ctx: &Context,
+    object: &ObjectRef<DcsTaskQuery>,
+    target: &FeedTarget,
+    plan: &Arc<QueryPlan>,
+    refresh: Option<&str>,
+) -> (Option<Arc<Answer>>, bool) {
+    // What the object needed on its feed so far; a new subscriber awaiting a task in the list
+    // starts active (a job wait's fast polls are the job feed's).
+    let feeds = &ctx.feeds.tasks;
+    let active = feeds
+        .is_active(object)
+        .unwrap_or(plan.wait.as_ref().is_some_and(|wait| !wait.reads_job_api()));
+    let interest = Interest {
+        plan: plan.clone(),
+        active,
+    };
+    let mut answers: AnswerReceiver = feeds.subscribe(object.clone(), target.clone(), interest);
+    let current = answers.borrow_and_update().clone();
+    let latest = current.as_ref().map_or(0, |answer| answer.sequence);
+    let Some(requested) = refresh else {
+        let answer = match current {
+            None => newer_answer(&mut answers, 0, FIRST_ANSWER_WAIT).await,
+            current => current,
+        };
+        if let Some(answer) = &answer {
+            feeds.saw(object, answer.sequence);
+        }
+        return (answer, false);
+    };
+    let after = match ctx.memory.pending_refresh(object, requested) {
+        Some(after) => after,
+        None => {
+            feeds.refresh(object);
+            ctx.memory
+                .refresh_asked(object, Some((requested.to_string(), latest)));
+            latest
+        }
+    };
+    let refreshed = match current.filter(|answer| answer.sequence > after) {
+        Some(answer) => Some(answer),
+        None => newer_answer(&mut answers, after, FIRST_ANSWER_WAIT).await,
+    };
+    match refreshed {
+        Some(answer) => {
+            ctx.memory.refresh_asked(object, None);
+            feeds.saw(object, answer.sequence);
+            (Some(answer), true)
+        }
+        // Not marked seen: the refreshed answer wakes the object.
+        None => (answers.borrow().clone(), false),
+    }
+}
+
+/// Subscribes the object to the job feed of its wait (leaving any job feed when its wait
+/// reads no job) and returns the feed's latest answer, or its first if it comes within
+/// [`FIRST_ANSWER_WAIT`]. The job feed polls at `activeInterval` until the job ends.
+async fn read_job(
+    ctx: &Context,
+    object: &ObjectRef<DcsTaskQuery>,
+    target: Option<&FeedTarget<JobId>>,
+    plan: &Arc<QueryPlan>,
+) -> Option<Arc<Answer<JobInfo>>> {
+    let feeds = &ctx.feeds.jobs;
+    let Some(target) = target else {
+        feeds.unsubscribe(object);
+        return None;
+    };
+    let interest = Interest {
+        plan: plan.clone(),
+        active: true,
+    };
+    let mut answers = feeds.subscribe(object.clone(), target.clone(), interest);
+    let current = answers.borrow_and_update().clone();
+    let answer = match current {
+        None => newer_answer(&mut answers, 0, FIRST_ANSWER_WAIT).await,
+        current => current,
+    };
+    if let Some(answer) = &answer {
+        feeds.saw(object, answer.sequence);
+    }
+    answer
+}
+
+/// The first answer after `after`, if it comes within `wait`.
+async fn newer_answer<R>(
+    answers: &mut AnswerReceiver<R>,
+    after: u64,
+    wait: Duration,
+) -> Option<Arc<Answer<R>>> {
+    let newer = answers.wait_for(|answer| answer.as_ref().is_some_and(|a| a.sequence > after));
+    match tokio::time::timeout(wait, newer).await {
+        Ok(Ok(answer)) => answer.clone(),
+        _ => None,
+    }
+}
