@@ -13,13 +13,15 @@ use super::{QueryArgs, input, output};
 use crate::api::{DcsTaskQuery, DcsTaskQueryStatus, WaitPhase};
 use crate::dcs::{
     AllowedEndpoint, CredentialSet, DcsClient, EndpointPolicy, FailureClass, HttpClient,
-    HttpSettings, IamClient, ProjectDiscoveryError,
+    HttpSettings, IamClient, JobInfo, ProjectDiscoveryError,
 };
 use crate::query::{
     self, CredentialSource, FeedStep, Outcome, PlanContext, Previous, QueryPlan, Round, Unserved,
 };
 use crate::sim;
-use crate::upstream::feed::{FeedKey, FeedSet, FeedTarget, Interest, round_outcome};
+use crate::upstream::feed::{
+    Answer, AnswerReceiver, FeedKey, FeedSet, FeedTarget, Interest, round_outcome,
+};
 use crate::upstream::fetcher::{self, FetchLimits, SharedFetcher};
 
 /// Exit codes, documented in `--help`.
@@ -106,125 +108,32 @@ pub async fn run(args: QueryArgs) -> Result<ExitCode, QueryCommandError> {
     Ok(ExitCode::from(code))
 }
 
-/// Reads the query's upstream feed (the same feed and decision code as the controller) until
-/// done: after the first answer (one-shot), or when the wait resolves (`--watch`).
+/// Reads the query's upstream feeds (the same feeds and round as the controller) until done:
+/// after the first answer (one-shot), or when the wait resolves (`--watch`).
 async fn poll_loop(
     manifest: &DcsTaskQuery,
     args: &QueryArgs,
     target: Target,
     started: DateTime<Utc>,
 ) -> u8 {
-    let planned = |now| {
-        query::plan(
-            &manifest.spec,
-            &PlanContext {
-                now,
-                wait_started_at: started,
-            },
-        )
-    };
     // Validated before the loop; planning again only re-reads the clock.
-    let Ok(first_plan) = planned(started) else {
+    let Ok(first_plan) = plan_at(manifest, started, started) else {
         return EXIT_INVALID_INPUT;
     };
-    let fetcher = Arc::new(SharedFetcher::with_limits(FetchLimits {
-        listing_deadline: fetcher::listing_deadline(args.request_timeout),
-        ..FetchLimits::default()
-    }));
-    let feeds = FeedSet::new(fetcher, |()| {}, None);
-    let key = FeedKey {
-        endpoint: target.client.endpoint().to_string(),
-        project_id: target.project.clone(),
-        credential: target.credential.clone(),
-        request: first_plan.list_request(),
-        owner: None,
-    };
-    let awaited_job = first_plan.awaited_job();
-    let list_wait = first_plan
-        .wait
-        .as_ref()
-        .is_some_and(|wait| !wait.reads_job_api());
-    let plan = Arc::new(first_plan);
-    // Like the controller's objects: the job feed polls at activeInterval for a job wait, the
-    // task feed only when a task in the list is awaited or running.
-    let mut job_answers = awaited_job.map(|job| {
-        let feed = FeedTarget {
-            key: key.asking(job),
-            client: target.client.clone(),
-        };
-        let interest = Interest {
-            active: true,
-            plan: plan.clone(),
-        };
-        feeds.jobs.subscribe((), feed, interest)
-    });
-    let feed = FeedTarget {
-        key,
-        client: target.client.clone(),
-    };
-    let interest = Interest {
-        active: list_wait,
-        plan,
-    };
-    let mut answers = feeds.tasks.subscribe((), feed, interest);
+    let mut watch = Watch::subscribe(first_plan, &target, args);
     let mut shown: Option<DcsTaskQueryStatus> = None;
-    // Whether the task feed's first answer was read: from then on only a new one wakes the loop.
-    let mut listed = false;
     let mut recheck: Option<Duration> = None;
     loop {
-        // The next answer, or the moment a decision is due without one (a wait deadline).
-        let sleep = async {
-            match recheck {
-                Some(delay) => tokio::time::sleep(delay).await,
-                None => std::future::pending().await,
-            }
-        };
-        let next_answer = async {
-            if !listed {
-                answers
-                    .wait_for(|answer| answer.is_some())
-                    .await
-                    .map(|_| ())
-            } else {
-                answers.changed().await
-            }
-        };
-        let next_job_answer = async {
-            match job_answers.as_mut() {
-                Some(job_answers) => job_answers.changed().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            changed = next_answer => {
-                if changed.is_err() {
-                    return EXIT_FAILED;
-                }
-            }
-            changed = next_job_answer => {
-                if changed.is_err() {
-                    return EXIT_FAILED;
-                }
-            }
-            _ = sleep => {}
-            _ = tokio::signal::ctrl_c() => return EXIT_FAILED,
+        if !watch.next(recheck).await {
+            return EXIT_FAILED;
         }
-        let Some(answer) = answers.borrow_and_update().clone() else {
+        let Some((answer, job)) = watch.latest() else {
             continue;
         };
-        listed = true;
         let now = Utc::now();
-        let Ok(plan) = planned(now) else {
+        let Ok(plan) = plan_at(manifest, started, now) else {
             return EXIT_INVALID_INPUT;
         };
-        let job_answer = job_answers
-            .as_mut()
-            .and_then(|job_answers| job_answers.borrow_and_update().clone());
-        if job_answers.is_some() && job_answer.is_none() {
-            // The job feed's first answer is on its way and wakes the loop: the verdict and the
-            // first status come with it, as in the controller.
-            continue;
-        }
         let input = Round {
             previous: Previous {
                 status: shown.as_ref(),
@@ -234,48 +143,186 @@ async fn poll_loop(
             project: Some(&target.project),
             ..round_input(manifest, Some(&plan), started, now)
         };
-        let outcome = round_outcome(Some(&answer), job_answer.as_deref());
+        let outcome = round_outcome(Some(&answer), job.as_deref());
         // The status shown is complete, so the round never asks for stored tasks.
         let Ok(step) = query::round(&input, outcome) else {
             return EXIT_FAILED;
         };
-        match step.feeds {
+        if watch.follow(step.feeds) == Followed::AskedJobAgain {
             // The job feed's fresh answer decides (see `FeedStep::AskJobAgain`).
-            FeedStep::AskJobAgain => {
-                feeds.jobs.refresh(&());
-                continue;
-            }
-            FeedStep::Follow {
-                active: Some(active),
-            } => feeds.tasks.set_active(&(), active),
-            FeedStep::Follow { active: None } | FeedStep::Leave => {}
+            continue;
         }
         let Some(decision) = step.decision else {
             continue;
         };
-        if let (Some(class), Some(error)) = (step.failure, &decision.status.last_error) {
-            warn!(?class, error = %error.message, "upstream poll failed");
-        }
-        for notice in &decision.events {
-            info!(reason = %notice.reason, note = notice.note.as_deref().unwrap_or(""), "event");
-        }
-        // Errors only a person can fix end a watch: polling again would not help.
-        let needs_person = step
-            .failure
-            .is_some_and(|class| class != FailureClass::Transient);
-        let finished = !args.watch || decision.resolved || needs_person;
-        if decision.write || finished {
-            print(
-                &with_status(manifest, decision.status.clone()),
-                args,
-                finished,
-            );
-        }
-        if finished {
-            return exit_code(&decision.status, step.failure.is_some());
+        if let Some(code) = show(manifest, args, &decision, step.failure) {
+            return code;
         }
         recheck = step.recheck;
         shown = Some(decision.status);
+    }
+}
+
+fn plan_at(
+    manifest: &DcsTaskQuery,
+    started: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<QueryPlan, query::SpecErrors> {
+    let context = PlanContext {
+        now,
+        wait_started_at: started,
+    };
+    query::plan(&manifest.spec, &context)
+}
+
+/// Prints what a decision shows, and returns the exit code once the run is over: after the
+/// first decision without `--watch`, when the wait resolves, or on an error only a person can
+/// fix (polling again would not help).
+fn show(
+    manifest: &DcsTaskQuery,
+    args: &QueryArgs,
+    decision: &query::Decision,
+    failure: Option<FailureClass>,
+) -> Option<u8> {
+    if let (Some(class), Some(error)) = (failure, &decision.status.last_error) {
+        warn!(?class, error = %error.message, "upstream poll failed");
+    }
+    for notice in &decision.events {
+        info!(reason = %notice.reason, note = notice.note.as_deref().unwrap_or(""), "event");
+    }
+    let needs_person = failure.is_some_and(|class| class != FailureClass::Transient);
+    let finished = !args.watch || decision.resolved || needs_person;
+    if decision.write || finished {
+        let object = with_status(manifest, decision.status.clone());
+        print(&object, args, finished);
+    }
+    finished.then(|| exit_code(&decision.status, failure.is_some()))
+}
+
+/// The run's own feeds: the task list's, and the job's for a wait that reads the job API.
+struct Watch {
+    feeds: FeedSet<()>,
+    tasks: AnswerReceiver,
+    job: Option<AnswerReceiver<JobInfo>>,
+    /// Whether the task feed's first answer was read: from then on only a new one wakes.
+    listed: bool,
+}
+
+/// The task feed's latest answer and, for a job wait, the job feed's.
+type Latest = (Arc<Answer>, Option<Arc<Answer<JobInfo>>>);
+
+/// What following a round's [`FeedStep`] did.
+#[derive(Debug, PartialEq, Eq)]
+enum Followed {
+    AskedJobAgain,
+    Done,
+}
+
+impl Watch {
+    /// Subscribes to the feeds of `plan`, polling as the controller's objects do: the job feed
+    /// at `activeInterval` for a job wait, the task feed only when a task in the list is
+    /// awaited or running.
+    fn subscribe(plan: QueryPlan, target: &Target, args: &QueryArgs) -> Watch {
+        let fetcher = Arc::new(SharedFetcher::with_limits(FetchLimits {
+            listing_deadline: fetcher::listing_deadline(args.request_timeout),
+            ..FetchLimits::default()
+        }));
+        let feeds = FeedSet::new(fetcher, |()| {}, None);
+        let key = FeedKey {
+            endpoint: target.client.endpoint().to_string(),
+            project_id: target.project.clone(),
+            credential: target.credential.clone(),
+            request: plan.list_request(),
+            owner: None,
+        };
+        let awaited_job = plan.awaited_job();
+        let list_wait = plan.wait.as_ref().is_some_and(|wait| !wait.reads_job_api());
+        let plan = Arc::new(plan);
+        let job = awaited_job.map(|job| {
+            let feed = FeedTarget {
+                key: key.asking(job),
+                client: target.client.clone(),
+            };
+            let interest = Interest {
+                active: true,
+                plan: plan.clone(),
+            };
+            feeds.jobs.subscribe((), feed, interest)
+        });
+        let feed = FeedTarget {
+            key,
+            client: target.client.clone(),
+        };
+        let interest = Interest {
+            active: list_wait,
+            plan,
+        };
+        let tasks = feeds.tasks.subscribe((), feed, interest);
+        Watch {
+            feeds,
+            tasks,
+            job,
+            listed: false,
+        }
+    }
+
+    /// Waits for a new answer of either feed, or for `recheck` (a decision due without one,
+    /// such as a wait deadline); `false` when the run must stop (Ctrl-C, a feed gone).
+    async fn next(&mut self, recheck: Option<Duration>) -> bool {
+        let sleep = async {
+            match recheck {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => std::future::pending().await,
+            }
+        };
+        let listed = self.listed;
+        let tasks = &mut self.tasks;
+        let next_answer = async {
+            if listed {
+                tasks.changed().await
+            } else {
+                tasks.wait_for(|answer| answer.is_some()).await.map(|_| ())
+            }
+        };
+        let next_job_answer = async {
+            match self.job.as_mut() {
+                Some(job) => job.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = next_answer => changed.is_ok(),
+            changed = next_job_answer => changed.is_ok(),
+            _ = sleep => true,
+            _ = tokio::signal::ctrl_c() => false,
+        }
+    }
+
+    /// The feeds' latest answers, once there is something to decide on: the task feed's first
+    /// answer, and for a job wait the job feed's first too (the verdict and the first status
+    /// come with it, as in the controller).
+    fn latest(&mut self) -> Option<Latest> {
+        let answer = self.tasks.borrow_and_update().clone()?;
+        self.listed = true;
+        match self.job.as_mut() {
+            None => Some((answer, None)),
+            Some(job) => {
+                let job = job.borrow_and_update().clone()?;
+                Some((answer, Some(job)))
+            }
+        }
+    }
+
+    /// Does what the round said of the feeds.
+    fn follow(&self, step: FeedStep) -> Followed {
+        match step {
+            FeedStep::AskJobAgain => {
+                self.feeds.jobs.refresh(&());
+                return Followed::AskedJobAgain;
+            }
+            FeedStep::Stay | FeedStep::Leave => {}
+        }
+        Followed::Done
     }
 }
 

@@ -79,8 +79,7 @@ impl WaitVerdict {
 
 /// Judges `listing` against `plan` at `now`.
 pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> Evaluation {
-    let mut ordered = distinct_tasks(&listing.tasks);
-    ordered.sort_by(|a, b| newest_first(a, b));
+    let ordered = newest_first(listing);
 
     let matched: Vec<&CenterTask> = ordered
         .iter()
@@ -108,25 +107,11 @@ pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> 
     // A wait that reads the job API is judged on the job feed's answer (see
     // `Evaluation::judge_job`); until then it is pending, and it is the job feed, not the task
     // list's, that polls at `activeInterval` for it.
-    let list_wait = plan.wait.as_ref().filter(|wait| !wait.reads_job_api());
-    let wait = plan.wait.as_ref().map(|wait| match list_wait {
-        Some(_) => judge_wait(wait, plan, &ordered, listing, now),
-        None => super::job::judge(wait, super::job::JobReading::NotYet, now),
+    let wait = plan.wait.as_ref().map(|wait| match wait.reads_job_api() {
+        false => judge_wait(wait, plan, &ordered, listing, now),
+        true => super::job::judge(wait, super::job::JobReading::NotYet, now),
     });
-    let running = matched.iter().any(|task| is_running(plan, task));
-    // A verdict held back for a fresher answer (see `judge_wait`) needs that answer soon.
-    let unconfirmed = list_wait.is_some_and(|wait| answered_at(listing, now) < wait.started_at);
-    let awaiting = list_wait.is_some()
-        && wait.as_ref().is_some_and(|w| {
-            !w.phase.is_resolved()
-                && (unconfirmed
-                    || w.task.as_ref().is_none_or(|task| {
-                        task.status
-                            .as_deref()
-                            .is_none_or(|status| RUNNING_STATUSES.contains(&status))
-                    }))
-        });
-    let active = running || awaiting;
+    let active = activity(plan, &matched, wait.as_ref(), listing, now);
 
     let (tasks, omitted_tasks) = bounded_tasks(&matched, plan.max_tasks);
     Evaluation {
@@ -141,6 +126,60 @@ pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> 
         incomplete: !listing.complete,
         fetched_at: listing.fetched_at,
     }
+}
+
+/// Whether a subscriber asking `plan` needs `activeInterval` on `listing` (its tasks in
+/// [`newest_first`] order): exactly the `active` of [`evaluate`], without building the status.
+/// The task feed judges every subscriber with it after each answer, so objects need not tell it.
+pub fn needs_active(
+    plan: &QueryPlan,
+    newest_first: &[&CenterTask],
+    listing: &TaskListing,
+    now: DateTime<Utc>,
+) -> bool {
+    let matched: Vec<&CenterTask> = newest_first
+        .iter()
+        .copied()
+        .filter(|task| passes_filter(plan, task))
+        .collect();
+    let list_wait = plan.wait.as_ref().filter(|wait| !wait.reads_job_api());
+    let verdict = list_wait.map(|wait| judge_wait(wait, plan, newest_first, listing, now));
+    activity(plan, &matched, verdict.as_ref(), listing, now)
+}
+
+/// A listing's distinct tasks (see [`distinct_tasks`]), newest first: the order waits are
+/// judged in.
+pub fn newest_first(listing: &TaskListing) -> Vec<&CenterTask> {
+    let mut ordered = distinct_tasks(&listing.tasks);
+    ordered.sort_by(|a, b| newest_first_order(a, b));
+    ordered
+}
+
+/// Something awaited or running: a matched task runs, or a wait judged on the list is still
+/// open on a task that runs, is not listed, or on an answer older than the wait.
+fn activity(
+    plan: &QueryPlan,
+    matched: &[&CenterTask],
+    wait: Option<&WaitVerdict>,
+    listing: &TaskListing,
+    now: DateTime<Utc>,
+) -> bool {
+    let running = matched.iter().any(|task| is_running(plan, task));
+    let Some(list_wait) = plan.wait.as_ref().filter(|wait| !wait.reads_job_api()) else {
+        return running;
+    };
+    // A verdict held back for a fresher answer (see `judge_wait`) needs that answer soon.
+    let unconfirmed = answered_at(listing, now) < list_wait.started_at;
+    let awaiting = wait.is_some_and(|w| {
+        !w.phase.is_resolved()
+            && (unconfirmed
+                || w.task.as_ref().is_none_or(|task| {
+                    task.status
+                        .as_deref()
+                        .is_none_or(|status| RUNNING_STATUSES.contains(&status))
+                }))
+    });
+    running || awaiting
 }
 
 /// One copy of each task id, in the order ids first appear; tasks without an id are all kept.
@@ -176,7 +215,7 @@ pub fn distinct_tasks(tasks: &[CenterTask]) -> Vec<&CenterTask> {
 
 /// Newest `created_at` first; tasks without a readable `created_at` last; equal times ordered
 /// by id (descending) so the order never depends on the API's page order.
-fn newest_first(a: &CenterTask, b: &CenterTask) -> Ordering {
+fn newest_first_order(a: &CenterTask, b: &CenterTask) -> Ordering {
     let time = |task: &CenterTask| task.created_at.as_ref().and_then(|t| t.parsed);
     match (time(a), time(b)) {
         (Some(x), Some(y)) => y.cmp(&x),

@@ -143,9 +143,9 @@ pub struct Step {
 /// What an object's feeds should do after a round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FeedStep {
-    /// Stay subscribed; `active`, when the answer says, is whether the object needs the
-    /// task feed at `activeInterval`.
-    Follow { active: Option<bool> },
+    /// Stay subscribed: the feeds wake the object when an answer concerns it (and judge
+    /// themselves whether it needs `activeInterval`).
+    Stay,
     /// Stay subscribed, and ask the job feed again now: the task list shows the awaited job
     /// ended while the job feed's answer predates that (one write with the verdict, not two).
     AskJobAgain,
@@ -186,98 +186,72 @@ impl<'o> Reading<'o> {
     }
 }
 
+/// What the status is built from besides the outcome's borrowed parts: the feeds' answers
+/// combined, the error a remembered refusal stands for, a discovery failure's message.
+struct Derived {
+    combined: Option<Combined>,
+    refused: Option<DcsError>,
+    discovery: String,
+}
+
+impl Derived {
+    fn of(input: &Round<'_>, outcome: Outcome<'_>) -> Derived {
+        let combined = match (outcome, input.plan) {
+            (Outcome::Answered { tasks, job }, Some(plan)) => Some(combine(
+                plan,
+                tasks.result,
+                tasks.fetched_at,
+                tasks.last_good,
+                job,
+                input.now,
+            )),
+            _ => None,
+        };
+        let refused = match outcome {
+            Outcome::StillRefused { refusal, endpoint } => Some(refusal_error(refusal, endpoint)),
+            _ => None,
+        };
+        let discovery = match outcome {
+            Outcome::Unserved(Unserved::ProjectDiscovery { error, .. }) => error.to_string(),
+            _ => String::new(),
+        };
+        Derived {
+            combined,
+            refused,
+            discovery,
+        }
+    }
+}
+
 /// Runs one round: see the module documentation.
 pub fn round(input: &Round<'_>, outcome: Outcome<'_>) -> Result<Step, NeedsStoredTasks> {
-    let combined = match (outcome, input.plan) {
-        (Outcome::Answered { tasks, job }, Some(plan)) => Some(combine(
-            plan,
-            tasks.result,
-            tasks.fetched_at,
-            tasks.last_good,
-            job,
-            input.now,
-        )),
-        _ => None,
-    };
-    let refused;
-    let mut discovery_message = String::new();
-    let written = input.previous.status.is_some();
-    let reading = match (outcome, &combined) {
-        (Outcome::Suspended, _) => Reading::unfed(PollOutcome::Suspended, None, None),
-        (Outcome::Invalid(errors), _) => {
-            Reading::unfed(PollOutcome::InvalidSpec(errors), None, None)
-        }
-        (Outcome::Unserved(Unserved::ProjectDiscoveryPending), _) if written => {
-            // What is written stays true while the project is discovered again.
-            let retry = retry_delay(
-                Retry::OperatorNotReady,
-                active_interval(input),
-                input.jitter,
-            );
-            return Ok(Step::keep(FeedStep::Leave, Some(retry)));
-        }
-        (Outcome::Unserved(unserved), _) => unserved_reading(unserved, &mut discovery_message),
-        (Outcome::StillRefused { refusal, endpoint }, _) => {
-            refused = refusal_error(refusal, endpoint);
-            Reading::unfed(
-                PollOutcome::StillRefused(refusal, &refused),
-                Some(Retry::Failed {
-                    consecutive: 1,
-                    class: FailureClass::Auth,
-                }),
-                Some(FailureClass::Auth),
-            )
-        }
-        (Outcome::NoAnswerYet, _) | (Outcome::Answered { .. }, None) if written => {
-            // The feed wakes the object with its first answer; what is written stays until then.
-            return Ok(Step::keep(FeedStep::Follow { active: None }, None));
-        }
-        (Outcome::Answered { .. }, Some(Combined::JobBehindList)) if written => {
-            return Ok(Step::keep(FeedStep::AskJobAgain, None));
-        }
-        (Outcome::NoAnswerYet, _) | (Outcome::Answered { .. }, None) => Reading {
-            feeds: FeedStep::Follow { active: None },
-            ..Reading::unfed(PollOutcome::FirstPoll, None, None)
-        },
-        (Outcome::Answered { tasks, .. }, Some(combined)) => answered_reading(tasks, combined),
+    let derived = Derived::of(input, outcome);
+    let reading = match read(input, outcome, &derived) {
+        Ok(reading) => reading,
+        Err(Kept { feeds, recheck }) => return Ok(Step::keep(feeds, recheck)),
     };
     let last_good = match outcome {
         Outcome::Answered { tasks, .. } => tasks.last_good,
         _ => None,
     };
     let fresh = matches!(reading.outcome, PollOutcome::Fetched(_));
-    // Anything but a fresh listing keeps the tasks already known.
-    let rebuilt;
-    let previous = match input.previous.status {
+    let rebuilt = match input.previous.status {
+        // Anything but a fresh listing keeps the tasks already known.
         Some(status) if !fresh && !input.previous.complete => {
             let (Some(listing), Some(plan)) = (last_good, input.plan) else {
                 return Err(NeedsStoredTasks);
             };
-            rebuilt = with_tasks_of(status, plan, listing, input.now);
-            Some(&rebuilt)
+            Some(with_tasks_of(status, plan, listing, input.now))
         }
-        status => status,
-    };
-    let project = match (outcome, input.project) {
-        (
-            Outcome::Unserved(
-                Unserved::ProjectDiscovery { .. } | Unserved::ProjectDiscoveryPending,
-            ),
-            _,
-        ) => ProjectShown::Unknown,
-        (_, Some(project)) => ProjectShown::Queried(project),
-        (_, None) => ProjectShown::Unchanged,
+        _ => None,
     };
     let decision = decide(DecisionInput {
         context: StatusContext {
-            previous,
+            previous: rebuilt.as_ref().or(input.previous.status),
             generation: input.generation,
             has_wait: input.spec.wait_for.is_some(),
             wait_started_at: input.wait_started_at,
-            wait_deadline: input
-                .plan
-                .and_then(|plan| plan.wait.as_ref())
-                .and_then(|wait| wait.deadline),
+            wait_deadline: input.plan.and_then(|plan| plan.wait.as_ref()?.deadline),
             credentials_revision: input.credentials_revision,
             last_good_at: last_good.and_then(|listing| listing.fetched_at),
             answered_at: reading.answered_at,
@@ -290,7 +264,7 @@ pub fn round(input: &Round<'_>, outcome: Outcome<'_>) -> Result<Step, NeedsStore
         retry_after: reading
             .retry
             .map(|retry| retry_delay(retry, active_interval(input), input.jitter)),
-        project,
+        project: project_shown(input, outcome),
     });
     Ok(Step {
         feeds: if decision.resolved {
@@ -302,6 +276,85 @@ pub fn round(input: &Round<'_>, outcome: Outcome<'_>) -> Result<Step, NeedsStore
         failure: reading.failure,
         decision: Some(decision),
     })
+}
+
+/// What is written stays: the feeds' first answer is on its way, the job feed is asked again,
+/// or the project is being discovered again.
+struct Kept {
+    feeds: FeedStep,
+    recheck: Option<Duration>,
+}
+
+/// How `outcome` reads as a status, or why what is written stays.
+fn read<'o>(
+    input: &Round<'_>,
+    outcome: Outcome<'o>,
+    derived: &'o Derived,
+) -> Result<Reading<'o>, Kept> {
+    let written = input.previous.status.is_some();
+    let pending = matches!(outcome, Outcome::NoAnswerYet)
+        || matches!(outcome, Outcome::Answered { .. }) && derived.combined.is_none();
+    Ok(match (outcome, &derived.combined, &derived.refused) {
+        (Outcome::Suspended, ..) => Reading::unfed(PollOutcome::Suspended, None, None),
+        (Outcome::Invalid(errors), ..) => {
+            Reading::unfed(PollOutcome::InvalidSpec(errors), None, None)
+        }
+        (Outcome::Unserved(Unserved::ProjectDiscoveryPending), ..) if written => {
+            // What is written stays true while the project is discovered again.
+            let retry = retry_delay(
+                Retry::OperatorNotReady,
+                active_interval(input),
+                input.jitter,
+            );
+            return Err(Kept {
+                feeds: FeedStep::Leave,
+                recheck: Some(retry),
+            });
+        }
+        (Outcome::Unserved(unserved), ..) => unserved_reading(unserved, &derived.discovery),
+        (Outcome::StillRefused { refusal, .. }, _, Some(error)) => Reading::unfed(
+            PollOutcome::StillRefused(refusal, error),
+            Some(Retry::Failed {
+                consecutive: 1,
+                class: FailureClass::Auth,
+            }),
+            Some(FailureClass::Auth),
+        ),
+        // The feed wakes the object with its first answer; what is written stays until then.
+        _ if pending && written => {
+            return Err(Kept {
+                feeds: FeedStep::Stay,
+                recheck: None,
+            });
+        }
+        (_, Some(Combined::JobBehindList), _) if written => {
+            return Err(Kept {
+                feeds: FeedStep::AskJobAgain,
+                recheck: None,
+            });
+        }
+        (Outcome::Answered { tasks, .. }, Some(combined), _) => answered_reading(tasks, combined),
+        // No answer yet for a new object (a refusal always has its error).
+        _ => Reading {
+            feeds: FeedStep::Stay,
+            ..Reading::unfed(PollOutcome::FirstPoll, None, None)
+        },
+    })
+}
+
+/// What `status.projectId` shows: nothing once discovery failed or is under way, the project
+/// queried once the target is known, else what was shown.
+fn project_shown<'a>(input: &Round<'a>, outcome: Outcome<'_>) -> ProjectShown<'a> {
+    match (outcome, input.project) {
+        (
+            Outcome::Unserved(
+                Unserved::ProjectDiscovery { .. } | Unserved::ProjectDiscoveryPending,
+            ),
+            _,
+        ) => ProjectShown::Unknown,
+        (_, Some(project)) => ProjectShown::Queried(project),
+        (_, None) => ProjectShown::Unchanged,
+    }
 }
 
 impl Step {
@@ -323,7 +376,7 @@ fn active_interval(input: &Round<'_>) -> Duration {
         .unwrap_or(super::schedule::Intervals::default().active)
 }
 
-fn unserved_reading<'o>(unserved: &'o Unserved, message: &'o mut String) -> Reading<'o> {
+fn unserved_reading<'o>(unserved: &'o Unserved, discovery: &'o str) -> Reading<'o> {
     let person = Some(FailureClass::NeedsPerson);
     match unserved {
         Unserved::Credentials {
@@ -358,14 +411,11 @@ fn unserved_reading<'o>(unserved: &'o Unserved, message: &'o mut String) -> Read
                 }),
                 Some(FailureClass::Transient),
             ),
-            None => {
-                *message = error.to_string();
-                Reading::unfed(
-                    PollOutcome::ProjectDiscoveryFailed(message),
-                    Some(Retry::Unusable),
-                    person,
-                )
-            }
+            None => Reading::unfed(
+                PollOutcome::ProjectDiscoveryFailed(discovery),
+                Some(Retry::Unusable),
+                person,
+            ),
         },
         Unserved::ProjectDiscoveryPending => {
             Reading::unfed(PollOutcome::FirstPoll, Some(Retry::OperatorNotReady), None)
@@ -374,24 +424,20 @@ fn unserved_reading<'o>(unserved: &'o Unserved, message: &'o mut String) -> Read
 }
 
 fn answered_reading<'o>(tasks: Listed<'_>, combined: &'o Combined) -> Reading<'o> {
-    let fed = |outcome, answered_at, active, failure| Reading {
+    let fed = |outcome, answered_at, failure| Reading {
         outcome,
         answered_at: Some(answered_at),
         retry: None,
-        feeds: FeedStep::Follow { active },
+        feeds: FeedStep::Stay,
         failure,
     };
     match combined {
-        Combined::Evaluated(evaluation) => fed(
-            PollOutcome::Fetched(evaluation),
-            tasks.fetched_at,
-            Some(evaluation.active),
-            None,
-        ),
+        Combined::Evaluated(evaluation) => {
+            fed(PollOutcome::Fetched(evaluation), tasks.fetched_at, None)
+        }
         Combined::Failed { error, answered_at } => fed(
             PollOutcome::FetchFailed(error),
             *answered_at,
-            None,
             Some(error.class()),
         ),
         Combined::JobRefused {
@@ -406,7 +452,6 @@ fn answered_reading<'o>(tasks: Listed<'_>, combined: &'o Combined) -> Reading<'o
                 error,
             },
             *answered_at,
-            None,
             Some(FailureClass::NeedsPerson),
         ),
         Combined::JobBehindList => Reading {
@@ -772,7 +817,7 @@ mod tests {
         let spec = spec("TaskList");
         let plan = planned(&spec);
         let step = round(&input(&spec, Some(&plan), None, true), Outcome::NoAnswerYet).unwrap();
-        assert_eq!(step.feeds, FeedStep::Follow { active: None });
+        assert_eq!(step.feeds, FeedStep::Stay);
         let first = decided(&step);
         assert!(first.write);
         assert_eq!(
@@ -789,7 +834,7 @@ mod tests {
             step,
             Step {
                 decision: None,
-                feeds: FeedStep::Follow { active: None },
+                feeds: FeedStep::Stay,
                 recheck: None,
                 failure: None,
             }
@@ -806,7 +851,7 @@ mod tests {
             answered(Ok(&running), 10, Some(&running), None),
         )
         .unwrap();
-        assert_eq!(step.feeds, FeedStep::Follow { active: Some(true) });
+        assert_eq!(step.feeds, FeedStep::Stay);
         assert_eq!(step.failure, None);
         let decision = decided(&step);
         assert_eq!(decision.status.project_id.as_deref(), Some("p1"));
@@ -858,7 +903,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(step.failure, Some(FailureClass::Transient));
-        assert_eq!(step.feeds, FeedStep::Follow { active: None });
+        assert_eq!(step.feeds, FeedStep::Stay);
         let status = &decided(&step).status;
         assert_eq!(status.tasks, written.tasks, "nothing known is lost");
         assert_eq!(status.latest, written.latest);
@@ -942,7 +987,7 @@ mod tests {
         let outcome = answered(Ok(&running), 10, Some(&running), Some(job));
         let step = round(&input(&spec, Some(&plan), None, true), outcome).unwrap();
         assert_eq!(step.failure, Some(FailureClass::NeedsPerson));
-        assert_eq!(step.feeds, FeedStep::Follow { active: None });
+        assert_eq!(step.feeds, FeedStep::Stay);
         let status = &decided(&step).status;
         assert_eq!(
             condition_reason(status, STALLED).as_deref(),

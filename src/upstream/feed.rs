@@ -29,7 +29,7 @@ use super::fetcher::{FetchResult, FetchSource, RequestKey, SharedFetcher, Upstre
 use crate::dcs::{
     CenterTask, DcsClient, DcsError, FailureClass, JobId, JobInfo, JobLookupFailure, TaskListing,
 };
-use crate::query::evaluate::{concerns, distinct_tasks};
+use crate::query::evaluate::{concerns, distinct_tasks, needs_active, newest_first};
 use crate::query::job::{JobAnswer, NOT_FOUND_ANSWERS_TO_STALL};
 use crate::query::report::same_error;
 use crate::query::schedule::{LastPoll, feed_delay, until_deadline_poll};
@@ -96,6 +96,16 @@ pub trait Question: Clone + Eq + Hash + std::fmt::Debug + Send + Sync + Sized + 
     fn retry_class(error: &DcsError, _consecutive: u32) -> FailureClass {
         error.class()
     }
+
+    /// Judges from a good `reply` whether each subscriber (`interests`) needs
+    /// `activeInterval`: the feed holds every subscriber's plan, so objects need not tell it.
+    /// By default a subscriber keeps what it asked for when it subscribed.
+    fn judge_activity<'i>(
+        _reply: &Self::Reply,
+        _interests: impl Iterator<Item = &'i mut Interest>,
+        _now: DateTime<Utc>,
+    ) {
+    }
 }
 
 impl Question for ListRequest {
@@ -123,6 +133,19 @@ impl Question for ListRequest {
 
     fn is_final(_: &TaskListing) -> bool {
         false
+    }
+
+    /// Something awaited in the list or running for the subscriber: see
+    /// [`crate::query::evaluate::needs_active`].
+    fn judge_activity<'i>(
+        reply: &TaskListing,
+        interests: impl Iterator<Item = &'i mut Interest>,
+        now: DateTime<Utc>,
+    ) {
+        let ordered = newest_first(reply);
+        for interest in interests {
+            interest.active = needs_active(&interest.plan, &ordered, reply, now);
+        }
     }
 }
 
@@ -188,7 +211,9 @@ impl UpstreamCall for FeedKey<JobId> {
 pub struct Interest {
     /// The subscriber's query: which tasks concern it, and its intervals.
     pub plan: Arc<QueryPlan>,
-    /// Something is awaited or running for it, so it needs `activeInterval`.
+    /// Something is awaited or running for it, so it needs `activeInterval`. The subscriber's
+    /// guess until the feed has a good answer; from then on the feed judges it
+    /// ([`Question::judge_activity`]) on every good answer and when the subscriber (re)joins.
     pub active: bool,
 }
 
@@ -418,6 +443,10 @@ where
             .subscribers
             .get(&subscriber)
             .and_then(|subscription| subscription.seen);
+        let mut interest = interest;
+        if let Some(reply) = entry.last_good() {
+            Q::judge_activity(&reply, std::iter::once(&mut interest), Utc::now());
+        }
         let needs = interest.interval();
         let wanted = entry
             .last_answered_at()
@@ -444,31 +473,6 @@ where
         {
             subscription.seen = Some(sequence);
         }
-    }
-
-    /// Whether `subscriber` last told its feed it needs `activeInterval` (`None` when it is not
-    /// subscribed).
-    pub fn is_active(&self, subscriber: &S) -> Option<bool> {
-        let mut state = lock(&self.state);
-        state
-            .feed_of(subscriber)
-            .and_then(|entry| entry.subscribers.get(subscriber))
-            .map(|subscription| subscription.interest.active)
-    }
-
-    /// Tells `subscriber`'s feed whether the subscriber now awaits a task or sees one running
-    /// (and so needs `activeInterval`); the feed replans when that shortens its interval.
-    pub fn set_active(&self, subscriber: &S, active: bool) {
-        let mut state = lock(&self.state);
-        let Some(entry) = state.feed_of(subscriber) else {
-            return;
-        };
-        let Some(subscription) = entry.subscribers.get_mut(subscriber) else {
-            return;
-        };
-        subscription.interest.active = active;
-        let needs = subscription.interest.interval();
-        entry.replan_if_sooner(needs);
     }
 
     /// Asks `subscriber`'s feed to poll now (Flux's "reconcile now"); the answer wakes the
@@ -550,6 +554,15 @@ where
 
 impl<S, Q: Question> FeedEntry<S, Q> {
     /// When the feed's latest answer was fetched (`None` before the first).
+    /// The newest good reply the feed holds.
+    fn last_good(&self) -> Option<Arc<Q::Reply>> {
+        self.signals
+            .answers
+            .borrow()
+            .as_ref()
+            .and_then(|answer| answer.last_good.clone())
+    }
+
     fn last_answered_at(&self) -> Option<DateTime<Utc>> {
         self.signals
             .answers
@@ -764,7 +777,14 @@ where
         // Published under the lock, so a subscriber joining now either sees this answer or is
         // counted below as not having seen the previous one.
         signals.answers.send_replace(Some(answer.clone()));
-        who_to_wake(entry, previous.as_deref(), &answer)
+        // Whom to wake first is judged on what subscribers needed before this answer: a waiter
+        // whose task just ended is still woken at once.
+        let wakes = who_to_wake(entry, previous.as_deref(), &answer);
+        if let Ok(reply) = answer.result.as_deref() {
+            let interests = entry.subscribers.values_mut().map(|s| &mut s.interest);
+            Q::judge_activity(reply, interests, Utc::now());
+        }
+        wakes
     };
     for subscriber in wakes.now {
         (feeds.wake)(subscriber);

@@ -61,11 +61,7 @@ pub async fn read(
 /// Does what the round said of the object's feeds.
 pub fn follow(ctx: &Context, object: &ObjectRef<DcsTaskQuery>, step: FeedStep) {
     match step {
-        FeedStep::Follow { active: None } => {}
-        // Tell the task feed the interval this object needs now.
-        FeedStep::Follow {
-            active: Some(active),
-        } => ctx.feeds.tasks.set_active(object, active),
+        FeedStep::Stay => {}
         // The job feed's fresh answer wakes the object.
         FeedStep::AskJobAgain => ctx.feeds.jobs.refresh(object),
         FeedStep::Leave => ctx.feeds.unsubscribe(object),
@@ -84,15 +80,12 @@ async fn read_tasks(
     plan: &Arc<QueryPlan>,
     refresh: Option<&str>,
 ) -> (Option<Arc<Answer>>, bool) {
-    // What the object needed on its feed so far; a new subscriber awaiting a task in the list
+    // Until the feed has a listing to judge it on, a subscriber awaiting a task in the list
     // starts active (a job wait's fast polls are the job feed's).
     let feeds = &ctx.feeds.tasks;
-    let active = feeds
-        .is_active(object)
-        .unwrap_or(plan.wait.as_ref().is_some_and(|wait| !wait.reads_job_api()));
     let interest = Interest {
         plan: plan.clone(),
-        active,
+        active: plan.wait.as_ref().is_some_and(|wait| !wait.reads_job_api()),
     };
     let mut answers: AnswerReceiver = feeds.subscribe(object.clone(), target.clone(), interest);
     let current = answers.borrow_and_update().clone();

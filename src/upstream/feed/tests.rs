@@ -77,6 +77,14 @@ impl Bench {
         }
     }
 
+    /// An interest the feed judges settled: its filter passes none of the simulator's tasks
+    /// (the demo's switchover runs for its first 8 s), so nothing it sees runs.
+    fn settled(&self, extra: Value) -> Interest {
+        let mut extra = extra;
+        extra["filter"] = json!({"names": ["noSuchTask"]});
+        self.interest(extra, false)
+    }
+
     fn wakes(&self, subscriber: &str) -> usize {
         self.woken
             .lock()
@@ -156,7 +164,7 @@ async fn a_hundred_subscribers_share_one_call_and_all_are_woken() {
     let mut receivers = Vec::new();
     for n in 0..100 {
         // Settled, so one answer is all this test waits for.
-        let interest = bench.interest(json!({"interval": "1h"}), false);
+        let interest = bench.settled(json!({"interval": "1h"}));
         let mut interest = interest;
         Arc::make_mut(&mut interest.plan).interval = Duration::from_secs(3600);
         receivers.push(
@@ -320,7 +328,7 @@ async fn a_change_wakes_only_the_subscribers_it_concerns() {
 #[tokio::test]
 async fn the_feed_polls_at_the_shortest_interval_its_subscribers_need() {
     let bench = Bench::start().await;
-    let mut settled = bench.interest(json!({}), false);
+    let mut settled = bench.settled(json!({}));
     Arc::make_mut(&mut settled.plan).interval = Duration::from_secs(3600);
     let mut answers = bench
         .feeds
@@ -328,11 +336,15 @@ async fn the_feed_polls_at_the_shortest_interval_its_subscribers_need() {
     answer_at_least(&mut answers, 1).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(bench.fetcher.upstream_calls(), 1, "settled: hourly");
-    // An awaiting subscriber joins: the feed replans at once and polls every 300 ms.
+    // An awaiting subscriber joins (its job is not listed yet): the feed replans at once and
+    // polls every 300 ms.
     bench.feeds.subscribe(
         "waiter".into(),
         bench.target(1000),
-        bench.interest(json!({}), true),
+        bench.interest(
+            json!({"waitFor": {"source": "TaskList", "jobId": "job-never"}}),
+            false,
+        ),
     );
     tokio::time::sleep(Duration::from_millis(1600)).await;
     let calls = bench.fetcher.upstream_calls();
@@ -342,6 +354,50 @@ async fn the_feed_polls_at_the_shortest_interval_its_subscribers_need() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let after = bench.fetcher.upstream_calls();
     tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(
+        bench.fetcher.upstream_calls() <= after + 1,
+        "at most the poll already planned"
+    );
+}
+
+#[tokio::test]
+async fn the_feed_judges_who_needs_its_active_interval_from_its_own_answers() {
+    let bench = Bench::start().await;
+    // Guessed active, but nothing it sees runs and nothing is awaited: settled after the first
+    // answer.
+    let mut idle = bench.settled(json!({}));
+    idle.active = true;
+    Arc::make_mut(&mut idle.plan).interval = Duration::from_secs(3600);
+    let mut answers = bench
+        .feeds
+        .subscribe("idle".into(), bench.target(1000), idle);
+    answer_at_least(&mut answers, 1).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        bench.fetcher.upstream_calls(),
+        1,
+        "hourly, whatever it guessed"
+    );
+    // A task its filter passes starts running: the feed sees it and polls fast by itself.
+    let task = bench.add_task("restartInstance", "RUNNING").await;
+    let mut watching = bench.interest(json!({"filter": {"names": ["restartInstance"]}}), false);
+    Arc::make_mut(&mut watching.plan).interval = Duration::from_secs(3600);
+    bench
+        .feeds
+        .subscribe("watching".into(), bench.target(1000), watching);
+    // Its guess is settled, but the feed's listing predates the task; after a refresh, the
+    // feed's own answer shows the task running.
+    bench.feeds.refresh(&"watching".to_string());
+    answer_at_least(&mut answers, 2).await;
+    let before = bench.fetcher.upstream_calls();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let fast = bench.fetcher.upstream_calls() - before;
+    assert!((3..=8).contains(&fast), "{fast} calls in 1.6 s at 300 ms");
+    // The task ends: settled again, without anyone telling the feed.
+    bench.set_status(&task, "SUCCESS").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = bench.fetcher.upstream_calls();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         bench.fetcher.upstream_calls() <= after + 1,
         "at most the poll already planned"
@@ -404,16 +460,14 @@ fn settled_subscribers_come_after_the_waiters_and_within_their_interval() {
 }
 
 /// A settled (hourly) interest awaiting a job that never appears, whose wait started at
-/// `started_at` and ends at `deadline`.
+/// `started_at` and ends at `deadline`. The job is read through the job API, so the task feed
+/// judges the subscriber settled: only the wait's moments can bring its polls sooner.
 fn settled_wait(
     bench: &Bench,
     started_at: DateTime<Utc>,
     deadline: Option<DateTime<Utc>>,
 ) -> Interest {
-    let mut interest = bench.interest(
-        json!({"waitFor": {"source": "TaskList", "jobId": "job-never"}}),
-        false,
-    );
+    let mut interest = bench.settled(json!({"waitFor": {"source": "Job", "jobId": "job-never"}}));
     let plan = Arc::make_mut(&mut interest.plan);
     plan.interval = Duration::from_secs(3600);
     let wait = plan.wait.as_mut().unwrap();
@@ -648,7 +702,7 @@ async fn a_settled_feed_backs_off_from_its_own_interval() {
             json!({"count": 100, "status": 200, "body": "not the task list"}),
         )
         .await;
-    let mut settled = bench.interest(json!({}), false);
+    let mut settled = bench.settled(json!({}));
     Arc::make_mut(&mut settled.plan).interval = Duration::from_secs(3);
     let mut answers = bench
         .feeds
