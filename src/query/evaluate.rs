@@ -80,12 +80,7 @@ impl WaitVerdict {
 /// Judges `listing` against `plan` at `now`.
 pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> Evaluation {
     let ordered = newest_first(listing);
-
-    let matched: Vec<&CenterTask> = ordered
-        .iter()
-        .copied()
-        .filter(|task| passes_filter(plan, task))
-        .collect();
+    let matched = passing_filter(plan, &ordered);
 
     // Newest first, so the first task seen per name is that name's latest, and the names kept
     // when there are too many are those with the newest tasks.
@@ -137,14 +132,19 @@ pub fn needs_active(
     listing: &TaskListing,
     now: DateTime<Utc>,
 ) -> bool {
-    let matched: Vec<&CenterTask> = newest_first
-        .iter()
-        .copied()
-        .filter(|task| passes_filter(plan, task))
-        .collect();
+    let matched = passing_filter(plan, newest_first);
     let list_wait = plan.wait.as_ref().filter(|wait| !wait.reads_job_api());
     let verdict = list_wait.map(|wait| judge_wait(wait, plan, newest_first, listing, now));
     activity(plan, &matched, verdict.as_ref(), listing, now)
+}
+
+/// The tasks `plan`'s filter passes, in their order.
+fn passing_filter<'t>(plan: &QueryPlan, tasks: &[&'t CenterTask]) -> Vec<&'t CenterTask> {
+    tasks
+        .iter()
+        .copied()
+        .filter(|task| passes_filter(plan, task))
+        .collect()
 }
 
 /// A listing's distinct tasks (see [`distinct_tasks`]), newest first: the order waits are

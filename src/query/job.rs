@@ -369,19 +369,7 @@ mod tests {
     }
 
     fn listing(job_status: &str) -> Arc<TaskListing> {
-        Arc::new(TaskListing {
-            task_count: Some(1),
-            tasks: vec![CenterTask {
-                id: Some("t1".into()),
-                name: Some("masterStandbySwapJob".into()),
-                job_id: Some("job-1".into()),
-                status: Some(job_status.into()),
-                ..CenterTask::default()
-            }],
-            pages: 1,
-            complete: true,
-            fetched_at: Some(at(12)),
-        })
+        crate::query::fixtures::switchover_listing(job_status, at(12))
     }
 
     fn verdict(reading: JobReading<'_>, now: u32) -> WaitVerdict {

@@ -13,6 +13,8 @@ pub mod schedule;
 pub mod validate;
 
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod properties;
 
 pub use decide::{

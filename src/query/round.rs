@@ -500,7 +500,7 @@ mod tests {
     use crate::api::conditions::{self, READY, RECONCILING, STALLED};
     use crate::api::time::from_chrono;
     use crate::api::{TaskStatus, WaitPhase};
-    use crate::dcs::{CenterTask, JobInfo, JobStatus};
+    use crate::dcs::{JobInfo, JobStatus};
     use crate::query::decide::EventReason;
     use crate::query::plan::{PlanContext, plan};
     use crate::query::report::reason;
@@ -528,19 +528,7 @@ mod tests {
     }
 
     fn listing(status: &str, fetched: i64) -> Arc<TaskListing> {
-        Arc::new(TaskListing {
-            task_count: Some(1),
-            tasks: vec![CenterTask {
-                id: Some("t1".into()),
-                name: Some("masterStandbySwapJob".into()),
-                job_id: Some("job-1".into()),
-                status: Some(status.into()),
-                ..CenterTask::default()
-            }],
-            pages: 1,
-            complete: true,
-            fetched_at: Some(at(fetched)),
-        })
+        crate::query::fixtures::switchover_listing(status, at(fetched))
     }
 
     fn failure(http_status: u16, action: IamAction) -> Arc<DcsError> {
