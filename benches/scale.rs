@@ -1,7 +1,7 @@
 //! The scale benchmark: N `DcsTaskQuery` objects over K = 10 distinct queries, half waiting on
 //! one job, against a real kube-apiserver, the simulator and the controller as separate
-//! processes (see `tests/support/scale.rs` for what is measured and how, and
-//! `docs/BENCHMARKS.md` for the figures).
+//! processes (see `tests/support/scale/mod.rs` for what is measured and how, `render.rs` beside
+//! it for the table and the plot, and `docs/BENCHMARKS.md` for the figures).
 //!
 //! ```text
 //! cargo bench --bench scale -- --objects 1000,10000 --naive 1000 [--svg docs/benchmarks/scale.svg]
@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use support::scale::{self, ScaleConfig, ScaleReport, Sharing, WaitSource};
+use support::scale::{self, ScaleConfig, ScaleReport, Sharing, WaitSource, render};
 
 const USAGE: &str = "\
 usage: cargo bench --bench scale -- [OPTIONS]
@@ -199,12 +199,12 @@ fn main() -> ExitCode {
                     .extend(["--concurrency".to_string(), concurrency.clone()]);
             }
             let report = scale::run(&config);
-            println!("{}", scale::markdown_table(std::slice::from_ref(&report)));
+            println!("{}", render::markdown_table(std::slice::from_ref(&report)));
             reports.push(report);
         }
     }
 
-    let table = scale::markdown_table(&reports);
+    let table = render::markdown_table(&reports);
     println!("## Scale benchmark\n\n{table}");
     if let Some(path) = &options.markdown
         && let Err(error) = write(path, &table)
@@ -213,7 +213,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     if let Some(path) = &options.svg {
-        if let Err(error) = write(path, &scale::svg_plot(&reports)) {
+        if let Err(error) = write(path, &render::svg_plot(&reports)) {
             eprintln!("{error}");
             return ExitCode::FAILURE;
         }
