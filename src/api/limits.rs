@@ -39,20 +39,42 @@ pub const MAX_FILTER_USER_NAMES: u32 = 64;
 /// `filter.paramsContains`: most substrings one filter may list (each must appear in `params`).
 pub const MAX_FILTER_PARAMS_CONTAINS: u32 = 16;
 
+/// Shortest single `filter.userNames` / `filter.paramsContains` item, in characters: an empty
+/// item narrows nothing (an empty substring is in every `params`).
+pub const MIN_FILTER_VALUE_CHARS: u32 = 1;
+
 /// Longest single `filter.userNames` / `filter.paramsContains` item, in characters (the
 /// schema's `maxLength` counts characters too). IAM user names are at most 64 characters;
 /// ids inside `params` are far shorter than this.
 pub const MAX_FILTER_VALUE_CHARS: u32 = 256;
 
+/// `maxTasks`: fewest tasks `.status.tasks` keeps (none: the status then only says how many
+/// it left out).
+pub const MIN_TASKS: i32 = 0;
+
 /// `maxTasks`: most tasks `.status.tasks` keeps, so a status stays far below the apiserver's
 /// object size limit whatever the tasks hold.
 pub const MAX_TASKS: i32 = 200;
 
+/// `query.maxPages`: fewest pages one listing reads (a listing is at least one request).
+pub const MIN_PAGES: i32 = 1;
+
 /// `query.maxPages`: most pages one listing reads (each a request against the account's budget).
 pub const MAX_PAGES: i32 = 100;
 
+/// `query.offset`: the position of the first record is 0-based.
+pub const MIN_OFFSET: i32 = 0;
+
+/// `query.limit`: the smallest page the API returns.
+pub const MIN_QUERY_LIMIT: i32 = 1;
+
 /// `query.limit`: the API's own page size limit (`dcs::MAX_LIMIT`).
 pub const MAX_QUERY_LIMIT: i32 = 1000;
+
+/// `projectId`: longest project id accepted (Huawei Cloud's are 32 hex digits). The bound is
+/// written inside [`super::patterns::PROJECT_ID`] too, since a regex cannot read a constant; a
+/// test in [`crate::query::validate`] keeps the two equal.
+pub const MAX_PROJECT_ID_CHARS: u32 = 64;
 
 /// `credentialsSecretRef.name`: a Kubernetes object name (DNS subdomain) is at most this long.
 pub const MAX_SECRET_NAME_CHARS: u32 = 253;

@@ -132,7 +132,7 @@ pub struct DcsTaskQuerySpec {
 
     /// How many tasks `.status.tasks` keeps, newest first.
     #[serde(default = "default_max_tasks")]
-    #[schemars(range(min = 0, max = limits::MAX_TASKS))]
+    #[schemars(range(min = limits::MIN_TASKS, max = limits::MAX_TASKS))]
     pub max_tasks: i32,
 
     /// Deletes this object this long after its wait resolved (`status.waitFor.resolvedAt`:
@@ -175,18 +175,18 @@ pub struct TaskQuerySpec {
 
     /// Upper bound on pages fetched per poll when `allPages` is on.
     #[serde(default = "default_max_pages")]
-    #[schemars(range(min = 1, max = limits::MAX_PAGES))]
+    #[schemars(range(min = limits::MIN_PAGES, max = limits::MAX_PAGES))]
     pub max_pages: i32,
 
     /// Position of the first record (0-based).
     #[serde(default)]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = limits::MIN_OFFSET))]
     pub offset: i32,
 
     /// Page size, 1 to 1000. Default: 1000 when `allPages` is on (fewest calls), otherwise the
     /// API's own default of 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = limits::MAX_QUERY_LIMIT))]
+    #[schemars(range(min = limits::MIN_QUERY_LIMIT, max = limits::MAX_QUERY_LIMIT))]
     pub limit: Option<i32>,
 
     /// Window start, `yyyyMMddHHmmss` UTC.
@@ -241,7 +241,7 @@ pub struct TaskFilter {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = limits::MAX_FILTER_USER_NAMES),
-        inner(length(min = 1, max = limits::MAX_FILTER_VALUE_CHARS))
+        inner(length(min = limits::MIN_FILTER_VALUE_CHARS, max = limits::MAX_FILTER_VALUE_CHARS))
     )]
     pub user_names: Vec<String>,
     /// Substrings that must ALL appear in the task's `params` text (case-sensitive), e.g. an
@@ -250,7 +250,7 @@ pub struct TaskFilter {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(
         length(max = limits::MAX_FILTER_PARAMS_CONTAINS),
-        inner(length(min = 1, max = limits::MAX_FILTER_VALUE_CHARS))
+        inner(length(min = limits::MIN_FILTER_VALUE_CHARS, max = limits::MAX_FILTER_VALUE_CHARS))
     )]
     pub params_contains: Vec<String>,
 }

@@ -16,6 +16,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
@@ -25,6 +26,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use self::memory::Memory;
@@ -154,46 +156,155 @@ pub async fn run_with_client(
     let server = server::serve(config.listen, metrics.clone(), ready_rx).await?;
     info!(addr = %server.local_addr, "health and metrics listening");
     let mut shutdown = shutdown_on_signals()?;
-
-    let mut leadership = match &config.leader_election {
-        Some(settings) => {
-            // A standby is healthy and ready: reporting it unready would block node drains
-            // under a PodDisruptionBudget while doing nothing useful.
-            let _ = ready_tx.send(true);
-            let held = tokio::select! {
-                held = leader::acquire(client.clone(), settings) => held?,
-                _ = requested(&mut shutdown) => {
-                    info!("shutting down before acquiring leadership");
-                    // An attempt cut short may have taken the Lease just now.
-                    let leases = Api::namespaced(client.clone(), &settings.namespace);
-                    leader::release(&leases, settings).await;
-                    return Ok(());
-                }
-            };
-            let _ = ready_tx.send(false);
-            Some(held)
-        }
-        None => None,
+    let election = elect(
+        &client,
+        config.leader_election.as_ref(),
+        &ready_tx,
+        &mut shutdown,
+    );
+    let mut leadership = match election.await? {
+        Election::Acting(leadership) => leadership,
+        Election::ShutDown => return Ok(()),
     };
-
     if let Some(fixed) = &config.target_override {
         info!(endpoint = %fixed.endpoint, "every query goes to one endpoint (target override)");
     }
 
-    let (queries, secrets_api): (Api<DcsTaskQuery>, Api<Secret>) = match &config.watch_namespace {
+    let started = start(&client, &config, metrics, &shutdown).await?;
+    let background = Background::spawn(&started, config.target_override.is_some(), ready_tx);
+    log_started(&config);
+    let mut run = run_reconciles(started.controller, started.context.clone());
+    let stop = wait_for_stop(&mut run, &mut shutdown, &mut leadership).await;
+    shut_down(
+        run,
+        stop,
+        &started.context,
+        background,
+        started.event_publisher,
+        leadership,
+    )
+    .await
+}
+
+/// What waiting for leadership ended in.
+// Made once per process and unpacked at once: boxing the Lease would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Election {
+    /// This replica acts: holding the Lease, or alone (no leader election).
+    Acting(Option<leader::Leadership>),
+    /// Shutdown was requested while standing by (a Lease taken meanwhile is released).
+    ShutDown,
+}
+
+/// A standby must not watch or write anything, yet must stay stoppable and ready: it waits
+/// here for the Lease or for a shutdown, whichever comes first.
+async fn elect(
+    client: &Client,
+    settings: Option<&leader::LeaseSettings>,
+    ready: &watch::Sender<bool>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Election, ControllerError> {
+    let Some(settings) = settings else {
+        return Ok(Election::Acting(None));
+    };
+    // A standby is healthy and ready: reporting it unready would block node drains
+    // under a PodDisruptionBudget while doing nothing useful.
+    let _ = ready.send(true);
+    let held = tokio::select! {
+        held = leader::acquire(client.clone(), settings) => held?,
+        _ = requested(shutdown) => {
+            info!("shutting down before acquiring leadership");
+            // An attempt cut short may have taken the Lease just now.
+            let leases = Api::namespaced(client.clone(), &settings.namespace);
+            leader::release(&leases, settings).await;
+            return Ok(Election::ShutDown);
+        }
+    };
+    let _ = ready.send(false);
+    Ok(Election::Acting(Some(held)))
+}
+
+/// What startup built that the run and the shutdown use.
+struct Started {
+    context: Arc<Context>,
+    controller: Controller<DcsTaskQuery>,
+    /// The query cache the controller's watch fills.
+    queries: Store<DcsTaskQuery>,
+    event_publisher: events::EventPublisher,
+}
+
+/// The caches, the upstream side and the Context, wired together in the order they depend on
+/// each other. Nothing is watched or fetched yet: the controller polls the watches once it runs.
+async fn start(
+    client: &Client,
+    config: &ControllerConfig,
+    metrics: Arc<Metrics>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Started, ControllerError> {
+    let (queries_api, secrets_api) = scoped_apis(client, config.watch_namespace.as_deref());
+    let secret_health = Arc::new(credentials::SecretCacheHealth::default());
+    let (secrets, secret_writer) = reflector::store();
+    let secret_stream = watch_secrets(secrets_api, secret_health.clone(), secret_writer);
+    let memory = Arc::new(Memory::default());
+    let (upstream, woken) = upstream(config, &metrics);
+    let (queries, query_writer) = reflector::store();
+    if let Some(selector) = &config.selector {
+        check_selector(&queries_api, selector).await?;
+    }
+    let query_stream = watch_queries(
+        queries_api,
+        config.selector.as_deref(),
+        &upstream.feeds,
+        &memory,
+        query_writer,
+    );
+    let (context, event_publisher) = new_context(
+        client,
+        config,
+        metrics,
+        memory,
+        secrets,
+        secret_health,
+        upstream,
+    )?;
+    let controller = controller(
+        query_stream,
+        &queries,
+        secret_stream,
+        woken,
+        shutdown,
+        config.concurrency,
+    );
+    Ok(Started {
+        context,
+        controller,
+        queries,
+        event_publisher,
+    })
+}
+
+/// `--watch-namespace` narrows both watches the same way: a query only ever reads Secrets of
+/// its own namespace, so the Secret watch need not reach further than the query watch.
+fn scoped_apis(client: &Client, namespace: Option<&str>) -> (Api<DcsTaskQuery>, Api<Secret>) {
+    match namespace {
         Some(namespace) => (
             Api::namespaced(client.clone(), namespace),
             Api::namespaced(client.clone(), namespace),
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
+    }
+}
 
+/// The Secret cache is fed by a watch that RBAC may forbid, so the watch itself reports to
+/// `health` whether it works (for `/readyz` and for the reconciles' messages).
+fn watch_secrets(
+    api: Api<Secret>,
+    health: Arc<credentials::SecretCacheHealth>,
+    writer: reflector::store::Writer<Secret>,
+) -> impl futures::Stream<Item = Result<Secret, watcher::Error>> + Send + 'static {
     // Only labelled Secrets: the operator never lists (or holds) every Secret of the cluster.
-    let secret_health = Arc::new(credentials::SecretCacheHealth::default());
-    let health = secret_health.clone();
-    let (secret_reader, secret_writer) = reflector::store();
-    let secret_stream = watcher(
-        secrets_api,
+    watcher(
+        api,
         watcher::Config::default().labels(&credentials::credentials_selector()),
     )
     .filter(relist_at_once_when_gone)
@@ -206,10 +317,27 @@ pub async fn run_with_client(
     })
     .backoff(watch_backoff())
     .modify(credentials::keep_only_credential_keys)
-    .reflect(secret_writer)
-    .touched_objects();
+    .reflect(writer)
+    .touched_objects()
+}
 
-    let memory = Arc::new(Memory::default());
+/// The upstream side every reconcile shares.
+struct Upstream {
+    /// The budgets, auth cool-down and deadlines every upstream call goes through.
+    fetcher: Arc<SharedFetcher>,
+    feeds: Arc<FeedSet<ObjectRef<DcsTaskQuery>>>,
+}
+
+/// Feeds poll on their own schedule and must wake the objects that read them; they do it
+/// through the returned receiver, which the controller reads as its own queue
+/// (`reconcile_on`), so a woken object is reconciled like any other.
+fn upstream(
+    config: &ControllerConfig,
+    metrics: &Arc<Metrics>,
+) -> (
+    Upstream,
+    futures::channel::mpsc::UnboundedReceiver<ObjectRef<DcsTaskQuery>>,
+) {
     let fetcher = Arc::new(SharedFetcher::with_limits(FetchLimits {
         requests_per_second: config.rate_limit,
         account_requests_per_second: config.account_rate_limit,
@@ -217,7 +345,6 @@ pub async fn run_with_client(
         ..FetchLimits::default()
     }));
     metrics.watch_fetcher(&fetcher);
-    // Feeds wake objects through the controller's own queue (reconcile_on).
     let (wake, woken) = futures::channel::mpsc::unbounded();
     let observer: Arc<dyn FeedObserver> = metrics.clone();
     let feeds = Arc::new(FeedSet::new(
@@ -228,28 +355,42 @@ pub async fn run_with_client(
         },
         Some(observer),
     ));
+    (Upstream { fetcher, feeds }, woken)
+}
 
-    let (query_reader, query_writer) = reflector::store();
-    // Only spec (generation) and annotation changes wake a reconcile: our own status writes do
-    // not, so the controller never triggers itself.
-    if let Some(selector) = &config.selector {
-        // A selector the apiserver refuses would leave the watch failing forever: say so now.
-        queries
-            .list_metadata(&ListParams::default().labels(selector).limit(1))
-            .await
-            .map_err(|source| ControllerError::Selector {
-                selector: selector.clone(),
-                source,
-            })?;
-    }
-    let query_config = match &config.selector {
+/// A selector the apiserver refuses would leave the watch failing forever: say so now.
+async fn check_selector(
+    queries: &Api<DcsTaskQuery>,
+    selector: &str,
+) -> Result<(), ControllerError> {
+    queries
+        .list_metadata(&ListParams::default().labels(selector).limit(1))
+        .await
+        .map_err(|source| ControllerError::Selector {
+            selector: selector.to_string(),
+            source,
+        })?;
+    Ok(())
+}
+
+/// The query watch is what triggers reconciles, so it decides what counts as a change: only
+/// spec (generation) and annotation changes wake a reconcile. Our own status writes do not, so
+/// the controller never triggers itself.
+fn watch_queries(
+    api: Api<DcsTaskQuery>,
+    selector: Option<&str>,
+    feeds: &Arc<FeedSet<ObjectRef<DcsTaskQuery>>>,
+    memory: &Arc<Memory>,
+    writer: reflector::store::Writer<DcsTaskQuery>,
+) -> impl futures::Stream<Item = Result<DcsTaskQuery, watcher::Error>> + Send + 'static {
+    let config = match selector {
         Some(selector) => watcher::Config::default().labels(selector),
         None => watcher::Config::default(),
     };
     let cache_memory = memory.clone();
     let deleted_feeds = feeds.clone();
     let deleted_memory = memory.clone();
-    let query_stream = watcher(queries, query_config)
+    watcher(api, config)
         .filter(relist_at_once_when_gone)
         .backoff(watch_backoff())
         .inspect(move |event| {
@@ -261,14 +402,49 @@ pub async fn run_with_client(
             }
         })
         .modify(move |query| cache_memory.slim_for_cache(query))
-        .reflect(query_writer)
+        .reflect(writer)
         .applied_objects()
         .predicate_filter(
             predicates::generation.combine(predicates::annotations),
             Default::default(),
-        );
+        )
+}
 
-    let (event_queue, event_publisher) = events::EventQueue::start(Recorder::new(
+/// Everything that makes a reconcile happen, in one place: a query's own change, a change of
+/// the Secret it names, and its feed's wake; and the shutdown request that stops new work.
+fn controller(
+    query_stream: impl futures::Stream<Item = Result<DcsTaskQuery, watcher::Error>> + Send + 'static,
+    queries: &Store<DcsTaskQuery>,
+    secret_stream: impl futures::Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
+    woken: futures::channel::mpsc::UnboundedReceiver<ObjectRef<DcsTaskQuery>>,
+    shutdown: &watch::Receiver<bool>,
+    concurrency: u16,
+) -> Controller<DcsTaskQuery> {
+    let by_secret = queries.clone();
+    Controller::for_stream(query_stream, queries.clone())
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .watches_stream(secret_stream, move |secret: Secret| {
+            queries_using_secret(&by_secret, &secret)
+        })
+        .reconcile_on(woken)
+        .graceful_shutdown_on({
+            let mut shutdown = shutdown.clone();
+            async move { requested(&mut shutdown).await }
+        })
+}
+
+/// The Context is where the command line meets the shared state; it also starts the event
+/// publisher, whose handle the shutdown drains.
+fn new_context(
+    client: &Client,
+    config: &ControllerConfig,
+    metrics: Arc<Metrics>,
+    memory: Arc<Memory>,
+    secrets: Store<Secret>,
+    secret_health: Arc<credentials::SecretCacheHealth>,
+    upstream: Upstream,
+) -> Result<(Arc<Context>, events::EventPublisher), ControllerError> {
+    let (events, event_publisher) = events::EventQueue::start(Recorder::new(
         client.clone(),
         Reporter {
             controller: FIELD_MANAGER.to_string(),
@@ -277,10 +453,10 @@ pub async fn run_with_client(
     ));
     let context = Arc::new(Context {
         client: client.clone(),
-        secrets: secret_reader.clone(),
-        secret_health: secret_health.clone(),
-        fetcher,
-        feeds,
+        secrets,
+        secret_health,
+        fetcher: upstream.fetcher,
+        feeds: upstream.feeds,
         http: HttpClient::new(HttpSettings {
             max_body_bytes: config.max_body_bytes,
             timeout: config.request_timeout,
@@ -293,81 +469,126 @@ pub async fn run_with_client(
         ),
         projects: projects::ProjectCache::default(),
         default_credentials: config.default_credentials.clone(),
-        events: event_queue,
-        metrics: metrics.clone(),
+        events,
+        metrics,
         memory,
         upstream_sharing: config.upstream_sharing,
         target_override: config.target_override.clone(),
     });
+    Ok((context, event_publisher))
+}
 
-    let by_secret = query_reader.clone();
-    let controller = Controller::for_stream(query_stream, query_reader.clone())
-        .with_config(controller::Config::default().concurrency(config.concurrency))
-        .watches_stream(secret_stream, move |secret: Secret| {
-            queries_using_secret(&by_secret, &secret)
-        })
-        .reconcile_on(woken)
-        .graceful_shutdown_on({
-            let mut shutdown = shutdown.clone();
-            async move { requested(&mut shutdown).await }
-        });
+/// The tasks beside the controller: they only report and tidy, so the shutdown aborts them
+/// rather than waiting for them.
+struct Background {
+    housekeeping: JoinHandle<()>,
+    readiness: JoinHandle<()>,
+}
 
-    let housekeeping = tokio::spawn(housekeeping(query_reader.clone(), context.clone()));
-    let readiness = tokio::spawn(report_readiness(
-        query_reader.clone(),
-        secret_reader,
-        secret_health,
-        config.target_override.is_some(),
-        ready_tx,
-    ));
+impl Background {
+    /// Spawned once the Context exists, since housekeeping tidies its feeds and memory;
+    /// readiness takes `ready` over from the leader election.
+    fn spawn(started: &Started, fixed_target: bool, ready: watch::Sender<bool>) -> Self {
+        let context = &started.context;
+        Self {
+            housekeeping: tokio::spawn(housekeeping(started.queries.clone(), context.clone())),
+            readiness: tokio::spawn(report_readiness(
+                started.queries.clone(),
+                context.secrets.clone(),
+                context.secret_health.clone(),
+                fixed_target,
+                ready,
+            )),
+        }
+    }
+
+    /// Their work means nothing once the reconciles stop, and neither holds anything that
+    /// needs a clean end.
+    fn abort(&self) {
+        self.housekeeping.abort();
+        self.readiness.abort();
+    }
+}
+
+/// One place that says, at startup, what this process watches and what it was warned about.
+fn log_started(config: &ControllerConfig) {
     for warning in config.endpoints.warnings() {
         warn!(%warning, "endpoint allow-list");
     }
-
     info!(
         namespace = config.watch_namespace.as_deref().unwrap_or("(all)"),
         selector = config.selector.as_deref().unwrap_or("(all objects)"),
         "controller started"
     );
-    let mut run = controller
-        .run(
-            reconcile::reconcile,
-            reconcile::error_policy,
-            context.clone(),
-        )
+}
+
+/// The controller as one future the shutdown can race, wait for and drop: dropping it aborts
+/// every reconcile in flight. A reconcile's failure is logged, never the end of the loop.
+fn run_reconciles(
+    controller: Controller<DcsTaskQuery>,
+    context: Arc<Context>,
+) -> BoxFuture<'static, ()> {
+    controller
+        .run(reconcile::reconcile, reconcile::error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
                 warn!(%error, "reconcile loop error");
             }
         })
-        .boxed();
+        .boxed()
+}
+
+/// Whichever comes first ends the run: the controller ending, a shutdown request or lost
+/// leadership. A requested shutdown is graceful, see [`finish_in_flight`].
+async fn wait_for_stop(
+    run: &mut BoxFuture<'static, ()>,
+    shutdown: &mut watch::Receiver<bool>,
+    leadership: &mut Option<leader::Leadership>,
+) -> Stop {
     let stop = tokio::select! {
-        _ = &mut run => Stop::Ended,
-        _ = requested(&mut shutdown) => Stop::Requested,
-        reason = lost(&mut leadership) => Stop::Lost(reason),
+        _ = &mut *run => Stop::Ended,
+        _ = requested(shutdown) => Stop::Requested,
+        reason = lost(leadership) => Stop::Lost(reason),
     };
-    let stop = match stop {
-        // Graceful: the controller takes no new work and finishes what is in flight, for a
-        // bounded time and only while this replica may still act.
-        Stop::Requested => {
-            info!("shutting down: finishing reconciles in flight");
-            tokio::select! {
-                _ = &mut run => Stop::Ended,
-                _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
-                    warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running at shutdown; abandoning them");
-                    Stop::Ended
-                }
-                reason = lost(&mut leadership) => Stop::Lost(reason),
-            }
-        }
+    match stop {
+        Stop::Requested => finish_in_flight(run, leadership).await,
         other => other,
-    };
+    }
+}
+
+/// Graceful: the controller takes no new work and finishes what is in flight, for a bounded
+/// time and only while this replica may still act.
+async fn finish_in_flight(
+    run: &mut BoxFuture<'static, ()>,
+    leadership: &mut Option<leader::Leadership>,
+) -> Stop {
+    info!("shutting down: finishing reconciles in flight");
+    tokio::select! {
+        _ = &mut *run => Stop::Ended,
+        _ = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running at shutdown; abandoning them");
+            Stop::Ended
+        }
+        reason = lost(leadership) => Stop::Lost(reason),
+    }
+}
+
+/// The order here is what keeps a stopping replica safe: nothing is written once the run is
+/// dropped, the events of what was written are still published, and the Lease is released
+/// last, so a new leader never overlaps with this one's writes.
+async fn shut_down(
+    run: BoxFuture<'static, ()>,
+    stop: Stop,
+    context: &Context,
+    background: Background,
+    event_publisher: events::EventPublisher,
+    leadership: Option<leader::Leadership>,
+) -> Result<(), ControllerError> {
     // Dropping the run aborts every reconcile still in flight: from here on nothing is fetched
     // upstream and nothing is written.
     drop(run);
     context.feeds.stop_all();
-    housekeeping.abort();
-    readiness.abort();
+    background.abort();
     // The statuses written have their events: publish what is queued (the lease is still
     // held, or was lost and nothing more is written but events).
     event_publisher.drain(SHUTDOWN_GRACE).await;

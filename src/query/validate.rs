@@ -9,10 +9,14 @@ use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use regex::Regex;
 
 use crate::api::limits::{self, DurationBounds};
-use crate::api::{DcsTaskQuerySpec, WaitSource, patterns};
+use crate::api::{
+    CredentialsSecretRef, DcsTaskQuerySpec, TaskFilter, TaskQuerySpec, WaitForSpec, WaitSource,
+    patterns,
+};
 use crate::dcs::{JobId, QueryTime};
 use crate::duration;
 
@@ -147,7 +151,41 @@ pub struct ValidSpec {
 /// Checks every rule of the spec; all broken rules are reported at once.
 pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
     let mut check = Checker { errors: Vec::new() };
+    // One group per part of the spec, in field order: the messages come out in that order.
+    check_location(&mut check, spec);
+    if let Some(secret) = &spec.credentials_secret_ref {
+        check_credentials_ref(&mut check, secret);
+    }
+    check_paging(&mut check, &spec.query);
+    let window = check_window(&mut check, &spec.query);
+    check_filter_lengths(&mut check, &spec.filter);
+    check_filter_items(&mut check, &spec.filter);
+    let (interval, active_interval) = check_polling(&mut check, spec);
+    let (lookback, timeout) = match &spec.wait_for {
+        Some(wait) => check_wait_for(&mut check, wait),
+        None => (None, None),
+    };
+    let ttl_after_resolved = check_ttl_after_resolved(&mut check, spec);
 
+    if check.errors.is_empty() {
+        Ok(ValidSpec {
+            start_time: window.start_time,
+            end_time: window.end_time,
+            since: window.since,
+            interval,
+            active_interval,
+            lookback,
+            timeout,
+            ttl_after_resolved,
+        })
+    } else {
+        Err(SpecErrors(check.errors))
+    }
+}
+
+/// Where requests go (region, project, endpoint): these end up in the request URL, so a bad
+/// value must be refused here rather than change which host or path is called.
+fn check_location(check: &mut Checker, spec: &DcsTaskQuerySpec) {
     check.pattern(
         "spec.region",
         &spec.region,
@@ -159,7 +197,10 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
             "spec.projectId",
             project,
             &PROJECT_ID,
-            "1-64 letters, digits, '-' or '_'",
+            &format!(
+                "1-{} letters, digits, '-' or '_'",
+                limits::MAX_PROJECT_ID_CHARS
+            ),
         );
     }
     if let Some(endpoint) = &spec.endpoint {
@@ -170,40 +211,63 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
             "an origin such as https://dcs.cn-north-4.myhuaweicloud.com (no path)",
         );
     }
-    if let Some(secret) = &spec.credentials_secret_ref {
-        check.pattern(
-            "spec.credentialsSecretRef.name",
-            &secret.name,
-            &SECRET_NAME,
-            "a Kubernetes object name",
-        );
-        if secret.name.chars().count() > limits::MAX_SECRET_NAME_CHARS as usize {
-            check.fail(
-                "spec.credentialsSecretRef.name",
-                format!(
-                    "must be at most {} characters",
-                    limits::MAX_SECRET_NAME_CHARS
-                ),
-            );
-        }
-    }
+}
 
-    let query = &spec.query;
+/// The Secret name is looked up in the apiserver: a name it could never hold is a spec error,
+/// not a "Secret not found" that reads like a missing object.
+fn check_credentials_ref(check: &mut Checker, secret: &CredentialsSecretRef) {
+    let field = "spec.credentialsSecretRef.name";
+    check.pattern(
+        field,
+        &secret.name,
+        &SECRET_NAME,
+        "a Kubernetes object name",
+    );
+    if secret.name.chars().count() > limits::MAX_SECRET_NAME_CHARS as usize {
+        check.fail(
+            field,
+            format!(
+                "must be at most {} characters",
+                limits::MAX_SECRET_NAME_CHARS
+            ),
+        );
+    }
+}
+
+/// Paging bounds the requests one poll spends from the account's budget.
+fn check_paging(check: &mut Checker, query: &TaskQuerySpec) {
     check.range(
         "spec.query.maxPages",
         query.max_pages.into(),
-        1,
+        limits::MIN_PAGES.into(),
         Some(limits::MAX_PAGES.into()),
     );
-    check.range("spec.query.offset", query.offset.into(), 0, None);
+    check.range(
+        "spec.query.offset",
+        query.offset.into(),
+        limits::MIN_OFFSET.into(),
+        None,
+    );
     if let Some(limit) = query.limit {
         check.range(
             "spec.query.limit",
             limit.into(),
-            1,
+            limits::MIN_QUERY_LIMIT.into(),
             Some(limits::MAX_QUERY_LIMIT.into()),
         );
     }
+}
+
+/// The parsed query window, kept so planning does not parse it again.
+struct Window {
+    start_time: Option<QueryTime>,
+    end_time: Option<QueryTime>,
+    since: Option<Duration>,
+}
+
+/// The window's fields only make sense together (start before end, `since` or `startTime`),
+/// so they are parsed and cross-checked in one place.
+fn check_window(check: &mut Checker, query: &TaskQuerySpec) -> Window {
     let start_time = query
         .start_time
         .as_deref()
@@ -234,34 +298,39 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
             "is mutually exclusive with spec.query.startTime: set one of them",
         );
     }
+    Window {
+        start_time,
+        end_time,
+        since,
+    }
+}
 
+/// Every filter list is matched against every task of every poll: its length bounds that work.
+fn check_filter_lengths(check: &mut Checker, filter: &TaskFilter) {
     for (field, list, max) in [
-        (
-            "spec.filter.names",
-            &spec.filter.names,
-            limits::MAX_FILTER_NAMES as usize,
-        ),
+        ("spec.filter.names", &filter.names, limits::MAX_FILTER_NAMES),
         (
             "spec.filter.statuses",
-            &spec.filter.statuses,
-            limits::MAX_FILTER_STATUSES as usize,
+            &filter.statuses,
+            limits::MAX_FILTER_STATUSES,
         ),
         (
             "spec.filter.jobIds",
-            &spec.filter.job_ids,
-            limits::MAX_FILTER_JOB_IDS as usize,
+            &filter.job_ids,
+            limits::MAX_FILTER_JOB_IDS,
         ),
         (
             "spec.filter.userNames",
-            &spec.filter.user_names,
-            limits::MAX_FILTER_USER_NAMES as usize,
+            &filter.user_names,
+            limits::MAX_FILTER_USER_NAMES,
         ),
         (
             "spec.filter.paramsContains",
-            &spec.filter.params_contains,
-            limits::MAX_FILTER_PARAMS_CONTAINS as usize,
+            &filter.params_contains,
+            limits::MAX_FILTER_PARAMS_CONTAINS,
         ),
     ] {
+        let max = max as usize;
         if list.len() > max {
             check.fail(
                 field,
@@ -269,31 +338,44 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
             );
         }
     }
-    let max_chars = limits::MAX_FILTER_VALUE_CHARS as usize;
+}
+
+/// The free-text filters (user names, `params` substrings) are the only ones whose items are
+/// not matched against a closed set, so each item's own length is bounded here.
+fn check_filter_items(check: &mut Checker, filter: &TaskFilter) {
+    let (min_chars, max_chars) = (
+        limits::MIN_FILTER_VALUE_CHARS as usize,
+        limits::MAX_FILTER_VALUE_CHARS as usize,
+    );
     for (field, list, max_items) in [
         (
             "spec.filter.userNames",
-            &spec.filter.user_names,
+            &filter.user_names,
             limits::MAX_FILTER_USER_NAMES,
         ),
         (
             "spec.filter.paramsContains",
-            &spec.filter.params_contains,
+            &filter.params_contains,
             limits::MAX_FILTER_PARAMS_CONTAINS,
         ),
     ] {
-        // An over-long list was refused above: its items beyond the limit are not read.
+        // An over-long list was refused by check_filter_lengths: its items beyond the limit
+        // are not read.
         for (index, item) in list.iter().enumerate().take(max_items as usize) {
             let chars = item.chars().count();
-            if chars == 0 || chars > max_chars {
+            if chars < min_chars || chars > max_chars {
                 check.fail(
                     &format!("{field}[{index}]"),
-                    format!("must be 1 to {max_chars} characters (got {chars})"),
+                    format!("must be {min_chars} to {max_chars} characters (got {chars})"),
                 );
             }
         }
     }
+}
 
+/// How often the object polls and how much of each poll it keeps. A bad interval still yields
+/// its minimum, so the other rules are checked against a usable value.
+fn check_polling(check: &mut Checker, spec: &DcsTaskQuerySpec) -> (Duration, Duration) {
     let interval = check
         .duration("spec.interval", &spec.interval, limits::INTERVAL)
         .unwrap_or(limits::MIN_INTERVAL);
@@ -307,108 +389,144 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
     check.range(
         "spec.maxTasks",
         spec.max_tasks.into(),
-        0,
+        limits::MIN_TASKS.into(),
         Some(limits::MAX_TASKS.into()),
     );
+    (interval, active_interval)
+}
 
-    let (mut lookback, mut timeout) = (None, None);
-    if let Some(wait) = &spec.wait_for {
-        match (&wait.job_id, &wait.name) {
-            (Some(_), Some(_)) | (None, None) => check.fail(
-                "spec.waitFor",
-                "needs exactly one of jobId (preferred) or name",
+/// `spec.waitFor` as a whole; returns its parsed `lookback` and `timeout`.
+///
+/// A wait is the part of the spec a pipeline blocks on, so each of its rules says which of
+/// the wait's fields to fix; the steps run in field order, so messages keep that order.
+fn check_wait_for(check: &mut Checker, wait: &WaitForSpec) -> (Option<Duration>, Option<Duration>) {
+    check_wait_target(check, wait);
+    check_wait_source(check, wait);
+    check_wait_status_lengths(check, wait);
+    if let Some(created_after) = &wait.created_after {
+        check_created_after(check, created_after);
+    }
+    let lookback = check.duration("spec.waitFor.lookback", &wait.lookback, limits::LOOKBACK);
+    let timeout = wait
+        .timeout
+        .as_deref()
+        .and_then(|value| check.duration("spec.waitFor.timeout", value, limits::TIMEOUT));
+    check_wait_verdicts(check, wait);
+    (lookback, timeout)
+}
+
+/// A wait follows exactly one task: by job id or by name, never both, never neither.
+fn check_wait_target(check: &mut Checker, wait: &WaitForSpec) {
+    match (&wait.job_id, &wait.name) {
+        (Some(_), Some(_)) | (None, None) => check.fail(
+            "spec.waitFor",
+            "needs exactly one of jobId (preferred) or name",
+        ),
+        _ => {}
+    }
+    let max = limits::MAX_WAIT_TARGET_CHARS as usize;
+    for (field, value) in [
+        ("spec.waitFor.jobId", &wait.job_id),
+        ("spec.waitFor.name", &wait.name),
+    ] {
+        match value.as_deref().map(|value| value.chars().count()) {
+            Some(0) => check.fail(field, "must not be empty"),
+            Some(chars) if chars > max => check.fail(
+                field,
+                format!("must be at most {max} characters (got {chars})"),
             ),
             _ => {}
         }
-        for (field, value) in [
-            ("spec.waitFor.jobId", &wait.job_id),
-            ("spec.waitFor.name", &wait.name),
-        ] {
-            let max = limits::MAX_WAIT_TARGET_CHARS as usize;
-            match value.as_deref().map(|value| value.chars().count()) {
-                Some(0) => check.fail(field, "must not be empty"),
-                Some(chars) if chars > max => check.fail(
-                    field,
-                    format!("must be at most {max} characters (got {chars})"),
-                ),
-                _ => {}
-            }
-        }
-        match (wait.effective_source(), &wait.job_id) {
-            (WaitSource::Job, Some(job)) => {
-                if let Err(error) = JobId::parse(job) {
-                    check.fail(
-                        "spec.waitFor.jobId",
-                        format!("with source Job (the default for jobId), {error}"),
-                    );
-                }
-            }
-            (WaitSource::Job, None) => check.fail(
-                "spec.waitFor.source",
-                "Job needs spec.waitFor.jobId (a name wait reads the task list: use TaskList)",
-            ),
-            (WaitSource::TaskList, _) => {}
-        }
-        let max_statuses = limits::MAX_WAIT_STATUSES as usize;
-        for (field, list) in [
-            ("spec.waitFor.successStatuses", &wait.success_statuses),
-            ("spec.waitFor.failureStatuses", &wait.failure_statuses),
-        ] {
-            if list.len() > max_statuses {
+    }
+}
+
+/// A job-API wait puts the job id in the request path: it must be one, and it must be there.
+fn check_wait_source(check: &mut Checker, wait: &WaitForSpec) {
+    match (wait.effective_source(), &wait.job_id) {
+        (WaitSource::Job, Some(job)) => {
+            if let Err(error) = JobId::parse(job) {
                 check.fail(
-                    field,
-                    format!(
-                        "must have at most {max_statuses} items (got {})",
-                        list.len()
-                    ),
+                    "spec.waitFor.jobId",
+                    format!("with source Job (the default for jobId), {error}"),
                 );
             }
         }
-        if let Some(created_after) = &wait.created_after {
-            let seconds = created_after.0.as_second();
-            if !(limits::MIN_CREATED_AFTER_UNIX_SECONDS..=limits::MAX_CREATED_AFTER_UNIX_SECONDS)
-                .contains(&seconds)
-            {
-                check.fail(
-                    "spec.waitFor.createdAfter",
-                    format!(
-                        "must be between {} and {} (got {})",
-                        rfc3339(limits::MIN_CREATED_AFTER_UNIX_SECONDS),
-                        rfc3339(limits::MAX_CREATED_AFTER_UNIX_SECONDS),
-                        created_after.0
-                    ),
-                );
-            }
-        }
-        lookback = check.duration("spec.waitFor.lookback", &wait.lookback, limits::LOOKBACK);
-        timeout = wait
-            .timeout
-            .as_deref()
-            .and_then(|value| check.duration("spec.waitFor.timeout", value, limits::TIMEOUT));
-        if wait.success_statuses.is_empty() {
+        (WaitSource::Job, None) => check.fail(
+            "spec.waitFor.source",
+            "Job needs spec.waitFor.jobId (a name wait reads the task list: use TaskList)",
+        ),
+        (WaitSource::TaskList, _) => {}
+    }
+}
+
+/// The status lists are read on every poll of the wait: their length bounds that work.
+fn check_wait_status_lengths(check: &mut Checker, wait: &WaitForSpec) {
+    let max_statuses = limits::MAX_WAIT_STATUSES as usize;
+    for (field, list) in [
+        ("spec.waitFor.successStatuses", &wait.success_statuses),
+        ("spec.waitFor.failureStatuses", &wait.failure_statuses),
+    ] {
+        if list.len() > max_statuses {
             check.fail(
-                "spec.waitFor.successStatuses",
-                "must list at least one status (default SUCCESS)",
-            );
-        }
-        let overlap: Vec<&str> = wait
-            .success_statuses
-            .iter()
-            .filter(|status| wait.failure_statuses.contains(status))
-            .map(String::as_str)
-            .collect();
-        if !overlap.is_empty() {
-            check.fail(
-                "spec.waitFor.successStatuses",
+                field,
                 format!(
-                    "must not overlap spec.waitFor.failureStatuses (both list {})",
-                    overlap.join(", ")
+                    "must have at most {max_statuses} items (got {})",
+                    list.len()
                 ),
             );
         }
     }
+}
 
-    let ttl_after_resolved = spec.ttl_after_resolved.as_deref().and_then(|value| {
+/// Its bounds are instants, not counts or lengths: the message gives them in RFC 3339, the
+/// way the field is written.
+fn check_created_after(check: &mut Checker, created_after: &Time) {
+    let seconds = created_after.0.as_second();
+    if !(limits::MIN_CREATED_AFTER_UNIX_SECONDS..=limits::MAX_CREATED_AFTER_UNIX_SECONDS)
+        .contains(&seconds)
+    {
+        check.fail(
+            "spec.waitFor.createdAfter",
+            format!(
+                "must be between {} and {} (got {})",
+                rfc3339(limits::MIN_CREATED_AFTER_UNIX_SECONDS),
+                rfc3339(limits::MAX_CREATED_AFTER_UNIX_SECONDS),
+                created_after.0
+            ),
+        );
+    }
+}
+
+/// A task-list wait can only end if some status succeeds it, and a status cannot both
+/// succeed and fail it.
+fn check_wait_verdicts(check: &mut Checker, wait: &WaitForSpec) {
+    if wait.success_statuses.is_empty() {
+        check.fail(
+            "spec.waitFor.successStatuses",
+            "must list at least one status (default SUCCESS)",
+        );
+    }
+    let overlap: Vec<&str> = wait
+        .success_statuses
+        .iter()
+        .filter(|status| wait.failure_statuses.contains(status))
+        .map(String::as_str)
+        .collect();
+    if !overlap.is_empty() {
+        check.fail(
+            "spec.waitFor.successStatuses",
+            format!(
+                "must not overlap spec.waitFor.failureStatuses (both list {})",
+                overlap.join(", ")
+            ),
+        );
+    }
+}
+
+/// The TTL deletes the object, so it is bounded and only allowed where a wait decides when
+/// its clock starts.
+fn check_ttl_after_resolved(check: &mut Checker, spec: &DcsTaskQuerySpec) -> Option<Duration> {
+    let ttl = spec.ttl_after_resolved.as_deref().and_then(|value| {
         check.duration("spec.ttlAfterResolved", value, limits::TTL_AFTER_RESOLVED)
     });
     if spec.ttl_after_resolved.is_some() && spec.wait_for.is_none() {
@@ -417,27 +535,12 @@ pub fn validate(spec: &DcsTaskQuerySpec) -> Result<ValidSpec, SpecErrors> {
             "needs spec.waitFor: only a wait resolves (set spec.waitFor or remove spec.ttlAfterResolved)",
         );
     }
-
-    if check.errors.is_empty() {
-        Ok(ValidSpec {
-            start_time,
-            end_time,
-            since,
-            interval,
-            active_interval,
-            lookback,
-            timeout,
-            ttl_after_resolved,
-        })
-    } else {
-        Err(SpecErrors(check.errors))
-    }
+    ttl
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{CredentialsSecretRef, WaitForSpec};
 
     fn spec() -> DcsTaskQuerySpec {
         serde_json::from_value(serde_json::json!({"region": "cn-north-4"})).unwrap()
@@ -477,6 +580,16 @@ mod tests {
         let valid = validate(&spec()).unwrap();
         assert_eq!(valid.interval, Duration::from_secs(60));
         assert_eq!(valid.active_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn project_id_length_is_the_limit_the_message_names() {
+        let max = limits::MAX_PROJECT_ID_CHARS as usize;
+        let mut s = spec();
+        s.project_id = Some("p".repeat(max));
+        assert!(validate(&s).is_ok());
+        s.project_id = Some("p".repeat(max + 1));
+        assert_refused(&s, "spec.projectId", &format!("1-{max} letters"));
     }
 
     #[test]
