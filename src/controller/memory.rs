@@ -22,6 +22,9 @@ struct ObjectMemory {
     written: Option<Written>,
     /// Consecutive failures of what the object retries by itself (project discovery).
     failures: u32,
+    /// Consecutive failed reconciles (a refused status write...), for their backoff: counted
+    /// apart from `failures`, which every resolved target resets.
+    reconcile_failures: u32,
     /// A refresh (Flux's `requestedAt`) asked of the feed and not yet answered: the value to
     /// echo, and the feed's answer sequence it must come after.
     refresh: Option<(String, u64)>,
@@ -133,6 +136,21 @@ impl Memory {
     pub fn recovered(&self, object: &ObjectRef<DcsTaskQuery>) {
         if let Some(entry) = self.lock().get_mut(object) {
             entry.failures = 0;
+        }
+    }
+
+    /// One more failed reconcile of `object` in a row; returns the count.
+    pub fn reconcile_failed(&self, object: &ObjectRef<DcsTaskQuery>) -> u32 {
+        let mut memory = self.lock();
+        let entry = memory.entry(object.clone()).or_default();
+        entry.reconcile_failures = entry.reconcile_failures.saturating_add(1);
+        entry.reconcile_failures
+    }
+
+    /// A reconcile of `object` succeeded: its next failure backs off from the start again.
+    pub fn reconciled(&self, object: &ObjectRef<DcsTaskQuery>) {
+        if let Some(entry) = self.lock().get_mut(object) {
+            entry.reconcile_failures = 0;
         }
     }
 
@@ -255,5 +273,18 @@ mod tests {
         assert_eq!(memory.previous(&caught_up).digest, Some(digest));
         let key = ObjectRef::from_obj(&caught_up);
         assert!(memory.lock().get(&key).unwrap().written.is_none());
+    }
+
+    #[test]
+    fn reconcile_failures_count_apart_from_the_objects_own_retries() {
+        let memory = Memory::default();
+        let q = ObjectRef::from_obj(&object("1", None));
+        assert_eq!(memory.reconcile_failed(&q), 1);
+        // A target resolved in between (which resets discovery failures) does not reset them.
+        memory.recovered(&q);
+        assert_eq!(memory.reconcile_failed(&q), 2);
+        assert_eq!(memory.failed(&q), 1, "discovery failures are their own");
+        memory.reconciled(&q);
+        assert_eq!(memory.reconcile_failed(&q), 1);
     }
 }

@@ -319,7 +319,7 @@ pub fn combine(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dcs::{ApiError, CenterTask, TaskTime};
+    use crate::dcs::{ApiError, TaskTime};
     use crate::query::plan::{PlanContext, QueryPlan, plan};
     use chrono::TimeZone;
     use serde_json::json;

@@ -114,6 +114,12 @@ subjects:
         |o| is(o, "Ready", "True"),
     )
     .await;
+    // The first refusal is told on the object, once for the whole run of refusals.
+    let told = f.events("q", "StatusWriteFailed").await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].type_.as_deref(), Some("Warning"));
+    let note = told[0].note.clone().unwrap_or_default();
+    assert!(note.contains("writing status of"), "{note}");
     let logs = controller.stop();
     assert!(
         logs.contains("writing status"),

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use kube::ResourceExt;
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
 use tracing::{Span, debug, field, instrument, warn};
 
 pub use apply::ApplyError;
@@ -33,6 +34,7 @@ pub use target::SECRET_CACHE_WAIT;
 
 use super::Context;
 use crate::api::DcsTaskQuery;
+use crate::query::decide::MAX_EVENT_NOTE_BYTES;
 use crate::query::{self, NeedsStoredTasks, Outcome, PlanContext, Previous, QueryPlan, Round};
 use seen::Seen;
 use target::Target;
@@ -55,6 +57,16 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
+    /// The reason of the Warning event the first failure in a row publishes.
+    pub fn event_reason(&self) -> &'static str {
+        match self.category() {
+            "status_write" => "StatusWriteFailed",
+            "status_read" => "StatusReadFailed",
+            "expire" => "ExpireFailed",
+            _ => "ReconcileFailed",
+        }
+    }
+
     /// What failed, for the `reconcile_failures` metric's label and the logs.
     pub fn category(&self) -> &'static str {
         match self {
@@ -81,6 +93,9 @@ pub async fn reconcile(
     let result = run(&query, &ctx).await;
     let failure = result.as_ref().err().map(ReconcileError::category);
     ctx.metrics.reconciled(started.elapsed(), failure);
+    if failure.is_none() {
+        ctx.memory.reconciled(&ObjectRef::from_obj(query.as_ref()));
+    }
     result
 }
 
@@ -202,12 +217,29 @@ fn record(target: &Target) {
 }
 
 /// Reconcile errors (status writes) back off per object: 1 s, 2 s, 4 s ... capped at 5 min.
+/// The first failure in a row is told on the object as a Warning event (`kubectl describe`
+/// shows why its status is not moving); the retries are only logged.
 pub fn error_policy(query: Arc<DcsTaskQuery>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
-    let failures = ctx.memory.failed(&ObjectRef::from_obj(query.as_ref()));
+    let failures = ctx
+        .memory
+        .reconcile_failed(&ObjectRef::from_obj(query.as_ref()));
     let delay = Duration::from_secs(1)
         .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
         .min(crate::query::schedule::MAX_BACKOFF);
     let category = error.category();
     warn!(name = %query.name_any(), %error, category, failures, ?delay, "reconcile failed");
+    if failures == 1 {
+        let event = Event {
+            type_: EventType::Warning,
+            reason: error.event_reason().to_string(),
+            note: Some(
+                crate::text::truncate_bytes(&error.to_string(), MAX_EVENT_NOTE_BYTES).into_owned(),
+            ),
+            action: "Reconcile".to_string(),
+            secondary: None,
+        };
+        let object = query.object_ref(&());
+        tokio::spawn(async move { ctx.events.send(event, object).await });
+    }
     Action::requeue(delay)
 }
