@@ -1379,6 +1379,7 @@ fn operator_series() -> BTreeSet<String> {
     metrics.count_shared(SharedOutcome::Fed);
     metrics.reconciled(std::time::Duration::from_millis(3), None);
     metrics.reconciled(std::time::Duration::from_millis(3), Some("status_write"));
+    metrics.count_unserved("credentials");
     metrics.upstream_latency.observe(0.1);
     metrics.status_writes.inc();
     metrics.set_objects(std::iter::empty());

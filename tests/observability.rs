@@ -193,7 +193,8 @@ async fn every_metric_the_dashboard_queries_is_exposed_by_a_running_controller()
         .await;
     }
 
-    // Counters move: upstream calls, a shared fetch and status writes have happened.
+    // Counters move: upstream calls, a shared fetch and status writes have happened, and the
+    // reconciles behind them were timed.
     let deadline = Instant::now() + Duration::from_secs(30);
     let text = loop {
         let text = controller.metrics().await;
@@ -204,6 +205,8 @@ async fn every_metric_the_dashboard_queries_is_exposed_by_a_running_controller()
         if counted("dcs_task_operator_upstream_calls_total{outcome=\"ok\"}")
             && counted("dcs_task_operator_shared_fetches_total")
             && counted("dcs_task_operator_status_writes_total")
+            && counted("dcs_task_operator_reconcile_duration_seconds_count")
+            && counted("dcs_task_operator_reconciles_total{outcome=\"ok\"}")
         {
             break text;
         }

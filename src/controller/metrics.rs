@@ -83,7 +83,7 @@ pub struct ReconcileLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
-    /// The failed phase's error category (`ReconcileError::category`).
+    /// What failed or was missing (`ReconcileError::category`, `query::Unserved::category`).
     pub category: &'static str,
 }
 
@@ -109,6 +109,8 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     /// Failed reconciles by the category of what failed.
     pub reconcile_failures: Family<FailureLabels, Counter>,
+    /// Reconciles that could make no upstream call, by why (`query::Unserved::category`).
+    pub unserved: Family<FailureLabels, Counter>,
     /// Upstream feeds polling (one per distinct query).
     pub feeds: Gauge,
     /// Objects subscribed to a feed.
@@ -202,7 +204,14 @@ impl Default for Metrics {
             "HTTP requests waiting for their account's turn at the global request budget",
             requests_queued.clone(),
         );
+        let unserved = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "unserved_reconciles",
+            "Reconciles that could make no upstream call, by why (credentials, endpoint, project_discovery)",
+            unserved.clone(),
+        );
         Self {
+            unserved,
             listings_in_flight,
             auth_probes_in_flight,
             requests_queued,
@@ -232,6 +241,13 @@ impl Metrics {
     pub fn count_shared(&self, outcome: SharedOutcome) {
         self.shared_fetches
             .get_or_create(&SharedLabels { outcome })
+            .inc();
+    }
+
+    /// A reconcile could make no upstream call, for a reason of `category`.
+    pub fn count_unserved(&self, category: &'static str) {
+        self.unserved
+            .get_or_create(&FailureLabels { category })
             .inc();
     }
 

@@ -694,6 +694,15 @@ mod tests {
                 Some(FailureClass::Auth),
             ),
         ];
+        let categories: Vec<&str> = [&no_access, &broken, &endpoint]
+            .iter()
+            .map(|unserved| unserved.category())
+            .collect();
+        assert_eq!(categories, ["credentials", "credentials", "endpoint"]);
+        assert_eq!(
+            Unserved::ProjectDiscoveryPending.category(),
+            "project_discovery"
+        );
         for (name, outcome, plan, (kind, truth, expected), retry, failure) in rows {
             let step = round(&input(&spec, plan, None, true), outcome).unwrap();
             assert_eq!(step.feeds, FeedStep::Leave, "{name}");
