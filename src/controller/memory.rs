@@ -126,31 +126,38 @@ impl Memory {
 
     /// One more consecutive failure of `object`'s own retries; returns the count.
     pub fn failed(&self, object: &ObjectRef<DcsTaskQuery>) -> u32 {
-        let mut memory = self.lock();
-        let entry = memory.entry(object.clone()).or_default();
-        entry.failures = entry.failures.saturating_add(1);
-        entry.failures
+        self.bump(object, |entry| &mut entry.failures)
     }
 
     /// The object's own retries succeeded (or no longer apply).
     pub fn recovered(&self, object: &ObjectRef<DcsTaskQuery>) {
-        if let Some(entry) = self.lock().get_mut(object) {
-            entry.failures = 0;
-        }
+        self.reset(object, |entry| &mut entry.failures);
     }
 
     /// One more failed reconcile of `object` in a row; returns the count.
     pub fn reconcile_failed(&self, object: &ObjectRef<DcsTaskQuery>) -> u32 {
-        let mut memory = self.lock();
-        let entry = memory.entry(object.clone()).or_default();
-        entry.reconcile_failures = entry.reconcile_failures.saturating_add(1);
-        entry.reconcile_failures
+        self.bump(object, |entry| &mut entry.reconcile_failures)
     }
 
     /// A reconcile of `object` succeeded: its next failure backs off from the start again.
     pub fn reconciled(&self, object: &ObjectRef<DcsTaskQuery>) {
+        self.reset(object, |entry| &mut entry.reconcile_failures);
+    }
+
+    fn bump(
+        &self,
+        object: &ObjectRef<DcsTaskQuery>,
+        count: fn(&mut ObjectMemory) -> &mut u32,
+    ) -> u32 {
+        let mut memory = self.lock();
+        let count = count(memory.entry(object.clone()).or_default());
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    fn reset(&self, object: &ObjectRef<DcsTaskQuery>, count: fn(&mut ObjectMemory) -> &mut u32) {
         if let Some(entry) = self.lock().get_mut(object) {
-            entry.reconcile_failures = 0;
+            *count(entry) = 0;
         }
     }
 

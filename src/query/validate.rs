@@ -319,17 +319,10 @@ fn check_filter_lengths(check: &mut Checker, filter: &TaskFilter) {
             &filter.job_ids,
             limits::MAX_FILTER_JOB_IDS,
         ),
-        (
-            "spec.filter.userNames",
-            &filter.user_names,
-            limits::MAX_FILTER_USER_NAMES,
-        ),
-        (
-            "spec.filter.paramsContains",
-            &filter.params_contains,
-            limits::MAX_FILTER_PARAMS_CONTAINS,
-        ),
-    ] {
+    ]
+    .into_iter()
+    .chain(free_text_filters(filter))
+    {
         let max = max as usize;
         if list.len() > max {
             check.fail(
@@ -340,14 +333,10 @@ fn check_filter_lengths(check: &mut Checker, filter: &TaskFilter) {
     }
 }
 
-/// The free-text filters (user names, `params` substrings) are the only ones whose items are
-/// not matched against a closed set, so each item's own length is bounded here.
-fn check_filter_items(check: &mut Checker, filter: &TaskFilter) {
-    let (min_chars, max_chars) = (
-        limits::MIN_FILTER_VALUE_CHARS as usize,
-        limits::MAX_FILTER_VALUE_CHARS as usize,
-    );
-    for (field, list, max_items) in [
+/// The filters whose items are free text (not matched against a closed set): each with its
+/// field and its most items.
+fn free_text_filters(filter: &TaskFilter) -> [(&'static str, &Vec<String>, u32); 2] {
+    [
         (
             "spec.filter.userNames",
             &filter.user_names,
@@ -358,7 +347,17 @@ fn check_filter_items(check: &mut Checker, filter: &TaskFilter) {
             &filter.params_contains,
             limits::MAX_FILTER_PARAMS_CONTAINS,
         ),
-    ] {
+    ]
+}
+
+/// The free-text filters (user names, `params` substrings) are the only ones whose items are
+/// not matched against a closed set, so each item's own length is bounded here.
+fn check_filter_items(check: &mut Checker, filter: &TaskFilter) {
+    let (min_chars, max_chars) = (
+        limits::MIN_FILTER_VALUE_CHARS as usize,
+        limits::MAX_FILTER_VALUE_CHARS as usize,
+    );
+    for (field, list, max_items) in free_text_filters(filter) {
         // An over-long list was refused by check_filter_lengths: its items beyond the limit
         // are not read.
         for (index, item) in list.iter().enumerate().take(max_items as usize) {
