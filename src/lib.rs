@@ -8,8 +8,8 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod dcs;
-pub mod duration;
 pub mod query;
 pub mod sim;
-pub mod text;
 pub mod upstream;
+
+pub use dcs_common::{duration, text};
