@@ -20,9 +20,10 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 
 use super::faults::Api;
-use super::list::{admit, json, take_fault};
-use super::state::{JobStore, SimState, StoredJob, StoredTask, TaskStore, lock};
+use super::list::{admit, take_fault};
+use super::state::{SimState, lock};
 use super::stats::Outcome;
+use super::store::{JobStore, StoredJob, StoredTask, TaskStore};
 use super::wire;
 
 /// The `error_code` of the 404 for an unknown job.
@@ -68,10 +69,13 @@ async fn answer(
         find(&jobs, &store, Some(project_id), job_id, now)
     };
     match found {
-        Some(job) => (Outcome::Ok, json(StatusCode::OK, wire::job(&job, now))),
+        Some(job) => (
+            Outcome::Ok,
+            wire::json(StatusCode::OK, wire::job(&job, now)),
+        ),
         None => (
             Outcome::NotFound,
-            json(
+            wire::json(
                 StatusCode::NOT_FOUND,
                 wire::error_body(
                     JOB_NOT_FOUND_CODE,

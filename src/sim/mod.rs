@@ -19,6 +19,23 @@
 //!
 //! The JSON is built from the simulator's own representation, never from `crate::dcs::model`.
 //!
+//! The modules import one another in one direction only, each from those listed before it (no
+//! cycles):
+//!
+//! 1. `limits`, `error`, `timeline`, `params`, `stats`: bounds, load errors, status timelines,
+//!    list parameters, request counters;
+//! 2. `scenario`: a scenario file, checked against the limits;
+//! 3. `store`: the tasks and jobs a scenario (or the admin API) resolves to;
+//! 4. `wire`: the JSON the APIs answer with, and the HTTP answer that carries it;
+//! 5. `faults` (queued injected answers) and `auth` (signature checks, with `dcs::sign`);
+//! 6. `state`: what the handlers share (the store, the clock, faults, auth, counters);
+//! 7. `gateway`: reading a request and checking its signature;
+//! 8. `list`: the task list, and the fault and admission steps every DCS API takes;
+//! 9. `jobs` (`ShowJobInfo`) and `iam` (`ListProjects`);
+//! 10. `admin`: the `/_sim/` API;
+//!
+//! and this module, which routes them and runs the server.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), dcs_task_operator::sim::SimError> {
 //! use dcs_task_operator::sim::{Scenario, SimConfig, serve};
@@ -41,6 +58,7 @@ mod params;
 mod scenario;
 mod state;
 mod stats;
+mod store;
 mod timeline;
 mod wire;
 
@@ -64,7 +82,8 @@ pub use error::SimError;
 pub use scenario::{Scenario, TaskCountEncoding};
 
 use auth::AuthPolicy;
-use state::{DuplicateId, SimState};
+use state::SimState;
+use store::DuplicateId;
 
 /// Access key of the demo credential, accepted by every scenario that lists no credentials.
 /// Public on purpose: it only ever opens the local simulator.
@@ -289,7 +308,7 @@ fn router(state: Arc<SimState>) -> Router {
 }
 
 async fn not_found() -> Response {
-    list::json(
+    wire::json(
         StatusCode::NOT_FOUND,
         wire::error_body(
             "APIG.0101",
@@ -300,7 +319,7 @@ async fn not_found() -> Response {
 
 /// Every real answer carries an `X-Request-Id`; clients log it, so the simulator sends one.
 async fn add_request_id(mut response: Response) -> Response {
-    if let Ok(value) = HeaderValue::from_str(&state::new_task_id()) {
+    if let Ok(value) = HeaderValue::from_str(&store::new_task_id()) {
         response.headers_mut().insert("x-request-id", value);
     }
     response

@@ -1059,7 +1059,8 @@ tasks:
         use super::*;
         use crate::sim::limits::MAX_CLOCK_OFFSET;
         use crate::sim::params::{ListParams, MAX_LIMIT, Window};
-        use crate::sim::state::{StoredTask, TaskStore, VirtualClock};
+        use crate::sim::state::VirtualClock;
+        use crate::sim::store::{StoredTask, TaskStore};
         use crate::sim::wire;
         use proptest::prelude::*;
 
