@@ -7,9 +7,9 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
-pub mod dcs;
 pub mod query;
 pub mod sim;
 pub mod upstream;
 
+pub use dcs_cloud as dcs;
 pub use dcs_common::{duration, text};

@@ -63,6 +63,8 @@ mod timeline;
 mod wire;
 
 #[cfg(test)]
+mod client_tests;
+#[cfg(test)]
 mod http_tests;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

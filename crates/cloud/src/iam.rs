@@ -164,7 +164,7 @@ struct Project {
 fn decode_projects(body: &[u8]) -> Result<ProjectPage, String> {
     serde_json::from_slice::<ProjectPage>(body).map_err(|error| {
         let text = error.to_string();
-        crate::text::truncate_bytes(&text, 200).into_owned()
+        dcs_common::text::truncate_bytes(&text, 200).into_owned()
     })
 }
 
