@@ -2,7 +2,7 @@
 //! task and job representation with the field names of the documentation pages, and the HTTP
 //! answer that carries a JSON body ([`json`]), for every handler.
 //!
-//! Deliberately independent of `crate::dcs::model`: if the client's decoding had a bug, a
+//! Deliberately independent of `dcs_cloud::model`: if the client's decoding had a bug, a
 //! server that serialised the same types would share it and the tests would pass anyway.
 
 use axum::http::StatusCode;
@@ -114,7 +114,7 @@ pub(super) fn task_list(total: usize, tasks: Vec<Value>, encoding: TaskCountEnco
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::scenario::Scenario;
+    use crate::scenario::Scenario;
     use chrono::TimeDelta;
 
     fn stored(yaml: &str, base: DateTime<Utc>) -> StoredTask {

@@ -144,7 +144,7 @@ pub(super) fn job_status_of_task(status: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::scenario::Scenario;
+    use crate::scenario::Scenario;
     use chrono::TimeDelta;
 
     fn world(yaml: &str, start: DateTime<Utc>) -> (JobStore, TaskStore) {
@@ -190,7 +190,7 @@ tasks:
 "#,
             start,
         );
-        let project = Some(crate::sim::DEMO_PROJECT_ID);
+        let project = Some(crate::DEMO_PROJECT_ID);
         let at = |seconds: i64| {
             let now = start + TimeDelta::seconds(seconds);
             wire::job(&find(&jobs, &store, project, "j", now).unwrap(), now)
@@ -246,7 +246,7 @@ jobs:
 "#,
             start,
         );
-        let project = Some(crate::sim::DEMO_PROJECT_ID);
+        let project = Some(crate::DEMO_PROJECT_ID);
         let job = find(&jobs, &store, project, "j", start).unwrap();
         assert_eq!(wire::job(&job, start)["status"], "RUNNING");
         assert_eq!(job.job_type, None);

@@ -14,7 +14,7 @@ use super::{
     DEMO_ACCESS_KEY, DEMO_PROJECT_ID, RunningSimulator, Scenario, demo_credentials,
     serve_on_loopback,
 };
-use crate::dcs::{
+use dcs_cloud::{
     AccountKey, Credentials, DcsClient, DcsError, HttpClient, HttpSettings, JobId,
     JobLookupFailure, JobStatus, PageRequest, Paging, RequestGate, RetryPolicy, SecretString,
     TaskTime,

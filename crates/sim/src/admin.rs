@@ -225,7 +225,7 @@ async fn advance_clock(State(state): State<Arc<SimState>>, body: Bytes) -> Respo
 
 /// Moves `clock` by the duration text `by`, or says (naming `by`) why it did not move.
 fn advance_by(clock: &VirtualClock, by: &str) -> Result<(), String> {
-    let duration = crate::duration::parse(by)
+    let duration = dcs_common::duration::parse(by)
         .map_err(|_| format!("`by`: `{by}` is not a duration such as 10s, 5m or 1h30m"))?;
     clock
         .advance(duration)
