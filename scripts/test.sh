@@ -4,7 +4,7 @@
 #   - helm, kubectl, yamllint and lua5.1 for the chart and Argo CD tests, and a Python venv with
 #     Huawei Cloud's official SDK for tests/python_sdk.rs (scripts/tools.sh; it is always run: with
 #     DCS_TOOLS_BIN set it only checks that folder, or completes it if it is its own).
-# Then: cargo test over every target. Extra arguments go to `cargo test`.
+# Then: cargo test over every target of every workspace crate. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,4 +16,4 @@ DCS_TOOLS_BIN="$(scripts/tools.sh | tail -n 1)"
 export DCS_TOOLS_BIN
 echo "control plane: ${KUBEBUILDER_ASSETS}; tools: ${DCS_TOOLS_BIN}" >&2
 
-exec cargo test --all-targets "$@"
+exec cargo test --workspace --all-targets "$@"

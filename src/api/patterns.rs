@@ -4,9 +4,9 @@
 /// Huawei Cloud region ids: `cn-north-4`, `ap-southeast-1`, `my-kualalumpur-1`, `eu-west-101`.
 pub const REGION: &str = r"^[a-z]{2}-[a-z]+-[0-9]{1,3}$";
 
-/// Project ids are 32 hex digits on Huawei Cloud; any path-safe token is accepted so that
-/// simulators and private clouds work, but nothing that could change the request path.
-pub const PROJECT_ID: &str = r"^[A-Za-z0-9_-]{1,64}$";
+/// Project ids, see [`dcs_common::project_id`] (IAM discovery holds the ids it finds to the same
+/// pattern).
+pub const PROJECT_ID: &str = dcs_common::project_id::PATTERN;
 
 /// An origin (scheme, host, optional port, optional trailing slash). No path, query or userinfo:
 /// the operator appends `/v2/{project_id}/tasks` itself.

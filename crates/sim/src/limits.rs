@@ -48,7 +48,7 @@ pub(super) fn describe(limit: TimeDelta) -> String {
 
 /// A non-negative span in the duration syntax (`1h30m`); negative spans show their magnitude.
 pub(super) fn show(span: TimeDelta) -> String {
-    crate::duration::format(span.abs().to_std().unwrap_or_default())
+    dcs_common::duration::format(span.abs().to_std().unwrap_or_default())
 }
 
 /// `time + delta`, or the end of the calendar in the direction of `delta` when that would leave

@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::auth::{IncomingRequest, Refusal};
-use super::list::json;
 use super::state::SimState;
 use super::stats::Outcome;
 use super::wire;
@@ -51,7 +50,7 @@ pub(super) async fn admit(
         Ok(()) => Ok(query),
         Err(Refusal::Unauthorized(reason)) => Err(Rejected::Refused(
             Outcome::Unauthorized,
-            json(
+            wire::json(
                 StatusCode::UNAUTHORIZED,
                 wire::error_body(
                     "APIG.0301",
@@ -61,7 +60,7 @@ pub(super) async fn admit(
         )),
         Err(Refusal::Forbidden(reason)) => Err(Rejected::Refused(
             Outcome::ClientError,
-            json(
+            wire::json(
                 StatusCode::FORBIDDEN,
                 wire::error_body(
                     "APIG.0302",

@@ -83,7 +83,7 @@ impl Scenario {
     /// The built-in demo (`examples/sim/switchover.yaml`): a master/standby switchover that
     /// finishes a few seconds after start, plus some older tasks. Used by `query --sim`.
     pub fn default_demo() -> Self {
-        Self::from_yaml(include_str!("../../examples/sim/switchover.yaml"))
+        Self::from_yaml(include_str!("../../../examples/sim/switchover.yaml"))
             .expect("examples/sim/switchover.yaml is valid (checked by a unit test)")
     }
 
@@ -169,7 +169,7 @@ impl CreatedAt {
             Some(magnitude) => (true, magnitude),
             None => (false, text.strip_prefix('+').unwrap_or(text)),
         };
-        if let Ok(duration) = crate::duration::parse(magnitude) {
+        if let Ok(duration) = dcs_common::duration::parse(magnitude) {
             let delta = TimeDelta::from_std(duration)
                 .ok()
                 .filter(|delta| *delta <= MAX_RELATIVE_CREATED_AT)
@@ -369,8 +369,8 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, 
 }
 
 fn parse_duration(field: &str, text: &str) -> Result<TimeDelta, FieldError> {
-    let duration =
-        crate::duration::parse(text).map_err(|error| FieldError::new(field, error.to_string()))?;
+    let duration = dcs_common::duration::parse(text)
+        .map_err(|error| FieldError::new(field, error.to_string()))?;
     TimeDelta::from_std(duration).map_err(|_| FieldError::new(field, "duration is too long"))
 }
 
@@ -703,14 +703,16 @@ mod tests {
                 .any(|task| task.timeline.at(TimeDelta::days(1)).status == "FAILED")
         );
         let failed =
-            Scenario::from_yaml(include_str!("../../examples/sim/failed-switchover.yaml")).unwrap();
+            Scenario::from_yaml(include_str!("../../../examples/sim/failed-switchover.yaml"))
+                .unwrap();
         let switchover = &failed.tasks[0];
         assert_eq!(
             switchover.timeline.at(TimeDelta::seconds(6)).status,
             "FAILED"
         );
         assert!(switchover.error_code.is_some());
-        let many = Scenario::from_yaml(include_str!("../../examples/sim/many-tasks.yaml")).unwrap();
+        let many =
+            Scenario::from_yaml(include_str!("../../../examples/sim/many-tasks.yaml")).unwrap();
         assert_eq!(many.task_count, TaskCountEncoding::Number);
         assert_eq!(many.generate.iter().map(|g| g.count).sum::<usize>(), 2500);
     }
@@ -1057,10 +1059,11 @@ tasks:
     /// loading through generating and resolving its tasks to rendering them at any sim time.
     mod properties {
         use super::*;
-        use crate::sim::limits::MAX_CLOCK_OFFSET;
-        use crate::sim::params::{ListParams, MAX_LIMIT, Window};
-        use crate::sim::state::{StoredTask, TaskStore, VirtualClock};
-        use crate::sim::wire;
+        use crate::limits::MAX_CLOCK_OFFSET;
+        use crate::params::{ListParams, MAX_LIMIT, Window};
+        use crate::state::VirtualClock;
+        use crate::store::{StoredTask, TaskStore};
+        use crate::wire;
         use proptest::prelude::*;
 
         /// A YAML double-quoted scalar (JSON strings are valid ones).

@@ -17,7 +17,7 @@ use super::client::{DcsClient, SignedGet};
 use super::error::DcsError;
 use super::model::{ShowJobInfoResponse, decode_job_info};
 use super::time::TaskTime;
-use crate::text::truncate_bytes;
+use dcs_common::text::truncate_bytes;
 
 /// The longest job id accepted. Real ids are 32 hex digits; 64 leaves room for other shapes
 /// without letting a CR put kilobytes into a path.
@@ -221,8 +221,8 @@ impl DcsClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dcs::ApiError;
-    use crate::dcs::model::{MAX_DECODED_TEXT_BYTES, MAX_DECODED_TIME_BYTES};
+    use crate::ApiError;
+    use crate::model::{MAX_DECODED_TEXT_BYTES, MAX_DECODED_TIME_BYTES};
     use chrono::{TimeZone, Utc};
     use proptest::prelude::*;
     use serde_json::{Value, json};
@@ -432,7 +432,7 @@ mod tests {
                 error_msg: None,
                 request_id: None,
                 retry_after: None,
-                iam_action: crate::dcs::IamAction::ShowJob,
+                iam_action: crate::IamAction::ShowJob,
             },
         }
     }
@@ -465,214 +465,6 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
         };
         assert_eq!(JobLookupFailure::of(&timeout), None);
-    }
-
-    mod against_the_simulator {
-        use super::*;
-        use crate::dcs::{HttpClient, HttpSettings, RetryPolicy};
-        use crate::sim;
-        use std::time::Duration;
-
-        const SCENARIO: &str = r#"
-tasks:
-  - id: swap-task
-    name: masterStandbySwapJob
-    jobId: swapjob
-    createdAt: -2s
-    timeline: [{status: EXECUTING, for: 1h}, {status: SUCCESS}]
-jobs:
-  - {id: donejob, jobType: masterStandbySwapJob, beginTime: "2023-05-15T22:59:05.379Z", timeline: [{status: RUNNING, for: 2s869ms}, {status: SUCCESS}]}
-  - {id: failjob, jobType: modifyClientIpTransJob, status: FAIL, failReason: Master standby swap failed.}
-  - {id: silentfail, status: FAIL}
-  - {id: odd, status: FAILED}
-"#;
-
-        async fn start() -> (sim::RunningSimulator, DcsClient) {
-            let running = sim::serve_on_loopback(sim::Scenario::from_yaml(SCENARIO).unwrap())
-                .await
-                .unwrap();
-            let http = HttpClient::new(HttpSettings {
-                retry: RetryPolicy {
-                    max_retries: 3,
-                    min_delay: Duration::from_millis(10),
-                    max_delay: Duration::from_millis(50),
-                },
-                ..HttpSettings::default()
-            })
-            .unwrap();
-            let client = DcsClient::new(
-                http,
-                running.endpoint(),
-                sim::DEMO_PROJECT_ID,
-                sim::demo_credentials().credentials,
-            );
-            (running, client)
-        }
-
-        async fn admin(
-            running: &sim::RunningSimulator,
-            method: reqwest::Method,
-            path: &str,
-            body: Option<Value>,
-        ) -> Value {
-            let mut request =
-                reqwest::Client::new().request(method, format!("{}{path}", running.base_url()));
-            if let Some(body) = body {
-                request = request.json(&body);
-            }
-            request.send().await.unwrap().json().await.unwrap()
-        }
-
-        async fn job_requests(running: &sim::RunningSimulator, job_id: &str) -> Value {
-            let stats = admin(running, reqwest::Method::GET, "/_sim/stats", None).await;
-            stats["jobs"]["projects"][sim::DEMO_PROJECT_ID]["byJob"][job_id].clone()
-        }
-
-        fn id(text: &str) -> JobId {
-            JobId::parse(text).unwrap()
-        }
-
-        #[tokio::test]
-        async fn show_job_reads_success_fail_and_running_jobs() {
-            let (running, client) = start().await;
-            let done = client.show_job(&id("donejob")).await.unwrap();
-            assert_eq!(done.status, JobStatus::Success);
-            assert_eq!(done.job_id.as_deref(), Some("donejob"));
-            assert_eq!(done.job_type.as_deref(), Some("masterStandbySwapJob"));
-            assert_eq!(millis(&done.begin_time), Some(1_684_191_545_379));
-            assert_eq!(millis(&done.end_time), Some(1_684_191_548_248));
-            assert_eq!(done.fail_reason, None);
-
-            let failed = client.show_job(&id("failjob")).await.unwrap();
-            assert_eq!(failed.status, JobStatus::Fail);
-            assert_eq!(
-                failed.fail_reason.as_deref(),
-                Some("Master standby swap failed.")
-            );
-            assert!(failed.end_time.unwrap().parsed.is_some());
-            let silent = client.show_job(&id("silentfail")).await.unwrap();
-            assert_eq!((silent.status, silent.fail_reason), (JobStatus::Fail, None));
-
-            // Derived from its task: EXECUTING is RUNNING, not ended.
-            let swap = client.show_job(&id("swapjob")).await.unwrap();
-            assert_eq!(swap.status, JobStatus::Running);
-            assert!(!swap.status.is_terminal());
-            assert_eq!(swap.end_time, None);
-            assert!(swap.begin_time.unwrap().parsed.is_some());
-
-            // The task vocabulary's FAILED is no verdict.
-            let odd = client.show_job(&id("odd")).await.unwrap();
-            assert_eq!(odd.status, JobStatus::Other("FAILED".into()));
-            assert!(!odd.status.is_terminal());
-
-            // Then the switchover ends.
-            admin(
-                &running,
-                reqwest::Method::PUT,
-                "/_sim/jobs/swapjob/status",
-                Some(json!({"status": "SUCCESS"})),
-            )
-            .await;
-            assert_eq!(
-                client.show_job(&id("swapjob")).await.unwrap().status,
-                JobStatus::Success
-            );
-            assert_eq!(job_requests(&running, "swapjob").await, 2);
-        }
-
-        #[tokio::test]
-        async fn an_unknown_job_is_not_found_without_retries() {
-            let (running, client) = start().await;
-            let error = client.show_job(&id("nosuchjob")).await.unwrap_err();
-            assert_eq!(
-                JobLookupFailure::of(&error),
-                Some(JobLookupFailure::NotFound),
-                "{error:?}"
-            );
-            assert_eq!(error.api_error().unwrap().http_status, 404);
-            assert!(!error.is_retryable());
-            assert_eq!(job_requests(&running, "nosuchjob").await, 1);
-        }
-
-        #[tokio::test]
-        async fn a_403_on_the_job_api_is_a_missing_dcs_job_get() {
-            let (running, client) = start().await;
-            admin(
-                &running,
-                reqwest::Method::POST,
-                "/_sim/faults",
-                Some(json!({"status": 403, "api": "jobs",
-                            "body": {"error_code": "APIG.0302", "error_msg": "not authorized"}})),
-            )
-            .await;
-            let job = id("donejob");
-            let error = client.show_job(&job).await.unwrap_err();
-            let failure = JobLookupFailure::of(&error);
-            assert_eq!(failure, Some(JobLookupFailure::Forbidden), "{error:?}");
-            // The advice names the job API's action, not the task list's.
-            let message = error.to_string();
-            assert!(
-                message.contains("grant the IAM action dcs:job:get"),
-                "{message}"
-            );
-            assert!(!message.contains("dcs:task:list"), "{message}");
-            assert!(!error.is_auth_failure());
-            assert_eq!(job_requests(&running, "donejob").await, 1);
-            assert_eq!(
-                client.show_job(&job).await.unwrap().status,
-                JobStatus::Success
-            );
-        }
-
-        /// The job call is the task page's signed GET: retried on 503 (each attempt through
-        /// the gate) and never following a redirect.
-        #[tokio::test]
-        async fn show_job_retries_like_a_task_page_and_refuses_redirects() {
-            use crate::dcs::{AccountKey, RequestGate};
-            use futures::future::BoxFuture;
-            use std::sync::Arc;
-            use std::sync::atomic::{AtomicUsize, Ordering};
-
-            #[derive(Default)]
-            struct Counting(AtomicUsize);
-            impl RequestGate for Counting {
-                fn admit<'a>(&'a self, _: &'a AccountKey) -> BoxFuture<'a, ()> {
-                    self.0.fetch_add(1, Ordering::SeqCst);
-                    Box::pin(async {})
-                }
-            }
-
-            let (running, client) = start().await;
-            let gate = Arc::new(Counting::default());
-            let client = client.with_gate(gate.clone());
-            admin(
-                &running,
-                reqwest::Method::POST,
-                "/_sim/faults",
-                Some(json!({"status": 503, "count": 2, "api": "jobs"})),
-            )
-            .await;
-            assert_eq!(
-                client.show_job(&id("donejob")).await.unwrap().status,
-                JobStatus::Success
-            );
-            assert_eq!(gate.0.load(Ordering::SeqCst), 3);
-            assert_eq!(job_requests(&running, "donejob").await, 3);
-
-            admin(
-                &running,
-                reqwest::Method::POST,
-                "/_sim/faults",
-                Some(json!({"status": 307, "api": "jobs"})),
-            )
-            .await;
-            let error = client.show_job(&id("donejob")).await.unwrap_err();
-            assert!(
-                matches!(error, DcsError::Redirected { status: 307, .. }),
-                "{error:?}"
-            );
-            assert_eq!(JobLookupFailure::of(&error), None);
-        }
     }
 
     /// Any JSON value, nested a few levels.

@@ -1,5 +1,5 @@
 //! End-to-end tests: a real simulator on 127.0.0.1:0, called over HTTP with reqwest and
-//! requests signed by `crate::dcs::sign`, as a client would.
+//! requests signed by `dcs_cloud::sign`, as a client would.
 
 use std::time::{Duration, Instant};
 
@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::dcs::sign::{self, SDK_DATE_FORMAT, SignableRequest};
+use dcs_cloud::sign::{self, SDK_DATE_FORMAT, SignableRequest};
 
 async fn start(yaml: &str) -> RunningSimulator {
     start_with(SimConfig::new(
@@ -530,7 +530,7 @@ async fn handles_report_addresses_and_stop() {
 
 #[tokio::test]
 async fn the_many_tasks_scenario_needs_three_full_pages() {
-    let sim = start(include_str!("../../examples/sim/many-tasks.yaml")).await;
+    let sim = start(include_str!("../../../examples/sim/many-tasks.yaml")).await;
     let mut seen = 0;
     for offset in ["0", "1000", "2000", "3000"] {
         let (status, body) = list(&sim, &[("offset", offset), ("limit", "1000")]).await;
@@ -679,7 +679,7 @@ async fn iam_lists_the_demo_project_by_region_only_to_signed_requests() {
 /// demo project; an unknown region and a wrong secret are typed errors.
 #[tokio::test]
 async fn the_iam_client_discovers_the_demo_project() {
-    use crate::dcs::{Credentials, HttpClient, HttpSettings, IamClient, ProjectDiscoveryError};
+    use dcs_cloud::{Credentials, HttpClient, HttpSettings, IamClient, ProjectDiscoveryError};
     let sim = serve_on_loopback(Scenario::default_demo()).await.unwrap();
     let http = HttpClient::new(HttpSettings::default()).unwrap();
     let client = IamClient::new(http.clone(), sim.endpoint(), demo_credentials().credentials);

@@ -1,15 +1,23 @@
 //! JSON rendering of list answers, job answers and error bodies, built from the simulator's own
-//! task and job representation with the field names of the documentation pages.
+//! task and job representation with the field names of the documentation pages, and the HTTP
+//! answer that carries a JSON body ([`json`]), for every handler.
 //!
-//! Deliberately independent of `crate::dcs::model`: if the client's decoding had a bug, a
+//! Deliberately independent of `dcs_cloud::model`: if the client's decoding had a bug, a
 //! server that serialised the same types would share it and the tests would pass anyway.
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use super::limits::add_saturating;
 use super::scenario::TaskCountEncoding;
-use super::state::{StoredJob, StoredTask};
+use super::store::{StoredJob, StoredTask};
+
+/// An answer with `status` and `body` as JSON.
+pub(super) fn json(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
 
 /// A DCS error body: `{"error_code", "error_msg", "error_ext_msg": null}`.
 pub(super) fn error_body(code: &str, message: &str) -> Value {
@@ -106,7 +114,7 @@ pub(super) fn task_list(total: usize, tasks: Vec<Value>, encoding: TaskCountEnco
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::scenario::Scenario;
+    use crate::scenario::Scenario;
     use chrono::TimeDelta;
 
     fn stored(yaml: &str, base: DateTime<Utc>) -> StoredTask {

@@ -20,9 +20,10 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 
 use super::faults::Api;
-use super::list::{admit, json, take_fault};
-use super::state::{JobStore, SimState, StoredJob, StoredTask, TaskStore, lock};
+use super::list::{admit, take_fault};
+use super::state::{SimState, lock};
 use super::stats::Outcome;
+use super::store::{JobStore, StoredJob, StoredTask, TaskStore};
 use super::wire;
 
 /// The `error_code` of the 404 for an unknown job.
@@ -68,10 +69,13 @@ async fn answer(
         find(&jobs, &store, Some(project_id), job_id, now)
     };
     match found {
-        Some(job) => (Outcome::Ok, json(StatusCode::OK, wire::job(&job, now))),
+        Some(job) => (
+            Outcome::Ok,
+            wire::json(StatusCode::OK, wire::job(&job, now)),
+        ),
         None => (
             Outcome::NotFound,
-            json(
+            wire::json(
                 StatusCode::NOT_FOUND,
                 wire::error_body(
                     JOB_NOT_FOUND_CODE,
@@ -140,7 +144,7 @@ pub(super) fn job_status_of_task(status: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::scenario::Scenario;
+    use crate::scenario::Scenario;
     use chrono::TimeDelta;
 
     fn world(yaml: &str, start: DateTime<Utc>) -> (JobStore, TaskStore) {
@@ -186,7 +190,7 @@ tasks:
 "#,
             start,
         );
-        let project = Some(crate::sim::DEMO_PROJECT_ID);
+        let project = Some(crate::DEMO_PROJECT_ID);
         let at = |seconds: i64| {
             let now = start + TimeDelta::seconds(seconds);
             wire::job(&find(&jobs, &store, project, "j", now).unwrap(), now)
@@ -242,7 +246,7 @@ jobs:
 "#,
             start,
         );
-        let project = Some(crate::sim::DEMO_PROJECT_ID);
+        let project = Some(crate::DEMO_PROJECT_ID);
         let job = find(&jobs, &store, project, "j", start).unwrap();
         assert_eq!(wire::job(&job, start)["status"], "RUNNING");
         assert_eq!(job.job_type, None);

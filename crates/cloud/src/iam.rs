@@ -18,7 +18,6 @@ use super::client::{Gate, HttpClient, RequestGate, SignedGet};
 use super::credentials::Credentials;
 use super::endpoint::Endpoint;
 use super::error::DcsError;
-use crate::api::patterns;
 
 /// The most project entries read from one answer; a longer list fails to decode. An account
 /// holds far fewer projects, and the answer is filtered by name anyway.
@@ -114,7 +113,7 @@ impl IamClient {
 }
 
 static PROJECT_ID: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(patterns::PROJECT_ID).expect("the project id pattern is a valid regex")
+    Regex::new(dcs_common::project_id::PATTERN).expect("the project id pattern is a valid regex")
 });
 
 /// The one project named `region` (IAM filters by name; an IAM that ignored the filter is
@@ -165,7 +164,7 @@ struct Project {
 fn decode_projects(body: &[u8]) -> Result<ProjectPage, String> {
     serde_json::from_slice::<ProjectPage>(body).map_err(|error| {
         let text = error.to_string();
-        crate::text::truncate_bytes(&text, 200).into_owned()
+        dcs_common::text::truncate_bytes(&text, 200).into_owned()
     })
 }
 

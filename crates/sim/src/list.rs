@@ -90,7 +90,7 @@ async fn answer(state: &SimState, project_id: &str, request: Request) -> (Outcom
             .collect();
         wire::task_list(page.total, tasks, encoding)
     };
-    (Outcome::Ok, json(StatusCode::OK, body))
+    (Outcome::Ok, wire::json(StatusCode::OK, body))
 }
 
 /// The gateway's admission of a request to a DCS API of `project_id`: its query pairs, or the
@@ -124,12 +124,8 @@ fn invalid_param(name: &str) -> (Outcome, Response) {
 pub(super) fn client_error(status: StatusCode, code: &str, message: &str) -> (Outcome, Response) {
     (
         Outcome::ClientError,
-        json(status, wire::error_body(code, message)),
+        wire::json(status, wire::error_body(code, message)),
     )
-}
-
-pub(super) fn json(status: StatusCode, body: Value) -> Response {
-    (status, axum::Json(body)).into_response()
 }
 
 /// A JSON body, or a JSON string sent as raw text (to mimic non-JSON error pages).
@@ -141,7 +137,7 @@ fn raw_or_json(status: StatusCode, body: Value) -> Response {
             text,
         )
             .into_response(),
-        body => json(status, body),
+        body => wire::json(status, body),
     }
 }
 

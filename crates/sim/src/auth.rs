@@ -2,7 +2,7 @@
 //! signature (AK/SK, optionally a temporary credential with `X-Security-Token`) or an IAM
 //! `X-Auth-Token`.
 //!
-//! Verification goes through the same `crate::dcs::sign` code the client signs with, but the
+//! Verification goes through the same `dcs_cloud::sign` code the client signs with, but the
 //! inputs are rebuilt from the request as received (the headers named in `SignedHeaders`, the
 //! path, the decoded query, the body), so a client that signs something other than what it
 //! sends is caught. Refusal messages say what was wrong and never contain a secret key or
@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use axum::http::HeaderMap;
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 
-use crate::dcs::sign::{self, Authorization, SDK_DATE_FORMAT, SDK_DATE_HEADER, SignableRequest};
+use dcs_cloud::sign::{self, Authorization, SDK_DATE_FORMAT, SDK_DATE_HEADER, SignableRequest};
 
 use super::scenario::Credential;
 
@@ -143,7 +143,7 @@ impl AuthPolicy {
             return Err(unauthorized(&format!(
                 "X-Sdk-Date {sdk_date} has expired or is in the future: it is more than {} away \
                  from the server clock {}",
-                crate::duration::format(self.max_clock_skew.to_std().unwrap_or_default()),
+                dcs_common::duration::format(self.max_clock_skew.to_std().unwrap_or_default()),
                 real_now.format(SDK_DATE_FORMAT)
             )));
         }

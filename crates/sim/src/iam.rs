@@ -11,7 +11,6 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::gateway::{self, Rejected};
-use super::list::json as json_response;
 use super::state::{SimState, lock};
 use super::stats::Outcome;
 use super::{DEMO_PROJECT_ID, DEMO_REGION, wire};
@@ -58,13 +57,13 @@ async fn answer(state: &SimState, request: Request) -> (Outcome, Response) {
         "projects": projects,
         "links": {"self": "/v3/projects", "previous": null, "next": null},
     });
-    (Outcome::Ok, json_response(StatusCode::OK, body))
+    (Outcome::Ok, wire::json(StatusCode::OK, body))
 }
 
 fn bad_request(message: &str) -> (Outcome, Response) {
     (
         Outcome::ClientError,
-        json_response(
+        wire::json(
             StatusCode::BAD_REQUEST,
             wire::error_body("IAM.0001", message),
         ),

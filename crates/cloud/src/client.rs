@@ -13,10 +13,10 @@ use tracing::debug;
 use super::credentials::Credentials;
 use super::endpoint::Endpoint;
 use super::error::{ApiError, DcsError, MAX_REQUEST_ID_BYTES};
-use super::model::{CenterTask, ErrorBody, ListCenterTaskResponse, decode_task_page};
+use super::listing::{PageRequest, Paging, TaskListing};
+use super::model::{ErrorBody, ListCenterTaskResponse, decode_task_page};
 use super::sign::{self, SDK_DATE_FORMAT, SignableRequest};
-use super::time::QueryTime;
-use crate::text::truncate_bytes;
+use dcs_common::text::truncate_bytes;
 
 /// The API's page-size ceiling.
 pub const MAX_LIMIT: u32 = 1000;
@@ -116,56 +116,6 @@ impl HttpClient {
             settings: Arc::new(settings),
         })
     }
-}
-
-/// One page request: the API's own parameters.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct PageRequest {
-    pub offset: u32,
-    /// `None` leaves the API's default (10).
-    pub limit: Option<u32>,
-    pub start_time: Option<QueryTime>,
-    pub end_time: Option<QueryTime>,
-}
-
-impl PageRequest {
-    fn query_pairs(&self) -> Vec<(String, String)> {
-        let mut pairs = vec![("offset".to_string(), self.offset.to_string())];
-        if let Some(limit) = self.limit {
-            pairs.push(("limit".into(), limit.to_string()));
-        }
-        if let Some(start) = &self.start_time {
-            pairs.push(("start_time".into(), start.to_param()));
-        }
-        if let Some(end) = &self.end_time {
-            pairs.push(("end_time".into(), end.to_param()));
-        }
-        pairs
-    }
-}
-
-/// One page, or the whole window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Paging {
-    /// Exactly the page asked for (the API's own semantics).
-    Single,
-    /// Follow `task_count` from the first page on, at most `max_pages` calls.
-    All { max_pages: u32 },
-}
-
-/// The tasks of one query, possibly gathered from several pages.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TaskListing {
-    /// The API's `task_count` from the last page read.
-    pub task_count: Option<u64>,
-    pub tasks: Vec<CenterTask>,
-    /// Upstream calls that succeeded (retries not counted).
-    pub pages: u32,
-    /// `false` when paging stopped before `task_count` was reached: at `max_pages`, or at
-    /// [`MAX_LISTING_TASKS`] or [`MAX_LISTING_BYTES`].
-    pub complete: bool,
-    /// When the last page arrived: how fresh the data is, however long a cache then keeps it.
-    pub fetched_at: Option<DateTime<Utc>>,
 }
 
 /// The upstream account a request is charged to: the access key of AK/SK credentials (throttling
@@ -621,7 +571,7 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dcs::endpoint::EndpointPolicy;
+    use crate::endpoint::EndpointPolicy;
     use chrono::TimeZone;
 
     fn client(credentials: Credentials) -> DcsClient {
@@ -639,8 +589,8 @@ mod tests {
     fn signs_date_host_project_and_token() {
         let c = client(Credentials::AkSk {
             access_key: "AK".into(),
-            secret_key: crate::dcs::credentials::SecretString::new("SK"),
-            security_token: Some(crate::dcs::credentials::SecretString::new("STS")),
+            secret_key: crate::credentials::SecretString::new("SK"),
+            security_token: Some(crate::credentials::SecretString::new("STS")),
         });
         let now = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap();
         let query = vec![("offset".to_string(), "0".to_string())];
@@ -660,109 +610,12 @@ mod tests {
 
     #[test]
     fn token_auth_sends_x_auth_token_and_no_signature() {
-        let c = client(Credentials::Token(
-            crate::dcs::credentials::SecretString::new("TOKEN"),
-        ));
+        let c = client(Credentials::Token(crate::credentials::SecretString::new(
+            "TOKEN",
+        )));
         let headers = c.auth_headers("GET", "/v2/p/tasks", &[], Utc::now());
         assert_eq!(headers["x-auth-token"], "TOKEN");
         assert!(headers.get("authorization").is_none());
-    }
-
-    /// Signs with this client and verifies with the simulator: permanent AK/SK, temporary
-    /// AK/SK with a security token, and IAM token auth; wrong secrets are refused with 401.
-    #[tokio::test]
-    async fn the_simulator_accepts_exactly_the_right_credentials() {
-        use crate::dcs::credentials::SecretString;
-        use crate::sim;
-        let scenario = sim::Scenario::from_yaml(
-            r#"
-credentials:
-  - accessKey: PERMANENTAK
-    secretKey: permanent-sk
-  - accessKey: TEMPORARYAK
-    secretKey: temporary-sk
-    securityToken: sts-token
-tokens: [iam-token]
-tasks:
-  - name: EXTEND
-    status: SUCCESS
-"#,
-        )
-        .unwrap();
-        let running = sim::serve_on_loopback(scenario).await.unwrap();
-        let endpoint = running.endpoint();
-        let http = HttpClient::new(HttpSettings::default()).unwrap();
-        let call = |credentials: Credentials| {
-            let client = DcsClient::new(
-                http.clone(),
-                endpoint.clone(),
-                sim::DEMO_PROJECT_ID,
-                credentials,
-            );
-            async move {
-                client
-                    .list_tasks(&PageRequest::default(), Paging::Single)
-                    .await
-            }
-        };
-        let temporary = |token: Option<&str>| Credentials::AkSk {
-            access_key: "TEMPORARYAK".into(),
-            secret_key: SecretString::new("temporary-sk"),
-            security_token: token.map(SecretString::new),
-        };
-
-        let listing = call(Credentials::ak_sk("PERMANENTAK", "permanent-sk"))
-            .await
-            .unwrap();
-        assert_eq!((listing.task_count, listing.tasks.len()), (Some(1), 1));
-        assert!(call(temporary(Some("sts-token"))).await.is_ok());
-        assert!(
-            call(Credentials::Token(SecretString::new("iam-token")))
-                .await
-                .is_ok()
-        );
-
-        for refused in [
-            Credentials::ak_sk("PERMANENTAK", "wrong-sk"),
-            Credentials::ak_sk("UNKNOWNAK", "permanent-sk"),
-            temporary(None),
-            temporary(Some("other-token")),
-            Credentials::Token(SecretString::new("bad-token")),
-        ] {
-            let label = format!("{refused:?}");
-            let error = call(refused).await.unwrap_err();
-            assert!(error.is_auth_failure(), "{label}: {error}");
-            assert!(!error.is_retryable());
-            let text = error.to_string();
-            for secret in [
-                "wrong-sk",
-                "permanent-sk",
-                "temporary-sk",
-                "other-token",
-                "bad-token",
-            ] {
-                assert!(!text.contains(secret), "{text}");
-            }
-        }
-        running.shutdown().await;
-    }
-
-    #[test]
-    fn page_request_parameters() {
-        let page = PageRequest {
-            offset: 2000,
-            limit: Some(1000),
-            start_time: Some(QueryTime::parse("20260101000000").unwrap()),
-            end_time: None,
-        };
-        assert_eq!(
-            page.query_pairs(),
-            vec![
-                ("offset".to_string(), "2000".to_string()),
-                ("limit".to_string(), "1000".to_string()),
-                ("start_time".to_string(), "20260101000000".to_string()),
-            ]
-        );
     }
 
     /// Serves `router` on 127.0.0.1:0 until the test's runtime ends.
@@ -990,11 +843,7 @@ tasks:
         let api = error.api_error().unwrap();
         assert_eq!(api.error_code.as_deref(), Some("APIG.0308"));
         let msg = api.error_msg.as_deref().unwrap();
-        assert!(
-            msg.len() <= crate::dcs::MAX_ERROR_MSG_BYTES,
-            "{}",
-            msg.len()
-        );
+        assert!(msg.len() <= crate::MAX_ERROR_MSG_BYTES, "{}", msg.len());
         assert!(msg.starts_with("任任"));
         assert!(api.request_id.as_ref().unwrap().len() <= MAX_REQUEST_ID_BYTES);
         assert!(error.to_string().len() < 2048);
@@ -1148,102 +997,5 @@ tasks:
             2,
             "a page past the cap was asked for"
         );
-    }
-
-    /// Counts admissions per account, the way a budget would charge them.
-    #[derive(Default)]
-    struct CountingGate {
-        admitted: std::sync::Mutex<Vec<AccountKey>>,
-    }
-
-    impl RequestGate for CountingGate {
-        fn admit<'a>(&'a self, account: &'a AccountKey) -> BoxFuture<'a, ()> {
-            Box::pin(async move {
-                self.admitted.lock().unwrap().push(account.clone());
-            })
-        }
-    }
-
-    /// The gate sees every HTTP request: five pages plus two retried 503s are seven admissions,
-    /// exactly the requests the simulator counted, all charged to the access key.
-    #[tokio::test]
-    async fn every_request_passes_the_gate_pages_and_retries_alike() {
-        use crate::sim;
-        let running = sim::serve_on_loopback(sim::Scenario::default_demo())
-            .await
-            .unwrap();
-        let settings = HttpSettings {
-            retry: RetryPolicy {
-                max_retries: 3,
-                min_delay: Duration::from_millis(10),
-                max_delay: Duration::from_millis(50),
-            },
-            ..HttpSettings::default()
-        };
-        let http = HttpClient::new(settings).unwrap();
-        let admin = reqwest::Client::new();
-        let queued = admin
-            .post(format!("{}/_sim/faults", running.base_url()))
-            .json(&serde_json::json!({"count": 2, "status": 503}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(queued.status().as_u16(), 201);
-
-        let gate = Arc::new(CountingGate::default());
-        let credentials = sim::demo_credentials().credentials;
-        let client = DcsClient::new(
-            http,
-            running.endpoint(),
-            sim::DEMO_PROJECT_ID,
-            credentials.clone(),
-        )
-        .with_gate(gate.clone());
-        let page = PageRequest {
-            limit: Some(1),
-            ..PageRequest::default()
-        };
-        let listing = client
-            .list_tasks(&page, Paging::All { max_pages: 10 })
-            .await
-            .unwrap();
-        assert_eq!((listing.pages, listing.tasks.len()), (5, 5));
-
-        let stats: serde_json::Value = admin
-            .get(format!("{}/_sim/stats", running.base_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(stats["total"], 7, "{stats}");
-        let admitted = gate.admitted.lock().unwrap().clone();
-        assert_eq!(admitted.len(), 7);
-        assert!(admitted.iter().all(|account| *account == client.account()));
-
-        // The same AK with another secret (a rotated key) is the same account; the AK itself
-        // never shows in `Debug`.
-        let rotated = DcsClient::new(
-            HttpClient::new(HttpSettings::default()).unwrap(),
-            running.endpoint(),
-            sim::DEMO_PROJECT_ID,
-            Credentials::ak_sk(sim::DEMO_ACCESS_KEY, "another-secret"),
-        );
-        assert_eq!(rotated.account(), client.account());
-        assert!(!format!("{:?}", client.account()).contains(sim::DEMO_ACCESS_KEY));
-        assert!(!format!("{client:?}").contains(sim::DEMO_ACCESS_KEY));
-        let token = |value: &str| {
-            DcsClient::new(
-                HttpClient::new(HttpSettings::default()).unwrap(),
-                running.endpoint(),
-                sim::DEMO_PROJECT_ID,
-                Credentials::Token(crate::dcs::credentials::SecretString::new(value)),
-            )
-            .account()
-        };
-        assert_eq!(token("t1"), token("t1"));
-        assert_ne!(token("t1"), token("t2"));
-        assert_ne!(token("t1"), client.account());
     }
 }

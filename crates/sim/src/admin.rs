@@ -47,9 +47,9 @@ use serde_json::{Value, json};
 use super::faults::FaultRequest;
 use super::jobs;
 use super::limits::{MAX_CLOCK_OFFSET, describe, show};
-use super::list::json;
 use super::scenario::{JobFile, TaskCountEncoding, TaskFile};
-use super::state::{ClockLimit, DuplicateId, SimState, StoredJob, StoredTask, VirtualClock, lock};
+use super::state::{ClockLimit, SimState, VirtualClock, lock};
+use super::store::{DuplicateId, StoredJob, StoredTask};
 use super::wire;
 
 /// The `/_sim/` routes, guarded by the loopback check.
@@ -83,7 +83,7 @@ async fn loopback_only(request: Request, next: Next) -> Response {
 }
 
 fn error(status: StatusCode, message: String) -> Response {
-    json(status, json!({ "error": message }))
+    wire::json(status, json!({ "error": message }))
 }
 
 /// Parses a JSON body; the error is serde's explanation (line, column, field) for a 400.
@@ -104,7 +104,7 @@ async fn add_task(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
     let task = StoredTask::from_spec(spec, state.clock.now());
     let id = task.id.clone();
     match lock(&state.store).insert(task) {
-        Ok(()) => json(StatusCode::CREATED, json!({ "id": id })),
+        Ok(()) => wire::json(StatusCode::CREATED, json!({ "id": id })),
         Err(DuplicateId(id)) => error(
             StatusCode::CONFLICT,
             format!("a task with id {id} already exists"),
@@ -137,7 +137,7 @@ async fn set_status(
     };
     let elapsed = task.elapsed(now);
     task.timeline.set_from(elapsed, change.status.clone());
-    json(StatusCode::OK, json!({ "id": id, "status": change.status }))
+    wire::json(StatusCode::OK, json!({ "id": id, "status": change.status }))
 }
 
 async fn add_job(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
@@ -152,7 +152,7 @@ async fn add_job(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
     let job = StoredJob::from_spec(spec, state.clock.now());
     let id = job.id.clone();
     match lock(&state.jobs).insert(job) {
-        Ok(()) => json(StatusCode::CREATED, json!({ "id": id })),
+        Ok(()) => wire::json(StatusCode::CREATED, json!({ "id": id })),
         Err(DuplicateId(id)) => error(
             StatusCode::CONFLICT,
             format!("a job with id {id} is declared already"),
@@ -203,7 +203,7 @@ async fn set_job_status(
         job.fail_reason = Some(reason);
     }
     jobs.put(job);
-    json(StatusCode::OK, json!({ "id": id, "status": change.status }))
+    wire::json(StatusCode::OK, json!({ "id": id, "status": change.status }))
 }
 
 #[derive(Deserialize)]
@@ -225,7 +225,7 @@ async fn advance_clock(State(state): State<Arc<SimState>>, body: Bytes) -> Respo
 
 /// Moves `clock` by the duration text `by`, or says (naming `by`) why it did not move.
 fn advance_by(clock: &VirtualClock, by: &str) -> Result<(), String> {
-    let duration = crate::duration::parse(by)
+    let duration = dcs_common::duration::parse(by)
         .map_err(|_| format!("`by`: `{by}` is not a duration such as 10s, 5m or 1h30m"))?;
     clock
         .advance(duration)
@@ -241,7 +241,7 @@ fn advance_by(clock: &VirtualClock, by: &str) -> Result<(), String> {
 }
 
 async fn clock(State(state): State<Arc<SimState>>) -> Response {
-    json(
+    wire::json(
         StatusCode::OK,
         json!({
             "now": wire::timestamp(state.clock.now()),
@@ -261,7 +261,7 @@ async fn add_fault(State(state): State<Arc<SimState>>, body: Bytes) -> Response 
     };
     let mut faults = lock(&state.faults);
     faults.push(fault, count);
-    json(
+    wire::json(
         StatusCode::CREATED,
         json!({ "queued": count, "pending": faults.pending() }),
     )
@@ -269,7 +269,7 @@ async fn add_fault(State(state): State<Arc<SimState>>, body: Bytes) -> Response 
 
 async fn clear_faults(State(state): State<Arc<SimState>>) -> Response {
     let cleared = lock(&state.faults).clear();
-    json(StatusCode::OK, json!({ "cleared": cleared }))
+    wire::json(StatusCode::OK, json!({ "cleared": cleared }))
 }
 
 #[derive(Deserialize)]
@@ -289,12 +289,12 @@ async fn set_config(State(state): State<Arc<SimState>>, body: Bytes) -> Response
 
 async fn config(State(state): State<Arc<SimState>>) -> Response {
     let encoding = *lock(&state.encoding);
-    json(StatusCode::OK, json!({ "taskCount": encoding }))
+    wire::json(StatusCode::OK, json!({ "taskCount": encoding }))
 }
 
 async fn stats(State(state): State<Arc<SimState>>) -> Response {
     let stats = lock(&state.stats).clone();
-    json(
+    wire::json(
         StatusCode::OK,
         serde_json::to_value(stats).unwrap_or(Value::Null),
     )

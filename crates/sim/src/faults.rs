@@ -83,7 +83,7 @@ impl FaultRequest {
         let latency = match &self.latency {
             None => Duration::ZERO,
             Some(text) => {
-                crate::duration::parse(text).map_err(|error| format!("`latency`: {error}"))?
+                dcs_common::duration::parse(text).map_err(|error| format!("`latency`: {error}"))?
             }
         };
         let action = match (self.status, self.drop) {

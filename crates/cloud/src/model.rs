@@ -23,7 +23,7 @@ use serde::de::{Deserialize, Deserializer, Error as _, IgnoredAny, MapAccess, Se
 
 use super::error::{MAX_ERROR_CODE_BYTES, MAX_ERROR_MSG_BYTES};
 use super::time::TaskTime;
-use crate::text::truncate_bytes;
+use dcs_common::text::truncate_bytes;
 
 /// Declares the `Deserialize` of a struct whose fields are all read by lenient readers: each
 /// `field: Reader` pair names the JSON key (the field's own name) and the reader whose `.0`
@@ -906,7 +906,7 @@ mod tests {
     /// A value of exactly its cap is kept whole; one byte more is cut and marked.
     #[test]
     fn task_text_fields_are_capped_while_decoding() {
-        use crate::text::TRUNCATION_MARK;
+        use dcs_common::text::TRUNCATION_MARK;
         for filler in ["x", "任", "\\n"] {
             let huge = |bytes: usize| filler.repeat(bytes / filler.len().min(2));
             let params = huge(5 * 1024 * 1024);
@@ -986,7 +986,7 @@ mod tests {
             let code = error.error_code.unwrap();
             assert!(msg.len() <= MAX_ERROR_MSG_BYTES, "{}", msg.len());
             assert!(code.len() <= MAX_ERROR_CODE_BYTES, "{}", code.len());
-            assert!(msg.ends_with(crate::text::TRUNCATION_MARK));
+            assert!(msg.ends_with(dcs_common::text::TRUNCATION_MARK));
             let nested = format!(r#"{{"error":{{"code":"E","message":"{huge}"}}}}"#);
             let error = ErrorBody::from_json(nested.as_bytes()).unwrap();
             assert!(error.error_msg.unwrap().len() <= MAX_ERROR_MSG_BYTES);

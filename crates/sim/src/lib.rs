@@ -17,11 +17,36 @@
 //! - injected faults and request counters through the loopback-only admin API under `/_sim/`
 //!   (documented in the `admin` module), so retries, back-off and call sharing are measurable.
 //!
-//! The JSON is built from the simulator's own representation, never from `crate::dcs::model`.
+//! The JSON is built from the simulator's own representation, never from `dcs_cloud::model`.
+//!
+//! What it may know, and what not: it uses `dcs_cloud` on purpose for the signer (`sign`, so a
+//! signature is verified by the very code that makes it) and for the endpoint and credential
+//! types a caller connects with, and `dcs_common` for durations. It must not know the operator:
+//! nothing of Kubernetes, of the `DcsTaskQuery` spec (`api`), of what a query means (`query`), of
+//! who polls when (`upstream`) or of the controller; its manifest lists none of them
+//! (`tests/layers.rs` at the repository root checks it).
+//!
+//! The modules import one another in one direction only, each from those listed before it (no
+//! cycles):
+//!
+//! 1. `limits`, `error`, `timeline`, `params`, `stats`: bounds, load errors, status timelines,
+//!    list parameters, request counters;
+//! 2. `scenario`: a scenario file, checked against the limits;
+//! 3. `store`: the tasks and jobs a scenario (or the admin API) resolves to;
+//! 4. `wire`: the JSON the APIs answer with, and the HTTP answer that carries it;
+//! 5. `faults` (queued injected answers) and `auth` (signature checks, with `dcs_cloud::sign`);
+//! 6. `state`: what the handlers share (the store, the clock, faults, auth, counters);
+//! 7. `gateway`: reading a request and checking its signature;
+//! 8. `list`: the task list, and the fault and admission steps every DCS API takes;
+//! 9. `jobs` (`ShowJobInfo`) and `iam` (`ListProjects`);
+//! 10. `admin`: the `/_sim/` API;
+//!
+//! and this module, which routes them and runs the server. (`client_tests` runs the `dcs_cloud`
+//! client against it.)
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), dcs_task_operator::sim::SimError> {
-//! use dcs_task_operator::sim::{Scenario, SimConfig, serve};
+//! # async fn demo() -> Result<(), dcs_sim::SimError> {
+//! use dcs_sim::{Scenario, SimConfig, serve};
 //! let sim = serve(SimConfig::new("127.0.0.1:0".parse().unwrap(), Scenario::default_demo())).await?;
 //! println!("DCS endpoint: {}", sim.base_url());
 //! sim.wait().await; // until Ctrl-C
@@ -41,9 +66,12 @@ mod params;
 mod scenario;
 mod state;
 mod stats;
+mod store;
 mod timeline;
 mod wire;
 
+#[cfg(test)]
+mod client_tests;
 #[cfg(test)]
 mod http_tests;
 
@@ -57,14 +85,15 @@ use axum::response::Response;
 use axum::routing::get;
 use tokio::sync::oneshot;
 
-use crate::dcs::{AllowedEndpoint, CredentialSet, Credentials, Endpoint, EndpointPolicy};
+use dcs_cloud::{AllowedEndpoint, CredentialSet, Credentials, Endpoint, EndpointPolicy};
 use tokio::task::JoinHandle;
 
 pub use error::SimError;
 pub use scenario::{Scenario, TaskCountEncoding};
 
 use auth::AuthPolicy;
-use state::{DuplicateId, SimState};
+use state::SimState;
+use store::DuplicateId;
 
 /// Access key of the demo credential, accepted by every scenario that lists no credentials.
 /// Public on purpose: it only ever opens the local simulator.
@@ -289,7 +318,7 @@ fn router(state: Arc<SimState>) -> Router {
 }
 
 async fn not_found() -> Response {
-    list::json(
+    wire::json(
         StatusCode::NOT_FOUND,
         wire::error_body(
             "APIG.0101",
@@ -300,7 +329,7 @@ async fn not_found() -> Response {
 
 /// Every real answer carries an `X-Request-Id`; clients log it, so the simulator sends one.
 async fn add_request_id(mut response: Response) -> Response {
-    if let Ok(value) = HeaderValue::from_str(&state::new_task_id()) {
+    if let Ok(value) = HeaderValue::from_str(&store::new_task_id()) {
         response.headers_mut().insert("x-request-id", value);
     }
     response
