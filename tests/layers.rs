@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 
-/// The root package: `api`, `query`, `upstream`, `controller` and `cli`.
+/// The root package: `upstream`, `controller` and `cli`.
 const OPERATOR: &str = "dcs-task-operator";
 
 /// Kubernetes and the CRD schema machinery.
@@ -24,11 +24,45 @@ const KUBERNETES: &[&str] = &[
     "schemars",
 ];
 
-/// Each crate below the operator, and what it must not reach besides [`KUBERNETES`].
-const RULES: &[(&str, &[&str])] = &[
-    ("dcs-common", &[OPERATOR, "dcs-cloud", "dcs-sim"]),
-    ("dcs-cloud", &[OPERATOR, "dcs-sim"]),
-    ("dcs-sim", &[OPERATOR]),
+/// How a crate may use Kubernetes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kubernetes {
+    /// Not at all, not even through another crate.
+    Never,
+    /// Only the resource's types through `dcs-api`: no Kubernetes crate of its own, so a
+    /// `use kube::...` in it does not build.
+    ThroughTheApiOnly,
+    /// It defines the resource (`dcs-api`).
+    Defines,
+}
+
+/// Each crate below the operator: the layers it must not reach, and its use of Kubernetes.
+const RULES: &[(&str, &[&str], Kubernetes)] = &[
+    (
+        "dcs-common",
+        &[OPERATOR, "dcs-cloud", "dcs-sim", "dcs-api", "dcs-query"],
+        Kubernetes::Never,
+    ),
+    (
+        "dcs-cloud",
+        &[OPERATOR, "dcs-sim", "dcs-api", "dcs-query"],
+        Kubernetes::Never,
+    ),
+    (
+        "dcs-sim",
+        &[OPERATOR, "dcs-api", "dcs-query"],
+        Kubernetes::Never,
+    ),
+    (
+        "dcs-api",
+        &[OPERATOR, "dcs-cloud", "dcs-sim", "dcs-query"],
+        Kubernetes::Defines,
+    ),
+    (
+        "dcs-query",
+        &[OPERATOR, "dcs-sim"],
+        Kubernetes::ThroughTheApiOnly,
+    ),
 ];
 
 fn root() -> &'static Path {
@@ -117,9 +151,13 @@ fn reach(lock: &BTreeMap<String, Vec<Locked>>, name: &str) -> BTreeMap<String, V
 fn no_crate_depends_on_a_layer_above_it_or_on_kubernetes() {
     let lock = lock();
     let mut broken = Vec::new();
-    for (name, above) in RULES {
+    for (name, above, kubernetes) in RULES {
         let reached = reach(&lock, name);
-        for forbidden in above.iter().chain(KUBERNETES) {
+        let transitive = match kubernetes {
+            Kubernetes::Never => KUBERNETES,
+            Kubernetes::ThroughTheApiOnly | Kubernetes::Defines => &[],
+        };
+        for forbidden in above.iter().chain(transitive) {
             if let Some(chain) = reached.get(*forbidden) {
                 broken.push(format!(
                     "{name} reaches {forbidden}: {}",
@@ -127,15 +165,31 @@ fn no_crate_depends_on_a_layer_above_it_or_on_kubernetes() {
                 ));
             }
         }
+        if *kubernetes == Kubernetes::ThroughTheApiOnly {
+            for direct in direct_dependencies(&lock, name) {
+                if KUBERNETES.contains(&direct.as_str()) {
+                    broken.push(format!("{name} depends on {direct} itself"));
+                }
+            }
+        }
     }
     assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
+/// The names `name` lists in its own manifest (any kind).
+fn direct_dependencies(lock: &BTreeMap<String, Vec<Locked>>, name: &str) -> Vec<String> {
+    lock[name][0]
+        .deps
+        .iter()
+        .map(|dep| dep.split(' ').next().unwrap_or(dep).to_string())
+        .collect()
 }
 
 /// A crate added under `crates/` (or any other path package) gets a rule here too, so it cannot
 /// slip past the check.
 #[test]
 fn every_crate_has_a_rule() {
-    let ruled: BTreeSet<&str> = RULES.iter().map(|(name, _)| *name).collect();
+    let ruled: BTreeSet<&str> = RULES.iter().map(|(name, ..)| *name).collect();
     let mut under_crates = BTreeSet::new();
     for entry in std::fs::read_dir(root().join("crates")).expect("crates/ is readable") {
         let manifest = entry.expect("a directory entry").path().join("Cargo.toml");
@@ -174,6 +228,8 @@ fn the_graph_shows_the_allowed_edges() {
         "dcs-common",
         "dcs-cloud",
         "dcs-sim",
+        "dcs-api",
+        "dcs-query",
     ] {
         assert!(
             operator.contains_key(expected),
@@ -185,4 +241,8 @@ fn the_graph_shows_the_allowed_edges() {
     assert!(sim.contains_key("dcs-common"));
     // Through the client: the simulator does not list hmac itself.
     assert_eq!(sim["hmac"], ["dcs-sim", "dcs-cloud", "hmac"]);
+    // The query core reads the resource's types, and so Kubernetes' types, only through dcs-api.
+    let query = reach(&lock, "dcs-query");
+    assert_eq!(query["kube"], ["dcs-query", "dcs-api", "kube"]);
+    assert!(!direct_dependencies(&lock, "dcs-query").contains(&"kube".to_string()));
 }

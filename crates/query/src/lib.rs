@@ -1,6 +1,16 @@
 //! The meaning of a `DcsTaskQuery`, as pure functions over plain data: validate the spec, plan
 //! the request, judge the answer, and shape the status. The CLI and the controller both call
 //! these, so a query means the same thing everywhere. No I/O, no clock reads: "now" is passed in.
+//!
+//! A crate of its own (`dcs-query`): it reads the resource's types (`dcs-api`) and the Huawei
+//! Cloud answers (`dcs-cloud`) as plain data, and it cannot import Kubernetes (`kube`,
+//! `k8s-openapi`), the feeds or the controller: its manifest does not list them
+//! (`tests/layers.rs` checks it), so such an import fails to build.
+
+// The layers below, under the names the modules of this crate use for them.
+use dcs_api as api;
+use dcs_cloud as dcs;
+use dcs_common::{duration, text};
 
 pub mod decide;
 pub mod evaluate;

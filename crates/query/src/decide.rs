@@ -301,7 +301,7 @@ mod tests {
     use crate::api::LatestTask;
     use crate::api::time::from_chrono;
     use crate::dcs::{ApiError, DcsError};
-    use crate::query::evaluate::{Evaluation, WaitVerdict};
+    use crate::evaluate::{Evaluation, WaitVerdict};
     use chrono::TimeZone;
 
     fn at(s: i64) -> DateTime<Utc> {

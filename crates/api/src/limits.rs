@@ -1,6 +1,6 @@
 //! The bounds on every duration a spec may hold, defined once and read by both the CRD schema
 //! (`maxLength` and CEL rules, so the apiserver refuses at `kubectl apply`) and
-//! [`crate::query::validate`] (so a server that drops CEL, or the CLI, refuses the same values).
+//! `query::validate` (crate `dcs-query`) (so a server that drops CEL, or the CLI, refuses the same values).
 //!
 //! Why bounds at all: the operator is shared by every tenant, and an unbounded duration is a
 //! crash waiting to happen (`now - 3000000000h` overflows any calendar, a requeue years away
@@ -73,7 +73,7 @@ pub const MAX_QUERY_LIMIT: i32 = 1000;
 
 /// `projectId`: longest project id accepted (Huawei Cloud's are 32 hex digits). The bound is
 /// written inside [`super::patterns::PROJECT_ID`] too, since a regex cannot read a constant; a
-/// test in [`crate::query::validate`] keeps the two equal.
+/// test in `query::validate` (crate `dcs-query`) keeps the two equal.
 pub const MAX_PROJECT_ID_CHARS: u32 = 64;
 
 /// `credentialsSecretRef.name`: a Kubernetes object name (DNS subdomain) is at most this long.

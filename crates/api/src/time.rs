@@ -2,8 +2,9 @@
 //! meet. Both are UTC instants; conversion is exact to the nanosecond.
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
+/// The Kubernetes time types, for layers that read them without depending on k8s-openapi.
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+pub use k8s_openapi::jiff::Timestamp;
 
 /// A Kubernetes `Time` as a chrono UTC time.
 pub fn to_chrono(time: &Time) -> DateTime<Utc> {

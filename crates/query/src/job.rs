@@ -320,7 +320,7 @@ pub fn combine(
 mod tests {
     use super::*;
     use crate::dcs::{ApiError, TaskTime};
-    use crate::query::plan::{PlanContext, QueryPlan, plan};
+    use crate::plan::{PlanContext, QueryPlan, plan};
     use chrono::TimeZone;
     use serde_json::json;
 
@@ -369,7 +369,7 @@ mod tests {
     }
 
     fn listing(job_status: &str) -> Arc<TaskListing> {
-        crate::query::fixtures::switchover_listing(job_status, at(12))
+        crate::fixtures::switchover_listing(job_status, at(12))
     }
 
     fn verdict(reading: JobReading<'_>, now: u32) -> WaitVerdict {

@@ -590,7 +590,7 @@ fn truncate(text: &str, max_bytes: usize) -> String {
 mod tests {
     use super::*;
     use crate::dcs::TaskTime;
-    use crate::query::plan::{PlanContext, plan};
+    use crate::plan::{PlanContext, plan};
     use chrono::TimeZone;
     use serde_json::json;
 

@@ -669,7 +669,7 @@ mod tests {
     use crate::api::LatestTask;
     use crate::api::conditions::find;
     use crate::dcs::{ApiError, DcsError};
-    use crate::query::evaluate::WaitVerdict;
+    use crate::evaluate::WaitVerdict;
     use chrono::TimeZone;
 
     fn at(s: u32) -> DateTime<Utc> {

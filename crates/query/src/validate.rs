@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use crate::api::time::Time;
 use regex::Regex;
 
 use crate::api::limits::{self, DurationBounds};
@@ -854,8 +854,8 @@ mod tests {
 
     #[test]
     fn created_after_is_settable_and_bounded() {
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-        use k8s_openapi::jiff::Timestamp;
+        use crate::api::time::Time;
+        use crate::api::time::Timestamp;
         let with = |time: Time| {
             let mut s = spec();
             let mut w = wait(None, Some("masterStandbySwapJob"));

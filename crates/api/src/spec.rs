@@ -2,7 +2,7 @@
 //!
 //! Every rule the schema can express lives here as a schema attribute, so the apiserver refuses
 //! bad input at `kubectl apply` time. Cross-field rules are CEL (`x-kubernetes-validations`);
-//! [`crate::query::validate`] repeats them in code for servers that drop CEL.
+//! `query::validate` (crate `dcs-query`) repeats them in code for servers that drop CEL.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};

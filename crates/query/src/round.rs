@@ -501,10 +501,10 @@ mod tests {
     use crate::api::time::from_chrono;
     use crate::api::{TaskStatus, WaitPhase};
     use crate::dcs::{JobInfo, JobStatus};
-    use crate::query::decide::EventReason;
-    use crate::query::plan::{PlanContext, plan};
-    use crate::query::report::reason;
-    use crate::query::schedule::{AUTH_FAILURE_BACKOFF, OPERATOR_NOT_READY_RETRY, UNUSABLE_RETRY};
+    use crate::decide::EventReason;
+    use crate::plan::{PlanContext, plan};
+    use crate::report::reason;
+    use crate::schedule::{AUTH_FAILURE_BACKOFF, OPERATOR_NOT_READY_RETRY, UNUSABLE_RETRY};
     use chrono::TimeZone;
     use serde_json::json;
 
@@ -528,7 +528,7 @@ mod tests {
     }
 
     fn listing(status: &str, fetched: i64) -> Arc<TaskListing> {
-        crate::query::fixtures::switchover_listing(status, at(fetched))
+        crate::fixtures::switchover_listing(status, at(fetched))
     }
 
     fn failure(http_status: u16, action: IamAction) -> Arc<DcsError> {
@@ -624,8 +624,7 @@ mod tests {
         let spec = spec("TaskList");
         let plan = planned(&spec);
         let errors =
-            crate::query::validate(&serde_json::from_value(json!({"region": ""})).unwrap())
-                .unwrap_err();
+            crate::validate(&serde_json::from_value(json!({"region": ""})).unwrap()).unwrap_err();
         let credentials = |operator_side| Unserved::Credentials {
             message: "Secret team-a/dcs has no key accessKey".into(),
             operator_side,

@@ -1,5 +1,12 @@
 //! The Kubernetes API users write and read: the `DcsTaskQuery` custom resource. Plain data and
 //! schema attributes; no I/O.
+//!
+//! A crate of its own (`dcs-api`) so that what users write is defined below everything that
+//! acts on it: it knows Kubernetes' types and the limits, never the query's meaning, the Huawei
+//! Cloud client, the feeds or the controller (`tests/layers.rs` checks its manifest).
+
+/// Durations as the spec writes them (`10s`, `1h30m`), shared with the simulator.
+use dcs_common::duration;
 
 pub mod conditions;
 pub mod limits;
@@ -36,7 +43,10 @@ mod tests {
     /// `crds/` is generated; this fails when an API type changed without regenerating it.
     #[test]
     fn committed_crd_is_up_to_date() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(CRD_PATH);
+        // The CRD is committed at the repository root, two levels above this crate.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(CRD_PATH);
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             committed == crd_yaml(),

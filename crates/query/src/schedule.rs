@@ -140,7 +140,7 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::plan::{PlanContext, plan};
+    use crate::plan::{PlanContext, plan};
 
     fn the_plan() -> Intervals {
         let spec = serde_json::from_value(serde_json::json!({
