@@ -439,13 +439,17 @@ where
             .entry(target.key.clone())
             .or_insert_with(|| self.start(&target));
         entry.client = target.client;
-        let seen = entry
-            .subscribers
-            .get(&subscriber)
-            .and_then(|subscription| subscription.seen);
+        let existing = entry.subscribers.get(&subscriber);
+        let seen = existing.and_then(|subscription| subscription.seen);
         let mut interest = interest;
-        if let Some(reply) = entry.last_good() {
-            Q::judge_activity(&reply, std::iter::once(&mut interest), Utc::now());
+        match existing.filter(|old| old.interest.plan == interest.plan) {
+            // Judged on the feed's last good answer already, for this very plan.
+            Some(old) => interest.active = old.interest.active,
+            None => {
+                if let Some(reply) = entry.last_good() {
+                    Q::judge_activity(&reply, std::iter::once(&mut interest), Utc::now());
+                }
+            }
         }
         let needs = interest.interval();
         let wanted = entry
