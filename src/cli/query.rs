@@ -227,7 +227,7 @@ impl Watch {
             listing_deadline: fetcher::listing_deadline(args.request_timeout),
             ..FetchLimits::default()
         }));
-        let feeds = FeedSet::new(fetcher, |()| {}, None);
+        let feeds = FeedSet::new(fetcher, |(), _| {}, None);
         let key = FeedKey {
             endpoint: target.client.endpoint().to_string(),
             project_id: target.project.clone(),

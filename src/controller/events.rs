@@ -3,24 +3,35 @@
 //! A transition's event costs the apiserver a write as large as the status write before it.
 //! When one answer resolves thousands of waits, publishing inline would halve the rate at which
 //! waiters' statuses (what `kubectl wait` reads) reach the apiserver. So reconciles queue their
-//! events here, and a small pool publishes them in order of arrival: every event is still
-//! published, after its status, and a graceful shutdown drains the queue for a bounded time.
+//! events here, and a small pool publishes them in order of arrival, each in the background
+//! lane ([`super::lanes`]): after the verdict writes still pending, unless the queue is filling
+//! up. Every event is still published, after its status, and a graceful shutdown drains the
+//! queue for a bounded time.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, Recorder};
+use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
+
+use super::lanes::Lanes;
+use crate::api::DcsTaskQuery;
 
 /// Events queued before a reconcile waits for room (backpressure, not loss).
 pub const EVENT_QUEUE: usize = 10_000;
 
 /// Events published at once.
 pub const PUBLISHERS: usize = 2;
+
+/// Queued events beyond which they are published even while verdicts are pending: the queue
+/// must never fill up, or the reconciles writing verdicts would wait on it.
+pub const MUST_PUBLISH_AT: usize = EVENT_QUEUE * 3 / 4;
 
 /// One event for one object.
 pub struct QueuedEvent {
@@ -32,6 +43,8 @@ pub struct QueuedEvent {
 #[derive(Clone)]
 pub struct EventQueue {
     sender: mpsc::Sender<QueuedEvent>,
+    /// Events sent and not yet taken by a publisher.
+    queued: Arc<AtomicUsize>,
     /// For the rare event that must be published before what it announces (a deletion).
     recorder: Recorder,
 }
@@ -43,9 +56,14 @@ pub struct EventPublisher {
 }
 
 impl EventQueue {
-    /// A queue and the task that publishes what enters it through `recorder`.
-    pub fn start(recorder: Recorder) -> (EventQueue, EventPublisher) {
+    /// A queue and the task that publishes what enters it through `recorder`, each event in
+    /// the background lane of `lanes`.
+    pub fn start(
+        recorder: Recorder,
+        lanes: Arc<Lanes<ObjectRef<DcsTaskQuery>>>,
+    ) -> (EventQueue, EventPublisher) {
         let (sender, receiver) = mpsc::channel::<QueuedEvent>(EVENT_QUEUE);
+        let queued_count = Arc::new(AtomicUsize::new(0));
         let closing = Arc::new(Notify::new());
         let queued = futures::stream::unfold(
             (receiver, closing.clone(), false),
@@ -69,14 +87,26 @@ impl EventQueue {
             },
         );
         let publisher = recorder.clone();
+        let backlog = queued_count.clone();
         let worker = tokio::spawn(queued.for_each_concurrent(PUBLISHERS, move |queued| {
             let recorder = publisher.clone();
+            let lanes = lanes.clone();
+            let backlog = backlog.clone();
             async move {
-                publish(&recorder, queued).await;
+                let turn = lanes
+                    .event_write(|| backlog.load(Ordering::Relaxed) > MUST_PUBLISH_AT)
+                    .await;
+                backlog.fetch_sub(1, Ordering::Relaxed);
+                let overloaded = publish(&recorder, queued).await.is_err_and(|error| error);
+                turn.finish(overloaded);
             }
         }));
         (
-            EventQueue { sender, recorder },
+            EventQueue {
+                sender,
+                queued: queued_count,
+                recorder,
+            },
             EventPublisher { worker, closing },
         )
     }
@@ -86,13 +116,15 @@ impl EventQueue {
     /// (the object's deletion), and is rare enough not to compete with status writes.
     pub async fn publish_now(&self, event: Event, object: ObjectReference) -> bool {
         let queued = QueuedEvent { event, object };
-        publish(&self.recorder, queued).await
+        publish(&self.recorder, queued).await.is_ok()
     }
 
     /// Queues `event` about `object`, waiting for room when the queue is full.
     pub async fn send(&self, event: Event, object: ObjectReference) {
         let queued = QueuedEvent { event, object };
+        self.queued.fetch_add(1, Ordering::Relaxed);
         if self.sender.send(queued).await.is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
             warn!("the event publisher has stopped; an event was not published");
         }
     }
@@ -110,16 +142,28 @@ impl EventPublisher {
     }
 }
 
-async fn publish(recorder: &Recorder, queued: QueuedEvent) -> bool {
+/// Publishes one event; a failure says whether the apiserver was overloaded (see
+/// [`overloaded`]).
+async fn publish(recorder: &Recorder, queued: QueuedEvent) -> Result<(), bool> {
     let name = queued.object.name.clone().unwrap_or_default();
     match recorder.publish(&queued.event, &queued.object).await {
         Ok(()) => {
             info!(%name, reason = %queued.event.reason, "published event");
-            true
+            Ok(())
         }
         Err(error) => {
             warn!(%name, %error, "could not publish event");
-            false
+            Err(overloaded(&error))
         }
+    }
+}
+
+/// Whether a failed write says the apiserver has too much to do (throttled, timed out, failed
+/// on its side, unreachable), rather than refusing this one write (403, 404, 409, 422).
+pub fn overloaded(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        kube::Error::Service(_) | kube::Error::HyperError(_) => true,
+        _ => false,
     }
 }

@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
+use kube::runtime::reflector::ObjectRef;
 use prometheus_client::encoding::{
     EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, text::encode,
 };
@@ -13,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::lanes::Lanes;
 use crate::api::{DcsTaskQuery, WaitPhase};
 use crate::dcs::DcsError;
 use crate::upstream::{FeedObserver, FetchSource, SharedFetcher};
@@ -125,6 +127,11 @@ pub struct Metrics {
     pub auth_probes_in_flight: Gauge,
     pub requests_queued: Gauge,
     fetcher: OnceLock<Weak<SharedFetcher>>,
+    /// What the write lanes hold, read at each scrape (see [`super::lanes`]).
+    pub verdicts_pending: Gauge,
+    pub refreshes_deferred: Gauge,
+    pub background_write_limit: Gauge,
+    lanes: OnceLock<Weak<Lanes<ObjectRef<DcsTaskQuery>>>>,
 }
 
 impl Default for Metrics {
@@ -210,7 +217,29 @@ impl Default for Metrics {
             "Reconciles that could make no upstream call, by why (credentials, endpoint, project_discovery)",
             unserved.clone(),
         );
+        let verdicts_pending = Gauge::default();
+        registry.register(
+            "verdicts_pending",
+            "Awaiting objects woken by an answer whose reconcile has not ended; no refresh is written meanwhile",
+            verdicts_pending.clone(),
+        );
+        let refreshes_deferred = Gauge::default();
+        registry.register(
+            "refreshes_deferred",
+            "Objects whose status refresh waits for the apiserver to have room",
+            refreshes_deferred.clone(),
+        );
+        let background_write_limit = Gauge::default();
+        registry.register(
+            "background_write_limit",
+            "Status writes of objects nobody waits on allowed in flight, learnt from write latency",
+            background_write_limit.clone(),
+        );
         Self {
+            verdicts_pending,
+            refreshes_deferred,
+            background_write_limit,
+            lanes: OnceLock::new(),
             unserved,
             listings_in_flight,
             auth_probes_in_flight,
@@ -305,13 +334,24 @@ impl Metrics {
         let _ = self.fetcher.set(Arc::downgrade(fetcher));
     }
 
+    /// Reads the lane gauges from `lanes` at every scrape from now on.
+    pub fn watch_lanes(&self, lanes: &Arc<Lanes<ObjectRef<DcsTaskQuery>>>) {
+        let _ = self.lanes.set(Arc::downgrade(lanes));
+    }
+
     pub fn render(&self) -> String {
+        let gauge = |count: usize| i64::try_from(count).unwrap_or(i64::MAX);
         if let Some(fetcher) = self.fetcher.get().and_then(Weak::upgrade) {
             let held = fetcher.in_flight();
-            let gauge = |count: usize| i64::try_from(count).unwrap_or(i64::MAX);
             self.listings_in_flight.set(gauge(held.listings));
             self.auth_probes_in_flight.set(gauge(held.probes));
             self.requests_queued.set(gauge(held.queued_requests));
+        }
+        if let Some(lanes) = self.lanes.get().and_then(Weak::upgrade) {
+            let counts = lanes.counts();
+            self.verdicts_pending.set(gauge(counts.awaiting));
+            self.refreshes_deferred.set(gauge(counts.deferred));
+            self.background_write_limit.set(gauge(counts.limit));
         }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");

@@ -4,6 +4,7 @@
 pub mod credentials;
 pub mod events;
 pub mod expiry;
+pub mod lanes;
 pub mod leader;
 pub mod memory;
 pub mod metrics;
@@ -29,6 +30,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use self::lanes::Lanes;
 use self::memory::Memory;
 use self::metrics::Metrics;
 use crate::api::DcsTaskQuery;
@@ -99,6 +101,8 @@ pub struct Context {
     /// One upstream feed per distinct query, and one per awaited job; objects subscribe in
     /// reconcile.
     pub feeds: Arc<FeedSet<ObjectRef<DcsTaskQuery>>>,
+    /// Whose status write goes first: awaiting objects' verdicts before everything else.
+    pub lanes: Arc<Lanes<ObjectRef<DcsTaskQuery>>>,
     pub http: HttpClient,
     pub endpoints: EndpointPolicy,
     /// Where project ids are discovered (the override's endpoint when there is one).
@@ -254,7 +258,7 @@ async fn start(
     let query_stream = watch_queries(
         queries_api,
         config.selector.as_deref(),
-        &upstream.feeds,
+        &upstream,
         &memory,
         query_writer,
     );
@@ -326,11 +330,13 @@ struct Upstream {
     /// The budgets, auth cool-down and deadlines every upstream call goes through.
     fetcher: Arc<SharedFetcher>,
     feeds: Arc<FeedSet<ObjectRef<DcsTaskQuery>>>,
+    lanes: Arc<Lanes<ObjectRef<DcsTaskQuery>>>,
 }
 
 /// Feeds poll on their own schedule and must wake the objects that read them; they do it
-/// through the returned receiver, which the controller reads as its own queue
-/// (`reconcile_on`), so a woken object is reconciled like any other.
+/// through the lanes (an awaiting object at once, a refresh when the apiserver has room) and
+/// the returned receiver, which the controller reads as its own queue (`reconcile_on`), so a
+/// woken object is reconciled like any other.
 fn upstream(
     config: &ControllerConfig,
     metrics: &Arc<Metrics>,
@@ -346,16 +352,26 @@ fn upstream(
     }));
     metrics.watch_fetcher(&fetcher);
     let (wake, woken) = futures::channel::mpsc::unbounded();
+    let lanes = Lanes::new(move |object| {
+        // Fails only once the controller is gone, when nobody needs waking.
+        let _ = wake.unbounded_send(object);
+    });
+    metrics.watch_lanes(&lanes);
     let observer: Arc<dyn FeedObserver> = metrics.clone();
+    let woken_lanes = lanes.clone();
     let feeds = Arc::new(FeedSet::new(
         fetcher.clone(),
-        move |object| {
-            // Fails only once the controller is gone, when nobody needs waking.
-            let _ = wake.unbounded_send(object);
-        },
+        move |object, wake| woken_lanes.woken(object, wake),
         Some(observer),
     ));
-    (Upstream { fetcher, feeds }, woken)
+    (
+        Upstream {
+            fetcher,
+            feeds,
+            lanes,
+        },
+        woken,
+    )
 }
 
 /// A selector the apiserver refuses would leave the watch failing forever: say so now.
@@ -379,7 +395,7 @@ async fn check_selector(
 fn watch_queries(
     api: Api<DcsTaskQuery>,
     selector: Option<&str>,
-    feeds: &Arc<FeedSet<ObjectRef<DcsTaskQuery>>>,
+    upstream: &Upstream,
     memory: &Arc<Memory>,
     writer: reflector::store::Writer<DcsTaskQuery>,
 ) -> impl futures::Stream<Item = Result<DcsTaskQuery, watcher::Error>> + Send + 'static {
@@ -388,7 +404,8 @@ fn watch_queries(
         None => watcher::Config::default(),
     };
     let cache_memory = memory.clone();
-    let deleted_feeds = feeds.clone();
+    let deleted_feeds = upstream.feeds.clone();
+    let deleted_lanes = upstream.lanes.clone();
     let deleted_memory = memory.clone();
     watcher(api, config)
         .filter(relist_at_once_when_gone)
@@ -398,6 +415,7 @@ fn watch_queries(
             if let Ok(watcher::Event::Delete(query)) = event {
                 let object = ObjectRef::from_obj(query);
                 deleted_feeds.unsubscribe(&object);
+                deleted_lanes.forget(&object);
                 deleted_memory.forget(&object);
             }
         })
@@ -444,19 +462,21 @@ fn new_context(
     secret_health: Arc<credentials::SecretCacheHealth>,
     upstream: Upstream,
 ) -> Result<(Arc<Context>, events::EventPublisher), ControllerError> {
-    let (events, event_publisher) = events::EventQueue::start(Recorder::new(
+    let recorder = Recorder::new(
         client.clone(),
         Reporter {
             controller: FIELD_MANAGER.to_string(),
             instance: Some(config.identity.clone()),
         },
-    ));
+    );
+    let (events, event_publisher) = events::EventQueue::start(recorder, upstream.lanes.clone());
     let context = Arc::new(Context {
         client: client.clone(),
         secrets,
         secret_health,
         fetcher: upstream.fetcher,
         feeds: upstream.feeds,
+        lanes: upstream.lanes,
         http: HttpClient::new(HttpSettings {
             max_body_bytes: config.max_body_bytes,
             timeout: config.request_timeout,
@@ -483,6 +503,7 @@ fn new_context(
 struct Background {
     housekeeping: JoinHandle<()>,
     readiness: JoinHandle<()>,
+    lanes: JoinHandle<()>,
 }
 
 impl Background {
@@ -492,6 +513,7 @@ impl Background {
         let context = &started.context;
         Self {
             housekeeping: tokio::spawn(housekeeping(started.queries.clone(), context.clone())),
+            lanes: tokio::spawn(sweep_lanes(context.lanes.clone())),
             readiness: tokio::spawn(report_readiness(
                 started.queries.clone(),
                 context.secrets.clone(),
@@ -507,6 +529,7 @@ impl Background {
     fn abort(&self) {
         self.housekeeping.abort();
         self.readiness.abort();
+        self.lanes.abort();
     }
 }
 
@@ -588,6 +611,8 @@ async fn shut_down(
     // upstream and nothing is written.
     drop(run);
     context.feeds.stop_all();
+    // No verdict is pending any more: the events queued go at once.
+    context.lanes.retain(|_| false);
     background.abort();
     // The statuses written have their events: publish what is queued (the lease is still
     // held, or was lost and nothing more is written but events).
@@ -722,6 +747,7 @@ async fn housekeeping(store: Store<DcsTaskQuery>, context: Arc<Context>) {
             .collect();
         context.memory.retain(&live);
         context.feeds.retain(|object| live.contains(object));
+        context.lanes.retain(|object| live.contains(object));
         let counts = context.feeds.counts();
         context
             .metrics
@@ -732,6 +758,15 @@ async fn housekeeping(store: Store<DcsTaskQuery>, context: Arc<Context>) {
             .feed_subscribers
             .set(i64::try_from(counts.subscribers).unwrap_or(i64::MAX));
         tokio::time::sleep(Duration::from_secs(15)).await;
+    }
+}
+
+/// Every second: a lane entry whose reconcile never came (its object went away unseen) expires
+/// even when no write happens to look.
+async fn sweep_lanes(lanes: Arc<Lanes<ObjectRef<DcsTaskQuery>>>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        lanes.dispatch();
     }
 }
 

@@ -7,9 +7,10 @@
 //! failures), keeps the latest answer and the last good listing in memory (one per key), and
 //! after each answer wakes exactly the subscribers whose view of it may have changed: those that
 //! have not seen the previous answer, and those a changed task concerns
-//! ([`crate::query::evaluate::concerns`]). Awaiting subscribers are woken at once; settled ones
-//! after them and paced over a bounded spread, so a change seen by thousands of objects does not
-//! push the waiters' writes behind everybody else's.
+//! ([`crate::query::evaluate::concerns`]). Each wake says whether someone waits on it
+//! ([`Wake::Awaiting`]) or it is a refresh ([`Wake::Refresh`]): the controller writes the former
+//! first, so a change seen by thousands of objects does not push the waiters' verdicts behind
+//! everybody else's (its `lanes`). The feed itself wakes everyone at once and paces nobody.
 //!
 //! Upstream calls are therefore one per key per interval, whatever the number of subscribers,
 //! and a waiter learns of a change one feed interval (plus its own write) after it happens.
@@ -276,17 +277,6 @@ pub trait FeedObserver: Send + Sync {
     fn polled(&self, source: FetchSource, took: Duration, failure: Option<&DcsError>);
 }
 
-/// The time one woken subscriber's status write is assumed to take the apiserver (a 2-core
-/// control plane writes about 200 statuses a second). Settled subscribers woken by an answer
-/// start after the awaiting ones have had this much each, and are spread at this pace, so a
-/// change seen by thousands of objects reaches the waiters first and the apiserver sees a
-/// steady stream of writes rather than a burst.
-pub const SETTLED_WAKE_PACE: Duration = Duration::from_millis(5);
-
-/// The longest delay, and the longest spread, of settled subscribers' wakes (each also at most
-/// half their interval, so they are never more than one interval behind).
-pub const MAX_SETTLED_WAKE_SPREAD: Duration = Duration::from_secs(30);
-
 /// The least time between a feed's poll and the next one it makes for a wait's own need (its
 /// first answer must be fetched after it started; its deadline needs a poll after it) rather
 /// than for its interval: a burst of new waiters, or of deadlines, on one settled feed costs one
@@ -296,7 +286,7 @@ pub const MIN_FRESH_POLL_SPACING: Duration = Duration::from_secs(1);
 /// Every feed of one kind ([`Question`]) of the process, and who subscribes to which.
 pub struct Feeds<S, Q: Question = ListRequest> {
     fetcher: Arc<SharedFetcher>,
-    wake: Box<dyn Fn(S) + Send + Sync>,
+    wake: Box<dyn Fn(S, Wake) + Send + Sync>,
     observer: Option<Arc<dyn FeedObserver>>,
     state: Mutex<State<S, Q>>,
 }
@@ -345,14 +335,14 @@ where
     /// Both kinds share the fetcher (budgets, slots, auth memory), `wake` and `observer`.
     pub fn new(
         fetcher: Arc<SharedFetcher>,
-        wake: impl Fn(S) + Send + Sync + 'static,
+        wake: impl Fn(S, Wake) + Send + Sync + 'static,
         observer: Option<Arc<dyn FeedObserver>>,
     ) -> Self {
         let wake = Arc::new(wake);
         let job_wake = wake.clone();
         Self {
-            tasks: Feeds::new(fetcher.clone(), move |s| wake(s), observer.clone()),
-            jobs: Feeds::new(fetcher, move |s| job_wake(s), observer),
+            tasks: Feeds::new(fetcher.clone(), move |s, w| wake(s, w), observer.clone()),
+            jobs: Feeds::new(fetcher, move |s, w| job_wake(s, w), observer),
         }
     }
 
@@ -396,11 +386,11 @@ where
     S: Clone + Eq + Hash + Send + Sync + 'static,
     Q: Question,
 {
-    /// `wake` is called with each subscriber to notify of a new answer (the controller turns it
-    /// into a reconcile); it must not block.
+    /// `wake` is called with each subscriber to notify of a new answer, and whether someone
+    /// waits on it (the controller turns it into a reconcile, in its lane); it must not block.
     pub fn new(
         fetcher: Arc<SharedFetcher>,
-        wake: impl Fn(S) + Send + Sync + 'static,
+        wake: impl Fn(S, Wake) + Send + Sync + 'static,
         observer: Option<Arc<dyn FeedObserver>>,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -781,8 +771,6 @@ where
         // Published under the lock, so a subscriber joining now either sees this answer or is
         // counted below as not having seen the previous one.
         signals.answers.send_replace(Some(answer.clone()));
-        // Whom to wake first is judged on what subscribers needed before this answer: a waiter
-        // whose task just ended is still woken at once.
         let wakes = who_to_wake(entry, previous.as_deref(), &answer);
         if let Ok(reply) = answer.result.as_deref() {
             let interests = entry.subscribers.values_mut().map(|s| &mut s.interest);
@@ -790,40 +778,33 @@ where
         }
         wakes
     };
-    for subscriber in wakes.now {
-        (feeds.wake)(subscriber);
-    }
-    if !wakes.settled.is_empty() {
-        let feeds = Arc::downgrade(feeds);
-        tokio::spawn(wake_paced(feeds, wakes.settled, wakes.delay, wakes.spread));
+    for (subscriber, wake) in wakes {
+        (feeds.wake)(subscriber, wake);
     }
     true
 }
 
-/// Whom an answer wakes, and when.
-struct Wakes<S> {
-    /// Awaiting (or otherwise active) subscribers: at once.
-    now: Vec<S>,
-    /// Settled subscribers: after `delay`, spread over `spread`.
-    settled: Vec<S>,
-    delay: Duration,
-    spread: Duration,
+/// Why a feed wakes a subscriber: how soon its write matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Its wait is open: someone (`kubectl wait`, a pipeline) is waiting on the verdict this
+    /// answer may give.
+    Awaiting,
+    /// Its view changed, but nobody waits on it: a refresh, which can go after the verdicts.
+    Refresh,
 }
 
-/// The subscribers an answer wakes: awaiting or active ones at once, settled ones paced after
-/// them (see [`SETTLED_WAKE_PACE`]). A subscriber that saw the previous answer and is not
-/// concerned by this one has, in effect, seen this one too: its view did not change, unless
-/// this is the first answer fetched after its wait started or after its deadline (it may
-/// now give the verdict the older answer could not).
+/// The subscribers an answer wakes, awaiting ones first. A subscriber that saw the previous
+/// answer and is not concerned by this one has, in effect, seen this one too: its view did not
+/// change, unless this is the first answer fetched after its wait started or after its deadline
+/// (it may now give the verdict the older answer could not).
 fn who_to_wake<S: Clone, Q: Question>(
     entry: &mut FeedEntry<S, Q>,
     previous: Option<&Answer<Q::Reply>>,
     answer: &Answer<Q::Reply>,
-) -> Wakes<S> {
+) -> Vec<(S, Wake)> {
     let change = Change::between::<Q>(previous, answer);
-    let mut now = Vec::new();
-    let mut settled = Vec::new();
-    let mut shortest_settled = MAX_SETTLED_WAKE_SPREAD.saturating_mul(2);
+    let mut wakes = Vec::new();
     for (subscriber, subscription) in &mut entry.subscribers {
         if subscription.seen == Some(answer.sequence) {
             continue;
@@ -832,31 +813,24 @@ fn who_to_wake<S: Clone, Q: Question>(
         let crossed = |moment: DateTime<Utc>| {
             first_fetched_since(previous.map(|p| p.fetched_at), answer.fetched_at, moment)
         };
-        let wait_due = subscription
-            .interest
-            .plan
-            .wait
-            .as_ref()
-            .is_some_and(|wait| crossed(wait.started_at) || wait.deadline.is_some_and(crossed));
+        let wait = subscription.interest.plan.wait.as_ref();
+        let wait_due =
+            wait.is_some_and(|wait| crossed(wait.started_at) || wait.deadline.is_some_and(crossed));
         let concerned = change.concerns(&subscription.interest.plan);
         if !(missed || concerned || wait_due) {
             subscription.seen = Some(answer.sequence);
             continue;
         }
-        if subscription.interest.active {
-            now.push(subscriber.clone());
+        let wake = if wait.is_some() {
+            Wake::Awaiting
         } else {
-            shortest_settled = shortest_settled.min(subscription.interest.plan.interval);
-            settled.push(subscriber.clone());
-        }
+            Wake::Refresh
+        };
+        wakes.push((subscriber.clone(), wake));
     }
-    let (delay, spread) = settled_pacing(now.len(), settled.len(), shortest_settled);
-    Wakes {
-        delay,
-        spread,
-        now,
-        settled,
-    }
+    // Awaiting first: a stable partition keeps the rest in the map's order.
+    wakes.sort_by_key(|(_, wake)| *wake != Wake::Awaiting);
+    wakes
 }
 
 /// Whether an answer fetched at `answered_at` is the first at or after `moment`, the previous
@@ -868,44 +842,6 @@ fn first_fetched_since(
     moment: DateTime<Utc>,
 ) -> bool {
     previous_at.is_some_and(|previous| previous < moment) && moment <= answered_at
-}
-
-/// When settled subscribers are woken after an answer that also wakes `awaiting` ones: after
-/// the awaiting ones' share of the apiserver, spread at the same pace, each part within
-/// [`MAX_SETTLED_WAKE_SPREAD`] and half the shortest settled interval.
-fn settled_pacing(
-    awaiting: usize,
-    settled: usize,
-    shortest_settled_interval: Duration,
-) -> (Duration, Duration) {
-    let paced = |count: usize| {
-        SETTLED_WAKE_PACE
-            .saturating_mul(u32::try_from(count).unwrap_or(u32::MAX))
-            .min(MAX_SETTLED_WAKE_SPREAD)
-            .min(shortest_settled_interval / 2)
-    };
-    (paced(awaiting), paced(settled))
-}
-
-async fn wake_paced<S, Q>(
-    feeds: Weak<Feeds<S, Q>>,
-    subscribers: Vec<S>,
-    delay: Duration,
-    spread: Duration,
-) where
-    S: Clone + Eq + Hash + Send + Sync + 'static,
-    Q: Question,
-{
-    let start = Instant::now() + delay;
-    let count = u32::try_from(subscribers.len()).unwrap_or(u32::MAX).max(1);
-    for (index, subscriber) in subscribers.into_iter().enumerate() {
-        let index = u32::try_from(index).unwrap_or(u32::MAX);
-        tokio::time::sleep_until(start + spread.mul_f64(f64::from(index) / f64::from(count))).await;
-        let Some(feeds) = feeds.upgrade() else {
-            return;
-        };
-        (feeds.wake)(subscriber);
-    }
 }
 
 /// What changed between two answers, as far as subscribers' views go.

@@ -11,7 +11,9 @@ pub mod budget;
 pub mod feed;
 pub mod fetcher;
 
-pub use feed::{Answer, FeedKey, FeedObserver, FeedSet, FeedTarget, Feeds, Interest, Question};
+pub use feed::{
+    Answer, FeedKey, FeedObserver, FeedSet, FeedTarget, Feeds, Interest, Question, Wake,
+};
 pub use fetcher::{
     FetchLimits, FetchResult, FetchSource, InFlight, RequestKey, SharedFetcher, UpstreamCall,
 };

@@ -256,6 +256,20 @@ impl Drop for CliProcess {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // A failing test shows what the process said: the last of it, which is what explains
+        // the failure.
+        if thread::panicking() {
+            let mut printed = Vec::new();
+            for reader in [self.stdout.take(), self.stderr.take()].into_iter().flatten() {
+                printed.extend(reader.join().unwrap_or_default());
+            }
+            let printed = String::from_utf8_lossy(&printed);
+            let tail: Vec<&str> = printed.lines().rev().take(60).collect();
+            eprintln!("--- last lines of {:?} ---", self.args.first());
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 

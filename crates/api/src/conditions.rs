@@ -1,7 +1,13 @@
 //! Condition types and the one rule for updating them: `lastTransitionTime` moves only when
 //! the status flips, so `kubectl wait` and kstatus see real transitions, not poll noise.
+//!
+//! A condition without anything to say has no `message` at all on the wire, rather than an
+//! empty one: every status write is that much smaller, and server-side apply on Kubernetes
+//! before 1.36 turns a field changed to `""` into `null`, which the schema would refuse. Readers
+//! (kstatus, Flux, Argo CD, `kubectl`, Go's `metav1.Condition`) take a missing message as empty.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use serde::ser::SerializeSeq;
 
 /// kstatus: the object is up to date and usable.
 pub const READY: &str = "Ready";
@@ -99,6 +105,35 @@ pub fn merge(
         .collect()
 }
 
+/// Serializes `conditions` leaving out each empty `message` (see the module's doc).
+pub fn serialize_without_empty_messages<S: serde::Serializer>(
+    conditions: &[Condition],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let mut list = serializer.serialize_seq(Some(conditions.len()))?;
+    for condition in conditions {
+        let mut value = serde_json::to_value(condition).map_err(serde::ser::Error::custom)?;
+        if let Some(fields) = value.as_object_mut()
+            && fields.get("message").and_then(serde_json::Value::as_str) == Some("")
+        {
+            fields.remove("message");
+        }
+        list.serialize_element(&value)?;
+    }
+    list.end()
+}
+
+/// The conditions' schema with `message` optional, so that a condition can leave it out.
+pub fn message_optional(schema: &mut schemars::Schema) {
+    let required = schema
+        .get_mut("items")
+        .and_then(|items| items.get_mut("required"))
+        .and_then(serde_json::Value::as_array_mut);
+    if let Some(required) = required {
+        required.retain(|field| field != "message");
+    }
+}
+
 /// Looks a condition up by type.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
@@ -107,6 +142,43 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Serialize;
+
+    #[test]
+    fn an_empty_message_is_left_out_and_read_back_as_empty() {
+        let conditions = merge(
+            &[],
+            &[
+                DesiredCondition::new(READY, false, "Pending", "waiting for the switchover"),
+                DesiredCondition::new(STALLED, false, "Pending", ""),
+            ],
+            Some(1),
+            &at(1),
+        );
+        #[derive(Serialize)]
+        struct Wire<'a>(
+            #[serde(serialize_with = "serialize_without_empty_messages")] &'a [Condition],
+        );
+        let wire = serde_json::to_value(Wire(&conditions)).unwrap();
+        assert_eq!(wire[0]["message"], "waiting for the switchover");
+        assert!(wire[1].get("message").is_none(), "{wire}");
+        assert_eq!(wire[1]["reason"], "Pending");
+        let read: Vec<Condition> = serde_json::from_value(wire).unwrap();
+        assert_eq!(read, conditions);
+    }
+
+    #[test]
+    fn the_schema_lets_a_condition_leave_its_message_out() {
+        let mut schema = schemars::json_schema!({
+            "type": "array",
+            "items": {"type": "object", "required": ["lastTransitionTime", "message", "reason"]}
+        });
+        message_optional(&mut schema);
+        assert_eq!(
+            schema.get("items").unwrap()["required"],
+            serde_json::json!(["lastTransitionTime", "reason"])
+        );
+    }
     use k8s_openapi::jiff::Timestamp;
 
     fn at(seconds: i64) -> Time {

@@ -14,8 +14,16 @@ pub struct DcsTaskQueryStatus {
     pub observed_generation: Option<i64>,
 
     /// `Ready`, `Reconciling`, `Stalled` (kstatus) and, with `waitFor`, `Complete` and `Failed`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    /// A condition with nothing to say has no `message`.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "crate::conditions::serialize_without_empty_messages"
+    )]
+    #[schemars(
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]),
+        transform = crate::conditions::message_optional
+    )]
     pub conditions: Vec<Condition>,
 
     /// `task_count` as the API reported it (total in the window, before the filter).

@@ -635,22 +635,23 @@ impl Verdict {
         failed: ConditionStatus::Unknown,
     };
 
+    /// The conditions of this verdict. The message goes on `Ready` and on the conditions that
+    /// are `True` only: those are the ones `kubectl wait`, kstatus, Flux and Argo CD show, and a
+    /// `False` condition repeating it would only make every status write bigger.
     fn conditions(self, has_wait: bool, reason: &str, message: &str) -> Vec<DesiredCondition> {
         let message = bounded(message, MAX_MESSAGE_BYTES);
-        let message = message.as_str();
+        let condition = |type_: &'static str, status: ConditionStatus| {
+            let shown = type_ == READY || status == ConditionStatus::True;
+            DesiredCondition::new(type_, status, reason, if shown { &message } else { "" })
+        };
         let mut list = vec![
-            DesiredCondition::new(READY, self.ready, reason, message),
-            DesiredCondition::new(RECONCILING, self.reconciling, reason, message),
-            DesiredCondition::new(STALLED, self.stalled, reason, message),
+            condition(READY, self.ready),
+            condition(RECONCILING, self.reconciling.into()),
+            condition(STALLED, self.stalled.into()),
         ];
         if has_wait {
-            list.push(DesiredCondition::new(
-                COMPLETE,
-                self.complete,
-                reason,
-                message,
-            ));
-            list.push(DesiredCondition::new(FAILED, self.failed, reason, message));
+            list.push(condition(COMPLETE, self.complete));
+            list.push(condition(FAILED, self.failed));
         }
         list
     }
@@ -1296,6 +1297,54 @@ mod tests {
                 assert_ne!(ready, Some("True"), "{name}: not Current, so not Ready");
             }
         }
+    }
+
+    #[test]
+    fn messages_go_on_ready_and_on_true_conditions_only() {
+        let transient_error = DcsError::Timeout {
+            endpoint: "https://e".into(),
+            timeout: std::time::Duration::from_secs(30),
+        };
+        let statuses = [
+            initial_status(&context(None, 1, 0)),
+            build_status(
+                &context(None, 1, 1),
+                PollOutcome::Fetched(&evaluation(WaitPhase::Pending)),
+            ),
+            build_status(
+                &context(None, 1, 1),
+                PollOutcome::Fetched(&evaluation(WaitPhase::Succeeded)),
+            ),
+            build_status(
+                &context(None, 1, 1),
+                PollOutcome::Fetched(&evaluation(WaitPhase::TimedOut)),
+            ),
+            build_status(
+                &context(None, 1, 1),
+                PollOutcome::FetchFailed(&transient_error),
+            ),
+        ];
+        for status in &statuses {
+            let ready = find(&status.conditions, READY).unwrap();
+            assert!(
+                !ready.message.is_empty(),
+                "Ready always says why: {ready:?}"
+            );
+            for condition in &status.conditions {
+                if condition.type_ == READY || condition.status == "True" {
+                    assert_eq!(condition.message, ready.message, "{condition:?}");
+                } else {
+                    assert_eq!(condition.message, "", "{condition:?}");
+                }
+                // Every condition still has its reason: kstatus and Argo CD fall back on it.
+                assert_eq!(condition.reason, ready.reason, "{condition:?}");
+            }
+        }
+        // A pending wait shows its message twice (Ready=False, Reconciling=True), not five
+        // times.
+        let pending = &statuses[1];
+        let shown = pending.conditions.iter().filter(|c| !c.message.is_empty());
+        assert_eq!(shown.count(), 2);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The apply phase: write the round's status (server-side apply on the status subresource,
-//! only when it changed), remember it, queue its events, and read the stored status back in the
-//! rare case the round needs the tasks the object cache dropped.
+//! only when it changed, in its lane: see [`super::super::lanes`]), remember it, queue its
+//! events, and read the stored status back in the rare case the round needs the tasks the
+//! object cache dropped.
 
 use chrono::{DateTime, Utc};
 use kube::api::{Api, Patch, PatchParams};
@@ -33,6 +34,15 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
+    /// Whether the apiserver failed for its load rather than refused this write.
+    pub fn overloaded(&self) -> bool {
+        match self {
+            ApplyError::WriteStatus { source, .. } | ApplyError::ReadStatus { source, .. } => {
+                super::super::events::overloaded(source)
+            }
+        }
+    }
+
     /// What failed, for metric labels and logs.
     pub fn category(&self) -> &'static str {
         match self {
@@ -43,7 +53,8 @@ impl ApplyError {
 }
 
 /// Applies `step` to the object: the status write (if any), its events, then the feeds; and
-/// says when to reconcile again.
+/// says when to reconcile again. A write nobody waits on that meets a verdict pending gives its
+/// turn up instead: the object is reconciled again, afresh, when the apiserver has room.
 pub async fn apply(
     ctx: &Context,
     query: &DcsTaskQuery,
@@ -54,7 +65,21 @@ pub async fn apply(
     let mut recheck = step.recheck;
     if let Some(decision) = &step.decision {
         if decision.write {
-            write_status(ctx, query, &decision.status).await?;
+            let turn = if query.spec.wait_for.is_some() {
+                // A wait already resolved never gets here: whoever waits is still waiting.
+                ctx.lanes.awaiting_write()
+            } else {
+                match ctx.lanes.background_write(object).await {
+                    Some(turn) => turn,
+                    None => {
+                        ctx.lanes.defer(object.clone());
+                        return Ok(Action::await_change());
+                    }
+                }
+            };
+            let written = write_status(ctx, query, &decision.status).await;
+            turn.finish(written.as_ref().is_err_and(ApplyError::overloaded));
+            written?;
             ctx.memory.wrote(
                 object.clone(),
                 query.metadata.resource_version.clone(),

@@ -90,6 +90,9 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let started = Instant::now();
+    // Whatever this reconcile ends in, or wherever it is cancelled, it releases the object's
+    // place in the lanes.
+    let _turn = ctx.lanes.reconciling(ObjectRef::from_obj(query.as_ref()));
     let result = run(&query, &ctx).await;
     let failure = result.as_ref().err().map(ReconcileError::category);
     ctx.metrics.reconciled(started.elapsed(), failure);

@@ -14,12 +14,12 @@ use crate::query::{PlanContext, plan};
 use crate::sim;
 use crate::upstream::fetcher::FetchLimits;
 
-/// A simulator, feeds over it, and a record of who was woken how often.
+/// A simulator, feeds over it, and a record of who was woken how often, and how last.
 struct Bench {
     sim: sim::RunningSimulator,
     fetcher: Arc<SharedFetcher>,
     feeds: Arc<Feeds<String>>,
-    woken: Arc<Mutex<HashMap<String, usize>>>,
+    woken: Arc<Mutex<HashMap<String, (usize, Wake)>>>,
 }
 
 impl Bench {
@@ -36,8 +36,10 @@ impl Bench {
         let record = woken.clone();
         let feeds = Feeds::new(
             fetcher.clone(),
-            move |subscriber: String| {
-                *record.lock().unwrap().entry(subscriber).or_insert(0) += 1;
+            move |subscriber: String, wake: Wake| {
+                let mut woken = record.lock().unwrap();
+                let entry = woken.entry(subscriber).or_insert((0, wake));
+                *entry = (entry.0 + 1, wake);
             },
             None,
         );
@@ -90,8 +92,16 @@ impl Bench {
             .lock()
             .unwrap()
             .get(subscriber)
-            .copied()
-            .unwrap_or(0)
+            .map_or(0, |(count, _)| *count)
+    }
+
+    /// How `subscriber` was last woken.
+    fn last_wake(&self, subscriber: &str) -> Option<Wake> {
+        self.woken
+            .lock()
+            .unwrap()
+            .get(subscriber)
+            .map(|(_, wake)| *wake)
     }
 
     fn clear_wakes(&self) {
@@ -189,7 +199,7 @@ async fn a_hundred_subscribers_share_one_call_and_all_are_woken() {
         1,
         "one call for 100 objects"
     );
-    // The first answer wakes everyone (paced over at most a few hundred milliseconds).
+    // The first answer wakes everyone.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for n in 0..100 {
         assert_eq!(bench.wakes(&format!("object-{n}")), 1, "object-{n}");
@@ -317,6 +327,10 @@ async fn a_change_wakes_only_the_subscribers_it_concerns() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(bench.wakes("restarts"), 1, "its filter passes the task");
     assert_eq!(bench.wakes("waiter"), 1, "it awaits the task");
+    // Someone waits on the waiter's verdict; the other's view merely changed, though it is
+    // active too.
+    assert_eq!(bench.last_wake("waiter"), Some(Wake::Awaiting));
+    assert_eq!(bench.last_wake("restarts"), Some(Wake::Refresh));
     assert_eq!(
         bench.wakes("flushes"),
         0,
@@ -435,30 +449,6 @@ async fn an_error_keeps_the_last_good_listing_and_wakes_everyone() {
     assert!(bench.wakes("a") >= 1);
 }
 
-#[test]
-fn settled_subscribers_come_after_the_waiters_and_within_their_interval() {
-    let minute = Duration::from_secs(60);
-    // 5,000 waiters and 5,000 settled objects: waiters first, then the others over 25 s.
-    assert_eq!(
-        settled_pacing(5000, 5000, minute),
-        (Duration::from_secs(25), Duration::from_secs(25))
-    );
-    // Nobody awaiting: at once, spread by the pace.
-    assert_eq!(
-        settled_pacing(0, 100, minute),
-        (Duration::ZERO, Duration::from_millis(500))
-    );
-    // Never more than the cap, nor than half the shortest settled interval.
-    assert_eq!(
-        settled_pacing(usize::MAX, usize::MAX, Duration::from_secs(3600)),
-        (MAX_SETTLED_WAKE_SPREAD, MAX_SETTLED_WAKE_SPREAD)
-    );
-    assert_eq!(
-        settled_pacing(100_000, 100_000, Duration::from_secs(20)),
-        (Duration::from_secs(10), Duration::from_secs(10))
-    );
-}
-
 /// A settled (hourly) interest awaiting a job that never appears, whose wait started at
 /// `started_at` and ends at `deadline`. The job is read through the job API, so the task feed
 /// judges the subscriber settled: only the wait's moments can bring its polls sooner.
@@ -538,10 +528,11 @@ async fn a_wait_joining_a_settled_feed_gets_an_answer_fetched_after_it_started()
         polled_first.elapsed() >= MIN_FRESH_POLL_SPACING - Duration::from_millis(50),
         "not sooner than the spacing after the last poll"
     );
-    // Settled subscribers are woken paced (5 ms each).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Each is woken as a waiter, the moment the answer is in.
+    tokio::time::sleep(Duration::from_millis(20)).await;
     for n in 0..10 {
         assert_eq!(bench.wakes(&format!("new-{n}")), 1, "new-{n}");
+        assert_eq!(bench.last_wake(&format!("new-{n}")), Some(Wake::Awaiting));
     }
     assert_eq!(bench.wakes("old"), 0, "its view did not change");
     // One call for the ten, and none after: each has its fresh answer now.
