@@ -67,7 +67,7 @@ impl Memory {
         slim(status);
         if let Some(version) = query.metadata.resource_version.clone() {
             let mut memory = self.lock();
-            let entry = memory.entry(ObjectRef::from_obj(query)).or_default();
+            let entry = memory.entry(super::object_key(query)).or_default();
             // A newer version than the one our last write went over: the cache has caught up
             // with that write, so its copy is no longer needed.
             if entry.written.as_ref().is_some_and(|w| w.over != version) {
@@ -81,7 +81,7 @@ impl Memory {
     /// caught up with it, else the cached status with the digest taken when it was cached.
     pub fn previous(&self, query: &DcsTaskQuery) -> Previous {
         let memory = self.lock();
-        let entry = memory.get(&ObjectRef::from_obj(query));
+        let entry = memory.get(&super::object_key(query));
         let version = query.metadata.resource_version.as_ref();
         if let Some(written) = entry
             .and_then(|e| e.written.as_ref())

@@ -292,8 +292,9 @@ pub struct Feeds<S, Q: Question = ListRequest> {
 }
 
 struct State<S, Q: Question> {
-    feeds: HashMap<FeedKey<Q>, FeedEntry<S, Q>>,
-    subscriptions: HashMap<S, FeedKey<Q>>,
+    feeds: HashMap<Arc<FeedKey<Q>>, FeedEntry<S, Q>>,
+    /// Each subscriber's feed, by the feed's own key: thousands of subscribers share one copy.
+    subscriptions: HashMap<S, Arc<FeedKey<Q>>>,
 }
 
 struct FeedEntry<S, Q: Question> {
@@ -417,7 +418,7 @@ where
     ) -> AnswerReceiver<Q::Reply> {
         let mut state = lock(&self.state);
         if let Some(old) = state.subscriptions.get(&subscriber).cloned()
-            && old != target.key
+            && *old != target.key
         {
             state.leave(&subscriber, &old);
         }
@@ -425,8 +426,12 @@ where
             feeds,
             subscriptions,
         } = &mut *state;
+        let key = match feeds.get_key_value(&target.key) {
+            Some((key, _)) => key.clone(),
+            None => Arc::new(target.key.clone()),
+        };
         let entry = feeds
-            .entry(target.key.clone())
+            .entry(key.clone())
             .or_insert_with(|| self.start(&target));
         entry.client = target.client;
         let existing = entry.subscribers.get(&subscriber);
@@ -449,7 +454,7 @@ where
         entry
             .subscribers
             .insert(subscriber.clone(), Subscription { interest, seen });
-        subscriptions.insert(subscriber, target.key);
+        subscriptions.insert(subscriber, key);
         entry.replan_if_sooner(needs);
         if wanted.is_some_and(|wanted| entry.planned_due.is_some_and(|due| wanted < due)) {
             entry.signals.poke.notify_one();
@@ -493,7 +498,7 @@ where
     /// Removes every subscriber `keep` rejects (objects that are gone).
     pub fn retain(&self, mut keep: impl FnMut(&S) -> bool) {
         let mut state = lock(&self.state);
-        let gone: Vec<(S, FeedKey<Q>)> = state
+        let gone: Vec<(S, Arc<FeedKey<Q>>)> = state
             .subscriptions
             .iter()
             .filter(|(subscriber, _)| !keep(subscriber))

@@ -260,7 +260,10 @@ impl Drop for CliProcess {
         // the failure.
         if thread::panicking() {
             let mut printed = Vec::new();
-            for reader in [self.stdout.take(), self.stderr.take()].into_iter().flatten() {
+            for reader in [self.stdout.take(), self.stderr.take()]
+                .into_iter()
+                .flatten()
+            {
                 printed.extend(reader.join().unwrap_or_default());
             }
             let printed = String::from_utf8_lossy(&printed);

@@ -92,12 +92,12 @@ pub async fn reconcile(
     let started = Instant::now();
     // Whatever this reconcile ends in, or wherever it is cancelled, it releases the object's
     // place in the lanes.
-    let _turn = ctx.lanes.reconciling(ObjectRef::from_obj(query.as_ref()));
+    let _turn = ctx.lanes.reconciling(super::object_key(&query));
     let result = run(&query, &ctx).await;
     let failure = result.as_ref().err().map(ReconcileError::category);
     ctx.metrics.reconciled(started.elapsed(), failure);
     if failure.is_none() {
-        ctx.memory.reconciled(&ObjectRef::from_obj(query.as_ref()));
+        ctx.memory.reconciled(&super::object_key(&query));
     }
     result
 }
@@ -106,7 +106,7 @@ async fn run(query: &DcsTaskQuery, ctx: &Context) -> Result<Action, ReconcileErr
     if query.namespace().is_none() {
         return Err(ReconcileError::NoNamespace(query.name_any()));
     }
-    let object = ObjectRef::from_obj(query);
+    let object = super::object_key(query);
     let now = Utc::now();
     let seen = Seen::of(query, &ctx.memory, now);
     if seen.is_final(query.metadata.generation) {
@@ -223,9 +223,7 @@ fn record(target: &Target) {
 /// The first failure in a row is told on the object as a Warning event (`kubectl describe`
 /// shows why its status is not moving); the retries are only logged.
 pub fn error_policy(query: Arc<DcsTaskQuery>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
-    let failures = ctx
-        .memory
-        .reconcile_failed(&ObjectRef::from_obj(query.as_ref()));
+    let failures = ctx.memory.reconcile_failed(&super::object_key(&query));
     let delay = Duration::from_secs(1)
         .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
         .min(crate::query::schedule::MAX_BACKOFF);
