@@ -7,6 +7,12 @@
 //! cargo bench --bench scale -- --objects 1000,10000 --naive 1000 [--svg docs/benchmarks/scale.svg]
 //! ```
 //!
+//! Every run ends with the apiserver-limit phase (`tests/support/scale/limit.rs`): with the
+//! controller stopped, the same apiserver takes status writes of the run's largest waiter status,
+//! 16 in flight, and its rate R gives each latency's and the cold start's limit; the table shows
+//! R, the payload, each figure as `measured / limit = ratio`, and the order of the waiters'
+//! verdicts and the other objects' refreshes.
+//!
 //! `cargo test --all-targets` builds and runs this binary too, without `--bench`: it then only
 //! prints how to run it.
 
@@ -17,7 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use support::scale::{self, ScaleConfig, ScaleReport, Sharing, WaitSource, render};
+use support::scale::{self, Bound, ScaleConfig, ScaleReport, Sharing, WaitSource, render};
 
 const USAGE: &str = "\
 usage: cargo bench --bench scale -- [OPTIONS]
@@ -35,6 +41,9 @@ usage: cargo bench --bench scale -- [OPTIONS]
   --wait-source LIST     where waiters read their job: job (ShowJobInfo, the default for jobId),
                          task-list, or both, comma-separated (default job)
   --jobs J               distinct jobs the waiters await (default 1)
+
+Each run ends by measuring the apiserver's own limit (status writes per second, no operator,
+max(N, 500) writes) and reports the cold start and the wait latencies as ratios to it.
 
 Needs KUBEBUILDER_ASSETS (kube-apiserver and etcd; see scripts/control-plane.sh).";
 
@@ -200,6 +209,7 @@ fn main() -> ExitCode {
             }
             let report = scale::run(&config);
             println!("{}", render::markdown_table(std::slice::from_ref(&report)));
+            println!("{}\n", limit_summary(&report));
             reports.push(report);
         }
     }
@@ -220,6 +230,31 @@ fn main() -> ExitCode {
         println!("plot written to {}", path.display());
     }
     ExitCode::SUCCESS
+}
+
+/// One line: R and each figure's ratio to its limit, and the refreshes written among verdicts.
+fn limit_summary(report: &ScaleReport) -> String {
+    let rate = report.limit_writes_per_second.map_or_else(
+        || "not measured".to_string(),
+        |r| format!("{r:.1} writes/s"),
+    );
+    let ratios: Vec<String> = Bound::ALL
+        .into_iter()
+        .map(|bound| {
+            let ratio = report
+                .limit_ratio(bound)
+                .map_or_else(|| "-".to_string(), |r| format!("{r:.2}x"));
+            format!("{} {ratio}", bound.label())
+        })
+        .collect();
+    format!(
+        "{}: apiserver limit R = {rate} ({} bytes); measured / limit: {}; non-waiters' writes \
+         while their query's verdicts were pending: {}",
+        report.title(),
+        report.limit_payload_bytes,
+        ratios.join(", "),
+        report.listing_writes_during_verdicts
+    )
 }
 
 fn write(path: &std::path::Path, content: &str) -> Result<(), String> {

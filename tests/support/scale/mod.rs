@@ -20,10 +20,17 @@
 //!    [`ScaleConfig::steady_intervals`] active intervals (upstream calls per active interval);
 //! 5. flips the task to `SUCCESS` through the admin API and records, per waiter, when the watch
 //!    first shows `Complete=True` (wait latency, relative to the moment the flip returned);
+//!    then waits until every non-waiter whose list showed the task has been written with it
+//!    `SUCCESS` (its refresh); the watch's arrival times of all status writes say whether
+//!    refreshes went before verdicts still pending ([`WriteOrder`]);
 //! 6. after [`ScaleConfig::settle`], reads the controller's VmRSS/VmHWM from `/proc/PID/status`,
 //!    then its utime+stime over [`ScaleConfig::idle_window`] from `/proc/PID/stat` (idle CPU);
 //! 7. counts, per object, the watch events whose `.status` differed from the one before (status
-//!    writes), stops the controller and deletes the objects.
+//!    writes) and stops the controller;
+//! 8. with the controller gone, measures the apiserver's own limit on the same objects
+//!    ([`limit`], when [`ScaleConfig::limit_phase`]): status writes of the largest waiter status
+//!    per second, which [`Bound`] turns into the limit of each latency and of the cold start;
+//!    then deletes the objects.
 
 // Every test binary includes this module but uses only part of it.
 #![allow(dead_code)]
@@ -47,6 +54,7 @@ use super::control_plane::ControlPlane;
 use super::operator::{OperatorProcess, query_object};
 use super::sim_process::SimProcess;
 
+pub mod limit;
 pub mod render;
 
 /// The `j`-th simulator task the waiters follow; added `RUNNING`, flipped to `SUCCESS`.
@@ -78,6 +86,8 @@ pub const NAIVE_RATE_LIMIT: &str = "100000";
 pub const LOG_LEVEL: &str = "warn";
 /// Set to an object name (e.g. `wait-00000`) to print every status that object is written with.
 pub const TRACE_ENV: &str = "DCS_SCALE_TRACE";
+/// What the benchmark's tasks are flipped to.
+pub const FLIPPED_STATUS: &str = "SUCCESS";
 /// Name prefixes: waiters and plain listings.
 pub const WAITER_PREFIX: &str = "wait-";
 pub const LISTING_PREFIX: &str = "list-";
@@ -168,6 +178,9 @@ pub struct ScaleConfig {
     /// Limit of the cold start (every object synced); the run goes on after it, reporting how
     /// many were not synced.
     pub cold_start_timeout: Duration,
+    /// Measure the apiserver's own limit after the run ([`limit`]). Off only when another run
+    /// shares the apiserver at the same time: it would be measured against that run's load.
+    pub limit_phase: bool,
     /// Print progress to stderr.
     pub progress: bool,
 }
@@ -197,6 +210,7 @@ impl ScaleConfig {
             idle_window: Some(Duration::from_secs(60)),
             cold_start_timeout: Duration::from_secs(120)
                 + Duration::from_millis(60).saturating_mul(objects as u32),
+            limit_phase: true,
             progress: true,
         }
     }
@@ -273,6 +287,63 @@ pub struct ScaleReport {
     pub idle_window: Option<Duration>,
     /// Times the benchmark's own watch had to list again (its counts may then miss writes).
     pub watch_relists: u32,
+    /// R, the apiserver's own limit: status writes per second it took in the limit phase
+    /// ([`limit`]: the controller stopped, [`limit_in_flight`](Self::limit_in_flight) writes in
+    /// flight, each the largest waiter status); `None` when not measured.
+    pub limit_writes_per_second: Option<f64>,
+    /// Bytes of that status's JSON (the `status` the operator sends), 0 when not measured.
+    pub limit_payload_bytes: usize,
+    /// Writes in flight at once in the limit phase, and how many it made.
+    pub limit_in_flight: usize,
+    pub limit_writes: usize,
+    /// Status writes of non-waiters that the watch saw after the flip and before the last
+    /// `Complete=True` of the waiters reading the same answer (the same distinct query), summed
+    /// over the non-waiters: refreshes written while verdicts they could have waited for were
+    /// still pending. See [`WriteOrder`].
+    pub listing_writes_during_verdicts: u64,
+    /// The same over one window for everyone: after the flip, before the last waiter's
+    /// `Complete=True` (whichever query it asks). Includes refreshes of a query whose waiters
+    /// were all done while another query's feed had not yet seen the flip.
+    pub listing_writes_before_last_verdict: u64,
+    /// Non-waiters whose status, when the task flipped, listed a flipped task.
+    pub listings_with_flipped_task: usize,
+    /// Of those, how many the watch saw written after the flip with every flipped task they
+    /// list `SUCCESS`.
+    pub listing_refreshed_after_flip: usize,
+}
+
+/// A figure that has a limit set by the apiserver's write rate R ([`ScaleReport::limit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    /// Controller start until every object synced; limit N / R (one status write per object).
+    ColdStart,
+    /// The median wait latency; limit `activeInterval` + (W / 2) / R: one interval to see the
+    /// end, then the writes of the waiters ahead of it.
+    WaitP50,
+    /// The longest wait latency; limit `activeInterval` + W / R.
+    WaitMax,
+}
+
+impl Bound {
+    pub const ALL: [Bound; 3] = [Bound::ColdStart, Bound::WaitP50, Bound::WaitMax];
+
+    /// How tables name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Bound::ColdStart => "cold start",
+            Bound::WaitP50 => "wait latency p50",
+            Bound::WaitMax => "wait latency max",
+        }
+    }
+
+    /// Its limit as a formula of N, W, R and `activeInterval`.
+    pub fn formula(self) -> &'static str {
+        match self {
+            Bound::ColdStart => "N / R",
+            Bound::WaitP50 => "activeInterval + W/2 / R",
+            Bound::WaitMax => "activeInterval + W / R",
+        }
+    }
 }
 
 impl ScaleReport {
@@ -324,6 +395,35 @@ impl ScaleReport {
     pub fn listing_writes_mean_max(&self) -> (f64, u32) {
         mean_max(&self.listing_writes)
     }
+
+    /// The least the apiserver allows for `bound` at R ([`Bound`]); `None` without R.
+    pub fn limit(&self, bound: Bound) -> Option<Duration> {
+        let rate = self
+            .limit_writes_per_second
+            .filter(|rate| rate.is_finite() && *rate > 0.0)?;
+        let queued = |writes: f64| Duration::from_secs_f64(writes / rate);
+        Some(match bound {
+            Bound::ColdStart => queued(self.objects as f64),
+            Bound::WaitP50 => self.active_interval + queued(self.waiters as f64 / 2.0),
+            Bound::WaitMax => self.active_interval + queued(self.waiters as f64),
+        })
+    }
+
+    /// What the run measured for `bound`; `None` when it did not finish (cold start timed out,
+    /// the quantile falls on a waiter not complete).
+    pub fn measured(&self, bound: Bound) -> Option<Duration> {
+        match bound {
+            Bound::ColdStart => self.cold_start,
+            Bound::WaitP50 => self.latency_quantile(0.5),
+            Bound::WaitMax => self.latency_quantile(1.0),
+        }
+    }
+
+    /// Measured over limit (1.0: as fast as the apiserver allows).
+    pub fn limit_ratio(&self, bound: Bound) -> Option<f64> {
+        let limit = self.limit(bound).filter(|limit| !limit.is_zero())?;
+        Some(self.measured(bound)?.as_secs_f64() / limit.as_secs_f64())
+    }
 }
 
 fn mean_max(values: &[u32]) -> (f64, u32) {
@@ -366,6 +466,7 @@ pub fn run(config: &ScaleConfig) -> ScaleReport {
     let scenario = scenario_dir.path().join("scale.yaml");
     std::fs::write(&scenario, SCENARIO).expect("writing the scenario");
     let sim = SimProcess::start(Some(&scenario), &[]);
+    let bench_tasks: Vec<String> = (0..config.jobs.max(1)).map(bench_task_id).collect();
     for j in 0..config.jobs.max(1) {
         sim.add_task(json!({
             "id": bench_task_id(j),
@@ -375,7 +476,7 @@ pub fn run(config: &ScaleConfig) -> ScaleReport {
             "status": "RUNNING",
         }));
     }
-    let observer = Observer::start(&namespace);
+    let observer = Observer::start(&namespace, bench_tasks);
     let api: Api<DcsTaskQuery> = Api::namespaced(client.clone(), &namespace);
 
     // 2. Objects, through the API.
@@ -470,8 +571,10 @@ pub fn run(config: &ScaleConfig) -> ScaleReport {
             .filter(|t| t.waiter && t.complete_at.is_some())
             .count()
     });
+    // The order of writes is judged from before the first flip: a poll may see it at once.
+    let flip_started = Instant::now();
     for j in 0..config.jobs.max(1) {
-        sim.set_status(&bench_task_id(j), "SUCCESS");
+        sim.set_status(&bench_task_id(j), FLIPPED_STATUS);
     }
     let flipped = Instant::now();
     let deadline = flipped + config.complete_deadline;
@@ -482,6 +585,27 @@ pub fn run(config: &ScaleConfig) -> ScaleReport {
         }
         pause(&mut controller, Duration::from_millis(100));
     }
+    // Waiters still pending now count as pending until now.
+    let verdicts_waited = Instant::now();
+    let order_now = |o: &Observed| {
+        write_order(
+            o.order_objects(config.distinct_queries),
+            flip_started,
+            verdicts_waited,
+        )
+    };
+    // The refreshes of the non-waiters (their lists show the task), within the same deadline
+    // (and one active interval at least).
+    let refresh_deadline = deadline.max(Instant::now() + active);
+    let refreshes = loop {
+        let order = observer.read(order_now);
+        if order.listing_refreshed_after_flip >= order.listings_with_flipped_task
+            || Instant::now() >= refresh_deadline
+        {
+            break order;
+        }
+        pause(&mut controller, Duration::from_millis(100));
+    };
     let wait_latencies: Vec<Option<Duration>> = observer.read(|o| {
         o.objects
             .values()
@@ -494,9 +618,13 @@ pub fn run(config: &ScaleConfig) -> ScaleReport {
             .collect()
     });
     progress(format!(
-        "flip: {} of {waiters} waiters Complete within {:?}",
+        "flip: {} of {waiters} waiters Complete within {:?}; {} of {} non-waiters refreshed, \
+         {} of their writes while verdicts of their query were pending",
         wait_latencies.iter().filter(|l| l.is_some()).count(),
-        config.complete_deadline
+        config.complete_deadline,
+        refreshes.listing_refreshed_after_flip,
+        refreshes.listings_with_flipped_task,
+        refreshes.listing_writes_during_verdicts,
     ));
 
     // 6. Memory after settling, then idle CPU.
@@ -528,11 +656,38 @@ pub fn run(config: &ScaleConfig) -> ScaleReport {
         }
         writes
     });
+    let order = observer.read(order_now);
     if !controller.is_running() {
         let output = controller.stop_in_place();
         panic!("the controller exited during the run:\n{}", tail(&output));
     }
     controller.stop_in_place();
+
+    // 8. The apiserver's own limit, on a client of its own, nothing else writing. The
+    // benchmark's watch stays open, as it was while the controller wrote.
+    let limit = config.limit_phase.then(|| {
+        let writes = limit::writes_for(config.objects);
+        progress(format!(
+            "limit: {writes} status writes, {} in flight, no operator",
+            limit::IN_FLIGHT
+        ));
+        let limit = runtime.block_on(async {
+            let api: Api<DcsTaskQuery> = Api::namespaced(plane.admin_client(), &namespace);
+            limit::measure(&api, writes).await
+        });
+        progress(match (limit.writes_per_second, &limit.problem) {
+            (Some(rate), _) => format!(
+                "limit: {rate:.1} writes/s ({} writes of {} bytes in {:.2} s)",
+                limit.writes,
+                limit.payload_bytes,
+                limit.took.as_secs_f64()
+            ),
+            (None, problem) => {
+                format!("limit: not measured: {}", problem.as_deref().unwrap_or("?"))
+            }
+        });
+        limit
+    });
     drop(observer);
     runtime.block_on(async {
         if let Err(error) = api
@@ -572,6 +727,14 @@ pub fn run(config: &ScaleConfig) -> ScaleReport {
         idle_cpu_percent,
         idle_window: config.idle_window,
         watch_relists: writes.relists,
+        limit_writes_per_second: limit.as_ref().and_then(|l| l.writes_per_second),
+        limit_payload_bytes: limit.as_ref().map_or(0, |l| l.payload_bytes),
+        limit_in_flight: limit.as_ref().map_or(0, |l| l.in_flight),
+        limit_writes: limit.as_ref().map_or(0, |l| l.writes),
+        listing_writes_during_verdicts: order.listing_writes_during_verdicts,
+        listing_writes_before_last_verdict: order.listing_writes_before_last_verdict,
+        listings_with_flipped_task: order.listings_with_flipped_task,
+        listing_refreshed_after_flip: order.listing_refreshed_after_flip,
     }
 }
 
@@ -588,7 +751,7 @@ struct Writes {
 /// Object `index`: query `(index / 2) % K`, waiting for the job when `index` is even.
 fn bench_object(index: usize, config: &ScaleConfig, endpoint: &str) -> DcsTaskQuery {
     let waiter = index.is_multiple_of(2);
-    let query = (index / 2) % config.distinct_queries;
+    let query = question_of(index, config.distinct_queries);
     let prefix = if waiter {
         WAITER_PREFIX
     } else {
@@ -604,6 +767,19 @@ fn bench_object(index: usize, config: &ScaleConfig, endpoint: &str) -> DcsTaskQu
         spec["waitFor"] = json!({"jobId": job, "source": config.wait_source.spec()});
     }
     query_object(&format!("{prefix}{index:05}"), endpoint, spec)
+}
+
+/// The distinct query (0..K) object `index` asks.
+pub fn question_of(index: usize, distinct_queries: usize) -> usize {
+    (index / 2) % distinct_queries.max(1)
+}
+
+/// The index in an object's name (`wait-00042` is 42).
+pub fn object_index(name: &str) -> Option<usize> {
+    name.strip_prefix(WAITER_PREFIX)
+        .or_else(|| name.strip_prefix(LISTING_PREFIX))?
+        .parse()
+        .ok()
 }
 
 /// The demo credentials as the Secret `dcs-credentials` that [`query_object`] names.
@@ -738,12 +914,119 @@ pub struct Track {
     /// When `Complete=True` was first seen, and the status writes up to then.
     pub complete_at: Option<Instant>,
     pub writes_at_complete: Option<u32>,
+    /// Every status write, in the order the watch saw them.
+    pub writes: Vec<StatusWrite>,
+}
+
+/// One status write as the watch saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusWrite {
+    /// When its event arrived.
+    pub at: Instant,
+    /// `status.tasks` lists one of the benchmark's tasks...
+    pub lists_bench_task: bool,
+    /// ...and every one it lists is [`FLIPPED_STATUS`].
+    pub shows_flip: bool,
+}
+
+impl StatusWrite {
+    /// What `status`, arriving `at`, shows of the tasks `bench_tasks`.
+    pub fn of(status: &DcsTaskQueryStatus, bench_tasks: &[String], at: Instant) -> Self {
+        let mut listed = status.tasks.iter().filter(|task| {
+            task.id
+                .as_deref()
+                .is_some_and(|id| bench_tasks.iter().any(|bench| bench == id))
+        });
+        let first = listed.next();
+        Self {
+            at,
+            lists_bench_task: first.is_some(),
+            shows_flip: first.is_some()
+                && first
+                    .into_iter()
+                    .chain(listed)
+                    .all(|task| task.status.as_deref() == Some(FLIPPED_STATUS)),
+        }
+    }
+}
+
+/// What [`write_order`] needs of one object.
+#[derive(Clone, Copy, Debug)]
+pub struct OrderObject<'a> {
+    /// The distinct query it asks ([`question_of`]): objects asking the same one read the same
+    /// answers, so a waiter and a non-waiter of one query learn of the flip from one answer.
+    pub question: usize,
+    pub waiter: bool,
+    pub complete_at: Option<Instant>,
+    pub writes: &'a [StatusWrite],
+}
+
+/// The order of the waiters' verdicts and the non-waiters' writes around the flip, from the
+/// watch's arrival times (one watch stream: the order in which the apiserver stored them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOrder {
+    /// Status writes of non-waiters after the flip and before the last `Complete=True` of the
+    /// waiters of their own query (a query whose waiters are not all Complete: before the end
+    /// of the wait for them). 0 when every verdict of an answer is written before any refresh
+    /// that answer causes.
+    pub listing_writes_during_verdicts: u64,
+    /// Status writes of non-waiters after the flip and before the last `Complete=True` of any
+    /// waiter.
+    pub listing_writes_before_last_verdict: u64,
+    /// Non-waiters whose last status before the flip listed a benchmark task.
+    pub listings_with_flipped_task: usize,
+    /// Of those, the ones written after the flip with every benchmark task they list
+    /// [`FLIPPED_STATUS`].
+    pub listing_refreshed_after_flip: usize,
+}
+
+/// The [`WriteOrder`] of `objects` for a flip at `flip`, waiters not `Complete` by
+/// `waited_until` counting as pending until then.
+pub fn write_order<'a>(
+    objects: impl IntoIterator<Item = OrderObject<'a>>,
+    flip: Instant,
+    waited_until: Instant,
+) -> WriteOrder {
+    let objects: Vec<OrderObject<'a>> = objects.into_iter().collect();
+    // When the last verdict of each query's waiters arrived.
+    let mut verdicts_end: HashMap<usize, Instant> = HashMap::new();
+    for waiter in objects.iter().filter(|o| o.waiter) {
+        let verdict = waiter
+            .complete_at
+            .map_or(waited_until, |at| at.min(waited_until));
+        verdicts_end
+            .entry(waiter.question)
+            .and_modify(|end| *end = (*end).max(verdict))
+            .or_insert(verdict);
+    }
+    let last_verdict = verdicts_end.values().copied().max();
+    let mut order = WriteOrder::default();
+    for listing in objects.iter().filter(|o| !o.waiter) {
+        let between = |end: Option<Instant>| {
+            let Some(end) = end else { return 0 };
+            let inside = listing.writes.iter().filter(|w| w.at > flip && w.at < end);
+            inside.count() as u64
+        };
+        order.listing_writes_during_verdicts +=
+            between(verdicts_end.get(&listing.question).copied());
+        order.listing_writes_before_last_verdict += between(last_verdict);
+        let before_flip = listing.writes.iter().rev().find(|w| w.at <= flip);
+        if before_flip.is_some_and(|w| w.lists_bench_task) {
+            order.listings_with_flipped_task += 1;
+            if listing.writes.iter().any(|w| w.at > flip && w.shows_flip) {
+                order.listing_refreshed_after_flip += 1;
+            }
+        }
+    }
+    order
 }
 
 /// Everything the watch saw.
 #[derive(Default)]
 pub struct Observed {
     pub objects: HashMap<String, Track>,
+    /// The benchmark's task ids, which [`StatusWrite`] looks for.
+    pub bench_tasks: Vec<String>,
     /// `Init` events: 1 for the first list, more when the watch had to list again.
     pub inits: u32,
     pub errors: u32,
@@ -753,6 +1036,18 @@ pub struct Observed {
 impl Observed {
     fn count(&self, predicate: impl Fn(&Track) -> bool) -> usize {
         self.objects.values().filter(|t| predicate(t)).count()
+    }
+
+    /// The benchmark's objects as [`write_order`] takes them, for K distinct queries.
+    pub fn order_objects(&self, distinct_queries: usize) -> impl Iterator<Item = OrderObject<'_>> {
+        self.objects.iter().filter_map(move |(name, track)| {
+            Some(OrderObject {
+                question: question_of(object_index(name)?, distinct_queries),
+                waiter: track.waiter,
+                complete_at: track.complete_at,
+                writes: &track.writes,
+            })
+        })
     }
 
     fn observe(&mut self, object: DcsTaskQuery, at: Instant) {
@@ -775,6 +1070,10 @@ impl Observed {
         if object.status.is_some() && object.status != track.status {
             track.status_writes += 1;
             track.status = object.status.clone();
+            if let Some(status) = &track.status {
+                let write = StatusWrite::of(status, &self.bench_tasks, at);
+                track.writes.push(write);
+            }
             if std::env::var(TRACE_ENV).is_ok_and(|traced| traced == object.name_any()) {
                 eprintln!(
                     "[scale trace] {} status write {}: {}",
@@ -810,9 +1109,13 @@ pub struct Observer {
 }
 
 impl Observer {
-    /// Starts watching and returns once the initial (empty) list is done.
-    pub fn start(namespace: &str) -> Self {
-        let state = Arc::new(Mutex::new(Observed::default()));
+    /// Starts watching and returns once the initial (empty) list is done. `bench_tasks`: the
+    /// benchmark's task ids (see [`StatusWrite`]).
+    pub fn start(namespace: &str, bench_tasks: Vec<String>) -> Self {
+        let state = Arc::new(Mutex::new(Observed {
+            bench_tasks,
+            ..Observed::default()
+        }));
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = mpsc::channel::<()>();
         let thread = {

@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{ScaleReport, Sharing};
+use super::{Bound, ScaleReport, Sharing};
 
 fn seconds(duration: Duration) -> String {
     let secs = duration.as_secs_f64();
@@ -27,6 +27,23 @@ fn latency_cell(latency: Option<Duration>, deadline: Duration) -> String {
 
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// `measured / limit = ratio×` of one [`Bound`].
+fn bound_cell(report: &ScaleReport, bound: Bound) -> String {
+    let measured = match bound {
+        Bound::ColdStart => report
+            .measured(bound)
+            .map_or_else(|| "timed out".to_string(), seconds),
+        Bound::WaitP50 | Bound::WaitMax => {
+            latency_cell(report.measured(bound), report.complete_deadline)
+        }
+    };
+    match (report.limit(bound), report.limit_ratio(bound)) {
+        (Some(limit), Some(ratio)) => format!("{measured} / {} = {ratio:.2}×", seconds(limit)),
+        (Some(limit), None) => format!("{measured} / {}", seconds(limit)),
+        (None, _) => format!("{measured} / not measured"),
+    }
 }
 
 /// The figures as a markdown table: one row per figure, one column per report.
@@ -121,6 +138,23 @@ pub fn markdown_table(reports: &[ScaleReport]) -> String {
         },
     );
     row(
+        "non-waiters' writes while their query's verdicts were pending (flip → last Complete)",
+        &|r| r.listing_writes_during_verdicts.to_string(),
+    );
+    row(
+        "non-waiters' writes after the flip, before the last Complete of any query",
+        &|r| r.listing_writes_before_last_verdict.to_string(),
+    );
+    row(
+        "non-waiters refreshed after the flip / listing the flipped task",
+        &|r| {
+            format!(
+                "{} / {}",
+                r.listing_refreshed_after_flip, r.listings_with_flipped_task
+            )
+        },
+    );
+    row(
         "idle CPU (utime+stime, % of one core)",
         &|r| match (r.idle_cpu_percent, r.idle_window) {
             (Some(percent), Some(window)) => {
@@ -129,6 +163,34 @@ pub fn markdown_table(reports: &[ScaleReport]) -> String {
             _ => "not measured".into(),
         },
     );
+    row(
+        "apiserver limit R: status writes per second, no operator",
+        &|r| match r.limit_writes_per_second {
+            Some(rate) => format!(
+                "{rate:.1} ({} writes, {} in flight)",
+                r.limit_writes, r.limit_in_flight
+            ),
+            None => "not measured".into(),
+        },
+    );
+    row(
+        "apiserver limit payload: largest waiter status (JSON)",
+        &|r| {
+            if r.limit_payload_bytes == 0 {
+                "not measured".into()
+            } else {
+                format!("{} bytes", r.limit_payload_bytes)
+            }
+        },
+    );
+    for bound in Bound::ALL {
+        let name = format!(
+            "{}: measured / limit ({}) = ratio",
+            bound.label(),
+            bound.formula()
+        );
+        row(&name, &|r| bound_cell(r, bound));
+    }
     row("controller flags (besides --upstream-sharing)", &|r| {
         if r.controller_flags.is_empty() {
             "defaults".into()
