@@ -313,7 +313,10 @@ mod render_tests {
                 "wait latency p50 / p99 / max (flip → Complete=True)",
                 "0.50 s / 1.20 s / 1.20 s | 0.80 s / > 75 s / > 75 s",
             ),
-            ("waiters not Complete 75 s after the flip", "0 | 1"),
+            (
+                "waiters not Complete by the deadline after the flip",
+                "0 (deadline 75 s) | 1 (deadline 75 s)",
+            ),
             (
                 "waits read from / distinct jobs J",
                 "job API / 1 | job API / 1",
@@ -433,8 +436,11 @@ mod render_tests {
             "| cold start: controller start → all lastSyncTime | timed out, 7 not synced |"
         );
         assert_eq!(
-            row(&table, "waiters not Complete 75 s after the flip"),
-            "| waiters not Complete 75 s after the flip | 0 (deadline 90 s) |"
+            row(
+                &table,
+                "waiters not Complete by the deadline after the flip"
+            ),
+            "| waiters not Complete by the deadline after the flip | 0 (deadline 90 s) |"
         );
         assert_eq!(
             row(&table, "idle CPU (utime+stime, % of one core)"),

@@ -187,7 +187,7 @@ pub struct ScaleConfig {
 
 impl ScaleConfig {
     /// The benchmark's scenario: K = 10, `activeInterval: 10s`, `interval: 1m`, 32 creations
-    /// in flight, a 30 s count window, 75 s to complete, a 60 s idle window. The naive mode gets
+    /// in flight, a 30 s count window, 75 s + 30 ms per object to complete, a 60 s idle window. The naive mode gets
     /// [`NAIVE_RATE_LIMIT`] for both rate limits.
     pub fn benchmark(objects: usize, sharing: Sharing) -> Self {
         let controller_flags = match sharing {
@@ -205,7 +205,10 @@ impl ScaleConfig {
             create_concurrency: 32,
             controller_flags,
             steady_intervals: 3,
-            complete_deadline: Duration::from_secs(75),
+            // A slow apiserver takes ~80 writes/s at 10,000 objects: the waiters' verdicts alone
+            // take a minute there, so the deadline grows with N (375 s at 10,000).
+            complete_deadline: Duration::from_secs(75)
+                + Duration::from_millis(30).saturating_mul(objects as u32),
             settle: Duration::from_secs(10),
             idle_window: Some(Duration::from_secs(60)),
             cold_start_timeout: Duration::from_secs(120)
