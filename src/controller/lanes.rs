@@ -14,8 +14,9 @@
 //! Objects a feed wakes for a refresh are not woken at all until the background lane has room:
 //! they wait in the backlog, in order, holding no reconcile slot and costing no round they would
 //! throw away. A background reconcile started some other way (a spec change, a restart) that
-//! finds an awaiting write pending gives its turn up ([`Lanes::background_write`] says `None`):
-//! it joins the backlog rather than hold a reconcile slot an awaiting object needs.
+//! finds an awaiting write pending, or no room, gives its turn up ([`Lanes::background_write`]
+//! says `None`): it joins the backlog rather than hold a reconcile slot that an awaiting object,
+//! or an admitted refresh, needs.
 //!
 //! Everything an object holds here is released by a guard ([`Reconciling`], [`WritePermit`]), so
 //! a reconcile cancelled at any await (its object deleted) leaves nothing behind.
@@ -52,8 +53,8 @@ const EXPIRY_SWEEP: Duration = Duration::from_secs(1);
 /// The two lanes of one process, keyed by object.
 pub struct Lanes<K> {
     state: Mutex<LaneState<K>>,
-    /// Told whenever a write ends or an awaiting object is done: background writes waiting for
-    /// their turn look again.
+    /// Told whenever a write ends or an awaiting object is done: events waiting for their turn
+    /// look again.
     changed: Notify,
     /// Starts a reconcile of the object (the controller's trigger channel).
     wake: Box<dyn Fn(K) + Send + Sync>,
@@ -198,27 +199,24 @@ where
         WritePermit::new(self, false)
     }
 
-    /// A background status write of `object`, once there is room; `None` as soon as an awaiting
-    /// object is pending: the caller gives its turn up ([`Lanes::defer`]) rather than hold a
-    /// reconcile slot the awaiting object needs.
-    pub async fn background_write(self: &Arc<Self>, object: &K) -> Option<WritePermit<K>> {
-        loop {
-            let changed = self.changed.notified();
-            {
-                let mut state = self.lock();
-                state.sweep(Instant::now());
-                if !state.awaiting.is_empty() {
-                    return None;
-                }
-                // A refresh woken from the backlog writes in the place it was admitted to.
-                let admitted = state.admitted.remove(object).is_some();
-                if admitted || state.has_room() {
-                    state.writing += 1;
-                    return Some(WritePermit::new(self, true));
-                }
-            }
-            changed.await;
+    /// A background status write of `object` if it may go now: `None` while an awaiting object
+    /// is pending or when the lane has no room, and the caller gives its turn up
+    /// ([`Lanes::defer`]). It never waits for room: a reconcile slot held while waiting could be
+    /// the one an admitted refresh needs to free that room, and with every slot so held the
+    /// lanes would stall until the admissions expire.
+    pub fn background_write(self: &Arc<Self>, object: &K) -> Option<WritePermit<K>> {
+        let mut state = self.lock();
+        state.sweep(Instant::now());
+        if !state.awaiting.is_empty() {
+            return None;
         }
+        // A refresh woken from the backlog writes in the place it was admitted to.
+        let admitted = state.admitted.remove(object).is_some();
+        if admitted || state.has_room() {
+            state.writing += 1;
+            return Some(WritePermit::new(self, true));
+        }
+        None
     }
 
     /// A background write that must happen (an event): once no awaiting object is pending and

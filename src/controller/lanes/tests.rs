@@ -52,7 +52,7 @@ async fn refreshes_wait_until_every_awaiting_reconcile_has_ended() {
     assert_eq!((counts.awaiting, counts.deferred), (2, 5));
 
     // A background write started some other way gives its turn up.
-    let turn = bench.lanes.background_write(&"other".to_string()).await;
+    let turn = bench.lanes.background_write(&"other".to_string());
     assert!(turn.is_none());
 
     drop(bench.lanes.reconciling("wait-1".into()));
@@ -73,7 +73,6 @@ async fn refreshes_wait_until_every_awaiting_reconcile_has_ended() {
     let permit = bench
         .lanes
         .background_write(&"list-1".to_string())
-        .await
         .expect("room: list-1's admission is its place");
     let guard = bench.lanes.reconciling("list-1".into());
     assert!(bench.take_woken().is_empty());
@@ -98,29 +97,60 @@ async fn a_reconcile_that_began_before_the_wake_does_not_release_it() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_background_write_waits_for_room_and_yields_to_a_new_waiter() {
+async fn a_background_write_without_room_joins_the_backlog_at_once() {
     let bench = Bench::new();
     let mut permits = Vec::new();
     for n in 0..4 {
-        let permit = bench.lanes.background_write(&format!("list-{n}")).await;
+        let permit = bench.lanes.background_write(&format!("list-{n}"));
         permits.push(permit.expect("room for the initial limit"));
     }
-    let lanes = bench.lanes.clone();
-    let waiting = tokio::spawn(async move { lanes.background_write(&"list-9".into()).await });
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    assert!(!waiting.is_finished(), "no room");
-    // One write ends: the waiting one gets its place.
+    // No room: the reconcile does not wait holding its slot, it gives its turn up.
+    assert!(bench.lanes.background_write(&"list-9".into()).is_none());
+    bench.lanes.defer("list-9".into());
+    assert!(bench.take_woken().is_empty());
+    // One write ends: the deferred one is woken into the place it left.
     permits.pop().unwrap().finish(false);
-    let turn = waiting.await.unwrap();
-    assert!(turn.is_some());
+    assert_eq!(bench.take_woken(), names(&["list-9"]));
+    let turn = bench.lanes.background_write(&"list-9".into());
+    assert!(turn.is_some(), "its admission is its place");
     assert_eq!(bench.lanes.counts().writing, 4);
+}
 
-    // Full again, and an awaiting object is woken: the waiting write gives its turn up.
-    let lanes = bench.lanes.clone();
-    let waiting = tokio::spawn(async move { lanes.background_write(&"list-8".into()).await });
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    bench.lanes.woken("wait-1".into(), Wake::Awaiting);
-    assert!(waiting.await.unwrap().is_none());
+/// The stall the first lanes had at 1,000 objects: every reconcile slot held by a write that
+/// waited for room, while the room was held by refreshes admitted from the backlog whose
+/// reconciles could not start. Nothing ever waits for room now, so whatever the slots hold,
+/// the admitted refreshes get theirs and write.
+#[tokio::test(start_paused = true)]
+async fn admitted_refreshes_are_never_stuck_behind_writes_waiting_for_room() {
+    let bench = Bench::new();
+    bench.refreshes(&["list-1", "list-2", "list-3", "list-4", "list-5"]);
+    assert_eq!(
+        bench.take_woken(),
+        names(&["list-1", "list-2", "list-3", "list-4"])
+    );
+    // Sixteen reconciles started by the watch (a cold start) all want to write.
+    for n in 0..16 {
+        let object = format!("new-{n}");
+        assert!(
+            now_or_pending(async { bench.lanes.background_write(&object) })
+                .await
+                .expect("answers at once")
+                .is_none(),
+            "the admitted refreshes hold the room"
+        );
+        bench.lanes.defer(object);
+    }
+    for n in 1..=4 {
+        let object = format!("list-{n}");
+        let _guard = bench.lanes.reconciling(object.clone());
+        let permit = bench.lanes.background_write(&object).expect("its place");
+        permit.finish(false);
+    }
+    // Each write that ended woke the next in line, oldest first.
+    assert_eq!(
+        bench.take_woken(),
+        names(&["list-5", "new-0", "new-1", "new-2"])
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -146,17 +176,20 @@ async fn cancelled_writes_and_reconciles_release_everything_they_held() {
     for n in 0..3 {
         let lanes = bench.lanes.clone();
         held.push(tokio::spawn(async move {
-            let _permit = lanes.background_write(&format!("list-{n}")).await;
+            let _permit = lanes.background_write(&format!("list-{n}"));
             std::future::pending::<()>().await;
         }));
     }
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let waiting = now_or_pending(bench.lanes.background_write(&"list-7".into())).await;
+    // list-1 wrote in its admitted place: three writers, room for a fourth, then none.
+    let fourth = bench.lanes.background_write(&"list-7".into());
+    assert!(fourth.is_some());
+    let full = bench.lanes.background_write(&"list-8".into());
     assert!(
-        waiting.is_some(),
-        "the admitted list-1 and three writers leave no room? {waiting:?}"
+        full.is_none(),
+        "four writers fill the initial limit: {full:?}"
     );
-    drop(waiting);
+    drop(fourth);
     for task in held {
         task.abort();
         let _ = task.await;

@@ -69,7 +69,7 @@ pub async fn apply(
                 // A wait already resolved never gets here: whoever waits is still waiting.
                 ctx.lanes.awaiting_write()
             } else {
-                match ctx.lanes.background_write(object).await {
+                match ctx.lanes.background_write(object) {
                     Some(turn) => turn,
                     None => {
                         ctx.lanes.defer(object.clone());
