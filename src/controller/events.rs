@@ -14,13 +14,16 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, Recorder};
+use kube::runtime::events::Event;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::lanes::Lanes;
+pub use writer::EventWriter;
+
+mod writer;
 use crate::api::DcsTaskQuery;
 
 /// Events queued before a reconcile waits for room (backpressure, not loss).
@@ -46,7 +49,7 @@ pub struct EventQueue {
     /// Events sent and not yet taken by a publisher.
     queued: Arc<AtomicUsize>,
     /// For the rare event that must be published before what it announces (a deletion).
-    recorder: Recorder,
+    writer: Arc<EventWriter>,
 }
 
 /// The publishing side, held by the controller until shutdown.
@@ -56,10 +59,10 @@ pub struct EventPublisher {
 }
 
 impl EventQueue {
-    /// A queue and the task that publishes what enters it through `recorder`, each event in
+    /// A queue and the task that publishes what enters it through `writer`, each event in
     /// the background lane of `lanes`.
     pub fn start(
-        recorder: Recorder,
+        writer: Arc<EventWriter>,
         lanes: Arc<Lanes<ObjectRef<DcsTaskQuery>>>,
     ) -> (EventQueue, EventPublisher) {
         let (sender, receiver) = mpsc::channel::<QueuedEvent>(EVENT_QUEUE);
@@ -86,10 +89,10 @@ impl EventQueue {
                 }
             },
         );
-        let publisher = recorder.clone();
+        let publisher = writer.clone();
         let backlog = queued_count.clone();
         let worker = tokio::spawn(queued.for_each_concurrent(PUBLISHERS, move |queued| {
-            let recorder = publisher.clone();
+            let writer = publisher.clone();
             let lanes = lanes.clone();
             let backlog = backlog.clone();
             async move {
@@ -97,7 +100,7 @@ impl EventQueue {
                     .event_write(|| backlog.load(Ordering::Relaxed) > MUST_PUBLISH_AT)
                     .await;
                 backlog.fetch_sub(1, Ordering::Relaxed);
-                let overloaded = publish(&recorder, queued).await.is_err_and(|error| error);
+                let overloaded = publish(&writer, queued).await.is_err_and(|error| error);
                 turn.finish(overloaded);
             }
         }));
@@ -105,7 +108,7 @@ impl EventQueue {
             EventQueue {
                 sender,
                 queued: queued_count,
-                recorder,
+                writer,
             },
             EventPublisher { worker, closing },
         )
@@ -116,7 +119,7 @@ impl EventQueue {
     /// (the object's deletion), and is rare enough not to compete with status writes.
     pub async fn publish_now(&self, event: Event, object: ObjectReference) -> bool {
         let queued = QueuedEvent { event, object };
-        publish(&self.recorder, queued).await.is_ok()
+        publish(&self.writer, queued).await.is_ok()
     }
 
     /// Queues `event` about `object`, waiting for room when the queue is full.
@@ -144,9 +147,9 @@ impl EventPublisher {
 
 /// Publishes one event; a failure says whether the apiserver was overloaded (see
 /// [`overloaded`]).
-async fn publish(recorder: &Recorder, queued: QueuedEvent) -> Result<(), bool> {
+async fn publish(writer: &EventWriter, queued: QueuedEvent) -> Result<(), bool> {
     let name = queued.object.name.clone().unwrap_or_default();
-    match recorder.publish(&queued.event, &queued.object).await {
+    match writer.publish(&queued.event, &queued.object).await {
         Ok(()) => {
             info!(%name, reason = %queued.event.reason, "published event");
             Ok(())

@@ -19,7 +19,9 @@ struct ObjectMemory {
     cached: Option<(String, u64)>,
     /// The status last written, slimmed, and the resourceVersion of the object it was written
     /// over: while the cache still shows that version, the cache is behind our own write.
-    written: Option<Written>,
+    /// Boxed: it lives only until the watch delivers the write, and inline it would make every
+    /// entry of the map (one per object) as large as a status.
+    written: Option<Box<Written>>,
     /// Consecutive failures of what the object retries by itself (project discovery).
     failures: u32,
     /// Consecutive failed reconciles (a refused status write...), for their backoff: counted
@@ -117,11 +119,11 @@ impl Memory {
         };
         let mut status = status.clone();
         slim(&mut status);
-        self.lock().entry(object).or_default().written = Some(Written {
+        self.lock().entry(object).or_default().written = Some(Box::new(Written {
             over,
             status,
             digest,
-        });
+        }));
     }
 
     /// One more consecutive failure of `object`'s own retries; returns the count.
@@ -209,6 +211,16 @@ fn slim(status: &mut DcsTaskQueryStatus) {
 mod tests {
     use super::*;
     use crate::api::{LatestTask, TaskStatus};
+
+    #[test]
+    fn an_entry_costs_a_few_words_not_a_status() {
+        // One entry per object: a status held inline would make each as large as a status.
+        assert!(
+            std::mem::size_of::<ObjectMemory>() <= 128,
+            "{} bytes",
+            std::mem::size_of::<ObjectMemory>()
+        );
+    }
 
     fn object(version: &str, status: Option<DcsTaskQueryStatus>) -> DcsTaskQuery {
         let mut query: DcsTaskQuery = serde_json::from_value(serde_json::json!({

@@ -22,7 +22,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, Client};
@@ -474,14 +474,14 @@ fn new_context(
     secret_health: Arc<credentials::SecretCacheHealth>,
     upstream: Upstream,
 ) -> Result<(Arc<Context>, events::EventPublisher), ControllerError> {
-    let recorder = Recorder::new(
+    let writer = Arc::new(events::EventWriter::new(
         client.clone(),
         Reporter {
             controller: FIELD_MANAGER.to_string(),
             instance: Some(config.identity.clone()),
         },
-    );
-    let (events, event_publisher) = events::EventQueue::start(recorder, upstream.lanes.clone());
+    ));
+    let (events, event_publisher) = events::EventQueue::start(writer, upstream.lanes.clone());
     let context = Arc::new(Context {
         client: client.clone(),
         secrets,

@@ -11,7 +11,8 @@
 //! - [`replicas`]: leader election and sharding by `--selector`;
 //! - [`limits`]: hostile input and the status size limit;
 //! - [`flux`]: Flux's `requestedAt` refresh;
-//! - [`rbac`]: a Role without Secrets or without the status subresource.
+//! - [`rbac`]: a Role without Secrets or without the status subresource;
+//! - [`events`]: the event writer folds repeats into a series.
 //!
 //! The shared fixture is `tests/support/world.rs`.
 
@@ -19,6 +20,7 @@
 mod support;
 
 mod credentials;
+mod events;
 mod flux;
 mod limits;
 mod rbac;
