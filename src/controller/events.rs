@@ -21,10 +21,11 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::lanes::Lanes;
-pub use writer::EventWriter;
+use crate::api::DcsTaskQuery;
 
 mod writer;
-use crate::api::DcsTaskQuery;
+
+pub use writer::EventWriter;
 
 /// Events queued before a reconcile waits for room (backpressure, not loss).
 pub const EVENT_QUEUE: usize = 10_000;

@@ -191,7 +191,12 @@ impl EventWriter {
             regarding: Some(regarding.clone()),
             related: event.secondary.clone(),
             reporting_controller: Some(controller.clone()),
-            reporting_instance: Some(self.reporter.instance.clone().unwrap_or(controller.clone())),
+            reporting_instance: Some(
+                self.reporter
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| controller.clone()),
+            ),
             type_: Some(
                 match event.type_ {
                     EventType::Normal => "Normal",
