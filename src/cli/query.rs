@@ -236,8 +236,8 @@ impl Watch {
             owner: None,
         };
         let awaited_job = plan.awaited_job();
-        let list_wait = plan.wait.as_ref().is_some_and(|wait| !wait.reads_job_api());
-        let plan = Arc::new(plan);
+        let list_wait = plan.concern.list_wait().is_some();
+        let concern = Arc::new(plan.concern);
         let job = awaited_job.map(|job| {
             let feed = FeedTarget {
                 key: key.asking(job),
@@ -245,7 +245,7 @@ impl Watch {
             };
             let interest = Interest {
                 active: true,
-                plan: plan.clone(),
+                concern: concern.clone(),
             };
             feeds.jobs.subscribe((), feed, interest)
         });
@@ -255,7 +255,7 @@ impl Watch {
         };
         let interest = Interest {
             active: list_wait,
-            plan,
+            concern,
         };
         let tasks = feeds.tasks.subscribe((), feed, interest);
         Watch {

@@ -15,13 +15,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::Event;
-use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use super::ObjectKey;
 use super::lanes::Lanes;
-use crate::api::DcsTaskQuery;
 
 mod writer;
 
@@ -64,7 +63,7 @@ impl EventQueue {
     /// the background lane of `lanes`.
     pub fn start(
         writer: Arc<EventWriter>,
-        lanes: Arc<Lanes<ObjectRef<DcsTaskQuery>>>,
+        lanes: Arc<Lanes<ObjectKey>>,
     ) -> (EventQueue, EventPublisher) {
         let (sender, receiver) = mpsc::channel::<QueuedEvent>(EVENT_QUEUE);
         let queued_count = Arc::new(AtomicUsize::new(0));

@@ -4,10 +4,11 @@
 //! status content to tell whether a new status differs from the one written.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use kube::runtime::reflector::ObjectRef;
 
+use super::{ObjectKey, object_key};
 use crate::api::{DcsTaskQuery, DcsTaskQueryStatus};
 use crate::query::content_digest;
 
@@ -46,15 +47,31 @@ pub struct Previous {
     pub digest: Option<u64>,
 }
 
-/// Every object's memory, keyed by object.
+/// Every object's memory, keyed by object. Its keys are the objects' shared keys: see
+/// [`Memory::key`].
 #[derive(Default)]
 pub struct Memory {
-    objects: Mutex<HashMap<ObjectRef<DcsTaskQuery>, ObjectMemory>>,
+    objects: Mutex<HashMap<ObjectKey, ObjectMemory>>,
 }
 
 impl Memory {
-    fn lock(&self) -> MutexGuard<'_, HashMap<ObjectRef<DcsTaskQuery>, ObjectMemory>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ObjectKey, ObjectMemory>> {
         self.objects.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The object's key, the one copy that the feeds and the lanes point to as well: its
+    /// memory's own key (the object gets a memory entry if it had none). An object forgotten
+    /// and seen again gets a new copy, equal to the old one, so that maps still holding the old
+    /// one find it all the same.
+    pub fn key(&self, query: &DcsTaskQuery) -> ObjectKey {
+        let probe = object_key(query);
+        let mut memory = self.lock();
+        if let Some((key, _)) = memory.get_key_value(&probe) {
+            return key.clone();
+        }
+        let key = ObjectKey::new(probe);
+        memory.insert(key.clone(), ObjectMemory::default());
+        key
     }
 
     /// Applied to every object the watch delivers, before it enters the cache: remembers the
@@ -69,7 +86,8 @@ impl Memory {
         slim(status);
         if let Some(version) = query.metadata.resource_version.clone() {
             let mut memory = self.lock();
-            let entry = memory.entry(super::object_key(query)).or_default();
+            // An existing entry keeps its key; the new copy is dropped.
+            let entry = memory.entry(Arc::new(object_key(query))).or_default();
             // A newer version than the one our last write went over: the cache has caught up
             // with that write, so its copy is no longer needed.
             if entry.written.as_ref().is_some_and(|w| w.over != version) {
@@ -83,7 +101,7 @@ impl Memory {
     /// caught up with it, else the cached status with the digest taken when it was cached.
     pub fn previous(&self, query: &DcsTaskQuery) -> Previous {
         let memory = self.lock();
-        let entry = memory.get(&super::object_key(query));
+        let entry = memory.get(&object_key(query));
         let version = query.metadata.resource_version.as_ref();
         if let Some(written) = entry
             .and_then(|e| e.written.as_ref())
@@ -109,7 +127,7 @@ impl Memory {
     /// Remembers a status written over `version` of the object.
     pub fn wrote(
         &self,
-        object: ObjectRef<DcsTaskQuery>,
+        object: &ObjectKey,
         over: Option<String>,
         status: &DcsTaskQueryStatus,
         digest: u64,
@@ -119,7 +137,7 @@ impl Memory {
         };
         let mut status = status.clone();
         slim(&mut status);
-        self.lock().entry(object).or_default().written = Some(Box::new(Written {
+        self.lock().entry(object.clone()).or_default().written = Some(Box::new(Written {
             over,
             status,
             digest,
@@ -127,7 +145,7 @@ impl Memory {
     }
 
     /// One more consecutive failure of `object`'s own retries; returns the count.
-    pub fn failed(&self, object: &ObjectRef<DcsTaskQuery>) -> u32 {
+    pub fn failed(&self, object: &ObjectKey) -> u32 {
         self.bump(object, |entry| &mut entry.failures)
     }
 
@@ -137,7 +155,7 @@ impl Memory {
     }
 
     /// One more failed reconcile of `object` in a row; returns the count.
-    pub fn reconcile_failed(&self, object: &ObjectRef<DcsTaskQuery>) -> u32 {
+    pub fn reconcile_failed(&self, object: &ObjectKey) -> u32 {
         self.bump(object, |entry| &mut entry.reconcile_failures)
     }
 
@@ -146,11 +164,7 @@ impl Memory {
         self.reset(object, |entry| &mut entry.reconcile_failures);
     }
 
-    fn bump(
-        &self,
-        object: &ObjectRef<DcsTaskQuery>,
-        count: fn(&mut ObjectMemory) -> &mut u32,
-    ) -> u32 {
+    fn bump(&self, object: &ObjectKey, count: fn(&mut ObjectMemory) -> &mut u32) -> u32 {
         let mut memory = self.lock();
         let count = count(memory.entry(object.clone()).or_default());
         *count = count.saturating_add(1);
@@ -179,7 +193,7 @@ impl Memory {
 
     /// Remembers a refresh asked of the feed when its latest answer was `after` (`None`: the
     /// refresh was served, or no longer applies).
-    pub fn refresh_asked(&self, object: &ObjectRef<DcsTaskQuery>, asked: Option<(String, u64)>) {
+    pub fn refresh_asked(&self, object: &ObjectKey, asked: Option<(String, u64)>) {
         let mut memory = self.lock();
         match asked {
             Some(asked) => memory.entry(object.clone()).or_default().refresh = Some(asked),
@@ -193,7 +207,8 @@ impl Memory {
 
     /// Forgets objects that are gone.
     pub fn retain(&self, live: &HashSet<ObjectRef<DcsTaskQuery>>) {
-        self.lock().retain(|object, _| live.contains(object));
+        self.lock()
+            .retain(|object, _| live.contains(object.as_ref()));
     }
 
     pub fn forget(&self, object: &ObjectRef<DcsTaskQuery>) {
@@ -270,12 +285,7 @@ mod tests {
         memory.slim_for_cache(&mut cached);
         let written = full_status();
         let digest = content_digest(&written);
-        memory.wrote(
-            ObjectRef::from_obj(&cached),
-            Some("7".into()),
-            &written,
-            digest,
-        );
+        memory.wrote(&memory.key(&cached), Some("7".into()), &written, digest);
         let previous = memory.previous(&cached);
         assert_eq!(previous.digest, Some(digest));
         let status = previous.status.unwrap();
@@ -295,9 +305,30 @@ mod tests {
     }
 
     #[test]
+    fn every_map_shares_one_copy_of_an_objects_key() {
+        let memory = Memory::default();
+        let mut cached = object("7", Some(full_status()));
+        memory.slim_for_cache(&mut cached);
+        let key = memory.key(&cached);
+        // The cache's entry made the key; a newer version of the object still finds it.
+        assert!(Arc::ptr_eq(&key, &memory.key(&object("8", None))));
+        assert_eq!(Arc::strong_count(&key), 2, "the memory's and this one");
+        memory.forget(&key);
+        let again = memory.key(&cached);
+        assert!(
+            !Arc::ptr_eq(&key, &again),
+            "a forgotten object gets a new copy"
+        );
+        assert_eq!(
+            key, again,
+            "equal to the old one, which maps still holding it find"
+        );
+    }
+
+    #[test]
     fn reconcile_failures_count_apart_from_the_objects_own_retries() {
         let memory = Memory::default();
-        let q = ObjectRef::from_obj(&object("1", None));
+        let q = memory.key(&object("1", None));
         assert_eq!(memory.reconcile_failed(&q), 1);
         // A target resolved in between (which resets discovery failures) does not reset them.
         memory.recovered(&q);

@@ -4,7 +4,6 @@ use std::fmt::Write;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use kube::runtime::reflector::ObjectRef;
 use prometheus_client::encoding::{
     EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, text::encode,
 };
@@ -14,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::ObjectKey;
 use super::lanes::Lanes;
 use crate::api::{DcsTaskQuery, WaitPhase};
 use crate::dcs::DcsError;
@@ -131,7 +131,7 @@ pub struct Metrics {
     pub verdicts_pending: Gauge,
     pub refreshes_deferred: Gauge,
     pub background_write_limit: Gauge,
-    lanes: OnceLock<Weak<Lanes<ObjectRef<DcsTaskQuery>>>>,
+    lanes: OnceLock<Weak<Lanes<ObjectKey>>>,
 }
 
 impl Default for Metrics {
@@ -335,7 +335,7 @@ impl Metrics {
     }
 
     /// Reads the lane gauges from `lanes` at every scrape from now on.
-    pub fn watch_lanes(&self, lanes: &Arc<Lanes<ObjectRef<DcsTaskQuery>>>) {
+    pub fn watch_lanes(&self, lanes: &Arc<Lanes<ObjectKey>>) {
         let _ = self.lanes.set(Arc::downgrade(lanes));
     }
 

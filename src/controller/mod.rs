@@ -90,10 +90,13 @@ pub struct TargetOverride {
     pub credentials: CredentialSet,
 }
 
-/// The key an object is kept under in every per-object map (memory, feeds, lanes): its
-/// namespace and name only. `ObjectRef::from_obj` also copies the uid and resourceVersion,
-/// which keys never compare; at 10,000 objects, in half a dozen maps, those copies cost
-/// megabytes.
+/// The key an object is kept under in every per-object map (memory, feeds, lanes), shared:
+/// [`Memory::key`] hands out one copy per object, and each map holds a pointer to it. At
+/// 10,000 objects, a copy per map (two strings each) would cost megabytes.
+pub type ObjectKey = Arc<ObjectRef<DcsTaskQuery>>;
+
+/// An object's namespace and name, which is all its key compares. `ObjectRef::from_obj` also
+/// copies the uid and resourceVersion.
 pub fn object_key(query: &DcsTaskQuery) -> ObjectRef<DcsTaskQuery> {
     let name = query.metadata.name.as_deref().unwrap_or_default();
     match query.metadata.namespace.as_deref() {
@@ -112,9 +115,9 @@ pub struct Context {
     pub fetcher: Arc<SharedFetcher>,
     /// One upstream feed per distinct query, and one per awaited job; objects subscribe in
     /// reconcile.
-    pub feeds: Arc<FeedSet<ObjectRef<DcsTaskQuery>>>,
+    pub feeds: Arc<FeedSet<ObjectKey>>,
     /// Whose status write goes first: awaiting objects' verdicts before everything else.
-    pub lanes: Arc<Lanes<ObjectRef<DcsTaskQuery>>>,
+    pub lanes: Arc<Lanes<ObjectKey>>,
     pub http: HttpClient,
     pub endpoints: EndpointPolicy,
     /// Where project ids are discovered (the override's endpoint when there is one).
@@ -341,8 +344,8 @@ fn watch_secrets(
 struct Upstream {
     /// The budgets, auth cool-down and deadlines every upstream call goes through.
     fetcher: Arc<SharedFetcher>,
-    feeds: Arc<FeedSet<ObjectRef<DcsTaskQuery>>>,
-    lanes: Arc<Lanes<ObjectRef<DcsTaskQuery>>>,
+    feeds: Arc<FeedSet<ObjectKey>>,
+    lanes: Arc<Lanes<ObjectKey>>,
 }
 
 /// Feeds poll on their own schedule and must wake the objects that read them; they do it
@@ -364,9 +367,9 @@ fn upstream(
     }));
     metrics.watch_fetcher(&fetcher);
     let (wake, woken) = futures::channel::mpsc::unbounded();
-    let lanes = Lanes::new(move |object| {
+    let lanes = Lanes::new(move |object: ObjectKey| {
         // Fails only once the controller is gone, when nobody needs waking.
-        let _ = wake.unbounded_send(object);
+        let _ = wake.unbounded_send(ObjectRef::clone(&object));
     });
     metrics.watch_lanes(&lanes);
     let observer: Arc<dyn FeedObserver> = metrics.clone();
@@ -425,7 +428,7 @@ fn watch_queries(
         .inspect(move |event| {
             // A deleted object leaves its feed at once (deletes do not reach reconcile).
             if let Ok(watcher::Event::Delete(query)) = event {
-                let object = object_key(query);
+                let object = ObjectKey::new(object_key(query));
                 deleted_feeds.unsubscribe(&object);
                 deleted_lanes.forget(&object);
                 deleted_memory.forget(&object);
@@ -756,8 +759,12 @@ async fn housekeeping(store: Store<DcsTaskQuery>, context: Arc<Context>) {
         let live: std::collections::HashSet<ObjectRef<DcsTaskQuery>> =
             objects.iter().map(|object| object_key(object)).collect();
         context.memory.retain(&live);
-        context.feeds.retain(|object| live.contains(object));
-        context.lanes.retain(|object| live.contains(object));
+        context
+            .feeds
+            .retain(|object| live.contains(object.as_ref()));
+        context
+            .lanes
+            .retain(|object| live.contains(object.as_ref()));
         let counts = context.feeds.counts();
         context
             .metrics
@@ -773,7 +780,7 @@ async fn housekeeping(store: Store<DcsTaskQuery>, context: Arc<Context>) {
 
 /// Every second: a lane entry whose reconcile never came (its object went away unseen) expires
 /// even when no write happens to look.
-async fn sweep_lanes(lanes: Arc<Lanes<ObjectRef<DcsTaskQuery>>>) {
+async fn sweep_lanes(lanes: Arc<Lanes<ObjectKey>>) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         lanes.dispatch();

@@ -17,6 +17,7 @@
 //! A feed with no subscribers left stops at once.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -34,7 +35,7 @@ use crate::query::evaluate::{concerns, distinct_tasks, needs_active, newest_firs
 use crate::query::job::{JobAnswer, NOT_FOUND_ANSWERS_TO_STALL};
 use crate::query::report::same_error;
 use crate::query::schedule::{LastPoll, feed_delay, until_deadline_poll};
-use crate::query::{ListRequest, Listed, Outcome, QueryPlan};
+use crate::query::{Concern, ListRequest, Listed, Outcome};
 
 /// Everything that makes two subscribers' questions the same upstream call: who asks
 /// (endpoint, project, credential) and what ([`Question`]: a task listing or a job).
@@ -145,7 +146,7 @@ impl Question for ListRequest {
     ) {
         let ordered = newest_first(reply);
         for interest in interests {
-            interest.active = needs_active(&interest.plan, &ordered, reply, now);
+            interest.active = needs_active(&interest.concern, &ordered, reply, now);
         }
     }
 }
@@ -210,8 +211,9 @@ impl UpstreamCall for FeedKey<JobId> {
 /// What a subscriber needs from its feed.
 #[derive(Clone, Debug)]
 pub struct Interest {
-    /// The subscriber's query: which tasks concern it, and its intervals.
-    pub plan: Arc<QueryPlan>,
+    /// Which tasks concern the subscriber, its wait, and its intervals: one copy per distinct
+    /// concern of a feed, whoever brings it ([`Feeds::subscribe`] swaps it for the feed's).
+    pub concern: Arc<Concern>,
     /// Something is awaited or running for it, so it needs `activeInterval`. The subscriber's
     /// guess until the feed has a good answer; from then on the feed judges it
     /// ([`Question::judge_activity`]) on every good answer and when the subscriber (re)joins.
@@ -221,10 +223,48 @@ pub struct Interest {
 impl Interest {
     fn interval(&self) -> Duration {
         if self.active {
-            self.plan.active_interval
+            self.concern.active_interval
         } else {
-            self.plan.interval
+            self.concern.interval
         }
+    }
+}
+
+/// The distinct concerns of one feed's subscribers, counted: thousands of objects asking the
+/// same query (a rollout's objects, all settled) share one copy, and the last to leave drops it.
+#[derive(Default)]
+struct SharedConcerns(HashMap<Arc<Concern>, usize>);
+
+impl SharedConcerns {
+    /// The feed's copy of `concern`, kept for one more subscriber (`concern` becomes that copy
+    /// when the feed had none).
+    fn share(&mut self, concern: Arc<Concern>) -> Arc<Concern> {
+        match self.0.entry(concern) {
+            Entry::Occupied(mut held) => {
+                *held.get_mut() += 1;
+                held.key().clone()
+            }
+            Entry::Vacant(new) => {
+                let shared = new.key().clone();
+                new.insert(1);
+                shared
+            }
+        }
+    }
+
+    /// One subscriber fewer holds `concern`.
+    fn release(&mut self, concern: &Concern) {
+        if let Some(holders) = self.0.get_mut(concern) {
+            *holders -= 1;
+            if *holders == 0 {
+                self.0.remove(concern);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.len()
     }
 }
 
@@ -300,6 +340,8 @@ struct State<S, Q: Question> {
 struct FeedEntry<S, Q: Question> {
     client: DcsClient,
     subscribers: HashMap<S, Subscription>,
+    /// The subscribers' distinct concerns, each with how many subscribers hold it.
+    concerns: SharedConcerns,
     signals: Arc<Signals<Q::Reply>>,
     /// The interval the poll loop last planned with: a subscriber needing less pokes it.
     planned_interval: Option<Duration>,
@@ -436,9 +478,12 @@ where
         entry.client = target.client;
         let existing = entry.subscribers.get(&subscriber);
         let seen = existing.and_then(|subscription| subscription.seen);
-        let mut interest = interest;
-        match existing.filter(|old| old.interest.plan == interest.plan) {
-            // Judged on the feed's last good answer already, for this very plan.
+        let mut interest = Interest {
+            concern: entry.concerns.share(interest.concern),
+            active: interest.active,
+        };
+        match existing.filter(|old| old.interest.concern == interest.concern) {
+            // Judged on the feed's last good answer already, for this very concern.
             Some(old) => interest.active = old.interest.active,
             None => {
                 if let Some(reply) = entry.last_good() {
@@ -449,11 +494,14 @@ where
         let needs = interest.interval();
         let wanted = entry
             .last_answered_at()
-            .and_then(|answered_at| wait_needs_within(&interest.plan, answered_at, Utc::now()))
+            .and_then(|answered_at| wait_needs_within(&interest.concern, answered_at, Utc::now()))
             .map(|within| Instant::now() + within);
-        entry
+        let replaced = entry
             .subscribers
             .insert(subscriber.clone(), Subscription { interest, seen });
+        if let Some(old) = replaced {
+            entry.concerns.release(&old.interest.concern);
+        }
         subscriptions.insert(subscriber, key);
         entry.replan_if_sooner(needs);
         if wanted.is_some_and(|wanted| entry.planned_due.is_some_and(|due| wanted < due)) {
@@ -543,6 +591,7 @@ where
         FeedEntry {
             client: target.client.clone(),
             subscribers: HashMap::new(),
+            concerns: SharedConcerns::default(),
             signals,
             planned_interval: None,
             planned_due: None,
@@ -591,7 +640,9 @@ impl<S: Clone + Eq + Hash, Q: Question> State<S, Q> {
         let Some(entry) = self.feeds.get_mut(key) else {
             return;
         };
-        entry.subscribers.remove(subscriber);
+        if let Some(old) = entry.subscribers.remove(subscriber) {
+            entry.concerns.release(&old.interest.concern);
+        }
         if entry.subscribers.is_empty() {
             entry.task.abort();
             self.feeds.remove(key);
@@ -652,11 +703,11 @@ where
 /// its first verdict), just after the deadline when the deadline lies after it; `None` when
 /// the interval decides.
 fn wait_needs_within(
-    plan: &QueryPlan,
+    concern: &Concern,
     answered_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Option<Duration> {
-    let wait = plan.wait.as_ref()?;
+    let wait = concern.wait.as_ref()?;
     if wait.started_at > answered_at {
         return Some(Duration::ZERO);
     }
@@ -699,7 +750,7 @@ where
             .subscribers
             .values()
             .filter_map(|subscription| {
-                wait_needs_within(&subscription.interest.plan, answered_at, now)
+                wait_needs_within(&subscription.interest.concern, answered_at, now)
             })
             .min();
         if let Some(within) = wanted {
@@ -818,10 +869,10 @@ fn who_to_wake<S: Clone, Q: Question>(
         let crossed = |moment: DateTime<Utc>| {
             first_fetched_since(previous.map(|p| p.fetched_at), answer.fetched_at, moment)
         };
-        let wait = subscription.interest.plan.wait.as_ref();
+        let wait = subscription.interest.concern.wait.as_ref();
         let wait_due =
             wait.is_some_and(|wait| crossed(wait.started_at) || wait.deadline.is_some_and(crossed));
-        let concerned = change.concerns(&subscription.interest.plan);
+        let concerned = change.concerns(&subscription.interest.concern);
         if !(missed || concerned || wait_due) {
             subscription.seen = Some(answer.sequence);
             continue;
@@ -861,12 +912,12 @@ pub enum Change<'a> {
 }
 
 impl<'a> Change<'a> {
-    /// Whether the change may alter what `plan` makes of the listing: anything, or a task whose
-    /// copy before or after concerns it.
-    fn concerns(&self, plan: &QueryPlan) -> bool {
+    /// Whether the change may alter what a plan of `concern` makes of the listing: anything, or
+    /// a task whose copy before or after concerns it.
+    fn concerns(&self, concern: &Concern) -> bool {
         match self {
             Change::Everything => true,
-            Change::Tasks(tasks) => tasks.iter().any(|task| concerns(plan, task)),
+            Change::Tasks(tasks) => tasks.iter().any(|task| concerns(concern, task)),
         }
     }
 

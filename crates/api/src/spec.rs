@@ -221,7 +221,7 @@ impl Default for TaskQuerySpec {
 }
 
 /// Client-side filter; each non-empty list must contain the task's value.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskFilter {
     /// Task names, e.g. `masterStandbySwapJob`, `EXTEND`.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::job::JobView;
-use super::plan::{QueryPlan, WaitPlan, WaitTarget};
+use super::plan::{Concern, QueryPlan, WaitPlan, WaitTarget};
 use crate::api::{LatestTask, TaskDetailsStatus, TaskFilter, TaskStatus, WaitPhase};
 use crate::dcs::{CenterTask, PageRequest, QueryTime, TaskDetails, TaskListing, TaskTime};
 
@@ -80,7 +80,8 @@ impl WaitVerdict {
 /// Judges `listing` against `plan` at `now`.
 pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> Evaluation {
     let ordered = newest_first(listing);
-    let matched = passing_filter(plan, &ordered);
+    let concern = &plan.concern;
+    let matched = passing_filter(concern, &ordered);
 
     // Newest first, so the first task seen per name is that name's latest, and the names kept
     // when there are too many are those with the newest tasks.
@@ -102,11 +103,14 @@ pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> 
     // A wait that reads the job API is judged on the job feed's answer (see
     // `Evaluation::judge_job`); until then it is pending, and it is the job feed, not the task
     // list's, that polls at `activeInterval` for it.
-    let wait = plan.wait.as_ref().map(|wait| match wait.reads_job_api() {
-        false => judge_wait(wait, plan, &ordered, listing, now),
-        true => super::job::judge(wait, super::job::JobReading::NotYet, now),
-    });
-    let active = activity(plan, &matched, wait.as_ref(), listing, now);
+    let wait = concern
+        .wait
+        .as_ref()
+        .map(|wait| match wait.reads_job_api() {
+            false => judge_wait(wait, concern, Some(&plan.page), &ordered, listing, now),
+            true => super::job::judge(wait, super::job::JobReading::NotYet, now),
+        });
+    let active = activity(concern, &matched, wait.as_ref(), listing, now);
 
     let (tasks, omitted_tasks) = bounded_tasks(&matched, plan.max_tasks);
     Evaluation {
@@ -123,27 +127,29 @@ pub fn evaluate(plan: &QueryPlan, listing: &TaskListing, now: DateTime<Utc>) -> 
     }
 }
 
-/// Whether a subscriber asking `plan` needs `activeInterval` on `listing` (its tasks in
-/// [`newest_first`] order): exactly the `active` of [`evaluate`], without building the status.
-/// The task feed judges every subscriber with it after each answer, so objects need not tell it.
+/// Whether a subscriber of `concern` needs `activeInterval` on `listing` (its tasks in
+/// [`newest_first`] order): exactly the `active` of [`evaluate`] for a plan of that concern,
+/// without building the status. The task feed judges every subscriber with it after each
+/// answer, so objects need not tell it.
 pub fn needs_active(
-    plan: &QueryPlan,
+    concern: &Concern,
     newest_first: &[&CenterTask],
     listing: &TaskListing,
     now: DateTime<Utc>,
 ) -> bool {
-    let matched = passing_filter(plan, newest_first);
-    let list_wait = plan.wait.as_ref().filter(|wait| !wait.reads_job_api());
-    let verdict = list_wait.map(|wait| judge_wait(wait, plan, newest_first, listing, now));
-    activity(plan, &matched, verdict.as_ref(), listing, now)
+    let matched = passing_filter(concern, newest_first);
+    let verdict = concern
+        .list_wait()
+        .map(|wait| judge_wait(wait, concern, None, newest_first, listing, now));
+    activity(concern, &matched, verdict.as_ref(), listing, now)
 }
 
-/// The tasks `plan`'s filter passes, in their order.
-fn passing_filter<'t>(plan: &QueryPlan, tasks: &[&'t CenterTask]) -> Vec<&'t CenterTask> {
+/// The tasks `concern`'s filter passes, in their order.
+fn passing_filter<'t>(concern: &Concern, tasks: &[&'t CenterTask]) -> Vec<&'t CenterTask> {
     tasks
         .iter()
         .copied()
-        .filter(|task| passes_filter(plan, task))
+        .filter(|task| passes_filter(&concern.filter, task))
         .collect()
 }
 
@@ -158,14 +164,14 @@ pub fn newest_first(listing: &TaskListing) -> Vec<&CenterTask> {
 /// Something awaited or running: a matched task runs, or a wait judged on the list is still
 /// open on a task that runs, is not listed, or on an answer older than the wait.
 fn activity(
-    plan: &QueryPlan,
+    concern: &Concern,
     matched: &[&CenterTask],
     wait: Option<&WaitVerdict>,
     listing: &TaskListing,
     now: DateTime<Utc>,
 ) -> bool {
-    let running = matched.iter().any(|task| is_running(plan, task));
-    let Some(list_wait) = plan.wait.as_ref().filter(|wait| !wait.reads_job_api()) else {
+    let running = matched.iter().any(|task| is_running(concern, task));
+    let Some(list_wait) = concern.list_wait() else {
         return running;
     };
     // A verdict held back for a fresher answer (see `judge_wait`) needs that answer soon.
@@ -227,29 +233,25 @@ fn newest_first_order(a: &CenterTask, b: &CenterTask) -> Ordering {
 }
 
 /// Whether a change to `task` (appearing, changing, vanishing) can change what [`evaluate`]
-/// makes of a listing for `plan`: the task passes the filter (it counts, lists or is someone's
-/// latest) or is a candidate of the wait. An upstream feed wakes only the objects a change
-/// concerns; everything else in a listing leaves their status as it was.
-pub fn concerns(plan: &QueryPlan, task: &CenterTask) -> bool {
-    passes_filter(plan, task)
-        || plan
-            .wait
-            .as_ref()
-            .filter(|wait| !wait.reads_job_api())
-            .is_some_and(|wait| match &wait.target {
-                WaitTarget::JobId(job) => task.job_id.as_deref() == Some(job),
-                WaitTarget::Name { name, .. } => task.name.as_deref() == Some(name),
-            })
+/// makes of a listing for a plan of `concern`: the task passes the filter (it counts, lists or
+/// is someone's latest) or is a candidate of the wait. An upstream feed wakes only the objects
+/// a change concerns; everything else in a listing leaves their status as it was.
+pub fn concerns(concern: &Concern, task: &CenterTask) -> bool {
+    passes_filter(&concern.filter, task)
+        || concern.list_wait().is_some_and(|wait| match &wait.target {
+            WaitTarget::JobId(job) => task.job_id.as_deref() == Some(job),
+            WaitTarget::Name { name, .. } => task.name.as_deref() == Some(name),
+        })
 }
 
-fn passes_filter(plan: &QueryPlan, task: &CenterTask) -> bool {
+fn passes_filter(filter: &TaskFilter, task: &CenterTask) -> bool {
     let allowed = |list: &[String], value: &Option<String>| {
         list.is_empty() || value.as_ref().is_some_and(|v| list.contains(v))
     };
-    allowed(&plan.filter.names, &task.name)
-        && allowed(&plan.filter.statuses, &task.status)
-        && allowed(&plan.filter.job_ids, &task.job_id)
-        && passes_wait_filter(&plan.filter, task)
+    allowed(&filter.names, &task.name)
+        && allowed(&filter.statuses, &task.status)
+        && allowed(&filter.job_ids, &task.job_id)
+        && passes_wait_filter(filter, task)
 }
 
 /// The part of the filter a wait honours: `userNames` (exact) and `paramsContains` (every
@@ -288,19 +290,19 @@ fn describe_wait_filter(filter: &TaskFilter) -> String {
 }
 
 /// Known to be still going: poll at `activeInterval`.
-fn is_running(plan: &QueryPlan, task: &CenterTask) -> bool {
-    !is_terminal(plan, task)
+fn is_running(concern: &Concern, task: &CenterTask) -> bool {
+    !is_terminal(concern, task)
         && task
             .status
             .as_deref()
             .is_some_and(|status| RUNNING_STATUSES.contains(&status))
 }
 
-fn is_terminal(plan: &QueryPlan, task: &CenterTask) -> bool {
+fn is_terminal(concern: &Concern, task: &CenterTask) -> bool {
     let Some(status) = task.status.as_deref() else {
         return false;
     };
-    match &plan.wait {
+    match &concern.wait {
         Some(wait) => {
             wait.success_statuses.iter().any(|s| s == status)
                 || wait.failure_statuses.iter().any(|s| s == status)
@@ -310,9 +312,12 @@ fn is_terminal(plan: &QueryPlan, task: &CenterTask) -> bool {
     }
 }
 
+/// The verdict of `wait` on a listing. `window` is the page the plan asked for, which a
+/// not-found message names; `None` where only the phase is read (a feed judging activity).
 fn judge_wait(
     wait: &WaitPlan,
-    plan: &QueryPlan,
+    concern: &Concern,
+    window: Option<&PageRequest>,
     newest_first: &[&CenterTask],
     listing: &TaskListing,
     now: DateTime<Utc>,
@@ -335,16 +340,16 @@ fn judge_wait(
                             .is_some_and(|created| created >= *created_after)
                 }
             };
-            target && passes_wait_filter(&plan.filter, task)
+            target && passes_wait_filter(&concern.filter, task)
         })
         .collect();
-    let filtered = describe_wait_filter(&plan.filter);
+    let filtered = describe_wait_filter(&concern.filter);
     // Judged by when the answer was fetched, not by when it is read: an answer fetched before
     // the deadline may miss a task that finished just before it, so only the poll at or after
     // the deadline (which the feed makes) can time the wait out.
     let fetched_at = answered_at(listing, now);
     let timed_out = wait.deadline.is_some_and(|deadline| fetched_at >= deadline);
-    let verdict = judge_found(wait, plan, &candidates, listing, &filtered, timed_out);
+    let verdict = judge_found(wait, window, &candidates, listing, &filtered, timed_out);
     hold_back_unconfirmed(verdict, wait, fetched_at, now)
 }
 
@@ -388,13 +393,12 @@ fn hold_back_unconfirmed(
 /// The verdict on the newest of `candidates` (none: not found), timed out or not.
 fn judge_found(
     wait: &WaitPlan,
-    plan: &QueryPlan,
+    window: Option<&PageRequest>,
     candidates: &[&CenterTask],
     listing: &TaskListing,
     filtered: &str,
     timed_out: bool,
 ) -> WaitVerdict {
-    let page: &PageRequest = &plan.page;
     let matched = candidates.len();
     let found = candidates.first().copied();
     let Some(task) = found else {
@@ -406,10 +410,13 @@ fn judge_found(
             ));
         }
         let bounds = |time: Option<&QueryTime>| time.map(QueryTime::to_param);
-        match (
-            bounds(page.start_time.as_ref()),
-            bounds(page.end_time.as_ref()),
-        ) {
+        let window = window.map_or((None, None), |page| {
+            (
+                bounds(page.start_time.as_ref()),
+                bounds(page.end_time.as_ref()),
+            )
+        });
+        match window {
             (None, None) => {}
             (start, end) => message.push_str(&format!(
                 " (the query window is {} to {}: a task outside it is never listed)",
@@ -642,29 +649,29 @@ mod tests {
         let swap = task("t1", "masterStandbySwapJob", "RUNNING", Some(at(0, 0)));
         let restart = task("t2", "restartInstance", "RUNNING", Some(at(0, 0)));
         let everything = planned(json!({}), context);
-        assert!(concerns(&everything, &swap) && concerns(&everything, &restart));
+        assert!(concerns(&everything.concern, &swap) && concerns(&everything.concern, &restart));
         let restarts = planned(json!({"filter": {"names": ["restartInstance"]}}), context);
-        assert!(concerns(&restarts, &restart));
-        assert!(!concerns(&restarts, &swap));
+        assert!(concerns(&restarts.concern, &restart));
+        assert!(!concerns(&restarts.concern, &swap));
         // A wait's candidate concerns the waiter even when its filter lists other names.
         let by_name = planned(
             json!({"filter": {"names": ["restartInstance"]}, "waitFor": {"name": "masterStandbySwapJob"}}),
             context,
         );
-        assert!(concerns(&by_name, &swap));
+        assert!(concerns(&by_name.concern, &swap));
         let mut with_job = swap.clone();
         with_job.job_id = Some("job-1".into());
         let by_job = planned(
             json!({"filter": {"names": ["restartInstance"]}, "waitFor": {"source": "TaskList", "jobId": "job-1"}}),
             context,
         );
-        assert!(concerns(&by_job, &with_job));
-        assert!(!concerns(&by_job, &swap), "another job");
+        assert!(concerns(&by_job.concern, &with_job));
+        assert!(!concerns(&by_job.concern, &swap), "another job");
         let by_other_name = planned(
             json!({"filter": {"names": ["restartInstance"]}, "waitFor": {"name": "flush"}}),
             context,
         );
-        assert!(!concerns(&by_other_name, &swap));
+        assert!(!concerns(&by_other_name.concern, &swap));
     }
 
     #[test]
@@ -1146,7 +1153,7 @@ mod tests {
         );
         let wait = evaluate(&p, &listing(two_swaps()), at(3, 0)).wait.unwrap();
         assert_eq!(wait.matched, 2);
-        assert!(wait.is_ambiguous(&p.wait.as_ref().unwrap().target));
+        assert!(wait.is_ambiguous(&p.concern.wait.as_ref().unwrap().target));
         assert_eq!(wait.task.unwrap().id.as_deref(), Some("newer"));
         assert_eq!(wait.phase, WaitPhase::Succeeded);
         assert!(
@@ -1223,7 +1230,7 @@ mod tests {
         }
         let wait = evaluate(&p, &listing(tasks), at(3, 0)).wait.unwrap();
         assert_eq!(wait.matched, 2);
-        assert!(!wait.is_ambiguous(&p.wait.as_ref().unwrap().target));
+        assert!(!wait.is_ambiguous(&p.concern.wait.as_ref().unwrap().target));
         assert!(!wait.message.contains("ambiguous"), "{}", wait.message);
     }
 

@@ -252,7 +252,11 @@ pub fn combine(
     job: Option<JobAnswer<'_>>,
     now: DateTime<Utc>,
 ) -> Combined {
-    let wait = plan.wait.as_ref().filter(|wait| wait.reads_job_api());
+    let wait = plan
+        .concern
+        .wait
+        .as_ref()
+        .filter(|wait| wait.reads_job_api());
     let reading = match wait.and(job) {
         None => JobReading::NotYet,
         Some(job) => match job.result {
@@ -374,7 +378,7 @@ mod tests {
 
     fn verdict(reading: JobReading<'_>, now: u32) -> WaitVerdict {
         let plan = planned(json!({}));
-        judge(plan.wait.as_ref().unwrap(), reading, at(now))
+        judge(plan.concern.wait.as_ref().unwrap(), reading, at(now))
     }
 
     /// The verdict on `info` fetched at second `fetched`, read at second `now`.

@@ -31,7 +31,7 @@ pub use decide::{
     Decision, DecisionInput, EventReason, Notice, ProjectShown, content_digest, decide,
 };
 pub use evaluate::{Evaluation, WaitVerdict, evaluate};
-pub use plan::{ListRequest, PlanContext, QueryPlan, WaitPlan, WaitTarget, plan};
+pub use plan::{Concern, ListRequest, PlanContext, QueryPlan, WaitPlan, WaitTarget, plan};
 pub use project::{CredentialSource, ProjectError, choose_project};
 pub use report::{
     PollOutcome, StatusContext, build_status, initial_status, remembered_refusal, wait_started_at,

@@ -75,15 +75,31 @@ pub struct QueryPlan {
     /// `spec.query.since`, kept relative for [`QueryPlan::list_request`].
     pub since: Option<Duration>,
     pub paging: Paging,
-    pub filter: TaskFilter,
     pub max_tasks: usize,
+    pub concern: Concern,
+}
+
+/// The part of a plan that an upstream feed keeps for each subscriber: which tasks concern
+/// it (its filter and its wait) and how often it needs an answer. Not the page it asked for,
+/// which the feed's key holds once for all; objects asking the same query the same way share
+/// one copy (see `upstream::feed`), so a feed of 10,000 subscribers does not keep 10,000.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Concern {
+    pub filter: TaskFilter,
     pub wait: Option<WaitPlan>,
     pub interval: Duration,
     pub active_interval: Duration,
 }
 
+impl Concern {
+    /// The wait, if its verdict comes from the task list (not from the job API).
+    pub fn list_wait(&self) -> Option<&WaitPlan> {
+        self.wait.as_ref().filter(|wait| !wait.reads_job_api())
+    }
+}
+
 /// How to find the awaited task and judge it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct WaitPlan {
     pub target: WaitTarget,
     /// Where the verdict comes from: the job API (a `jobId` wait by default) or the task list.
@@ -111,7 +127,7 @@ impl WaitPlan {
 }
 
 /// The awaited task.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum WaitTarget {
     /// Exact job id; when it appears more than once the newest task wins.
     JobId(String),
@@ -225,11 +241,13 @@ pub fn plan(spec: &DcsTaskQuerySpec, context: &PlanContext) -> Result<QueryPlan,
         },
         since: valid.since,
         paging,
-        filter: spec.filter.clone(),
         max_tasks: usize::try_from(spec.max_tasks).unwrap_or(0),
-        wait,
-        interval: valid.interval,
-        active_interval: valid.active_interval,
+        concern: Concern {
+            filter: spec.filter.clone(),
+            wait,
+            interval: valid.interval,
+            active_interval: valid.active_interval,
+        },
     })
 }
 
@@ -253,14 +271,14 @@ impl QueryPlan {
     /// The job to ask the job API about: the awaited job of a `jobId` wait read from the job
     /// API (`waitFor.source: Job`, its default).
     pub fn awaited_job(&self) -> Option<JobId> {
-        self.wait.as_ref().and_then(WaitPlan::awaited_job)
+        self.concern.wait.as_ref().and_then(WaitPlan::awaited_job)
     }
 
     /// The polling intervals the spec asks for.
     pub fn intervals(&self) -> super::schedule::Intervals {
         super::schedule::Intervals {
-            active: self.active_interval,
-            settled: self.interval,
+            active: self.concern.active_interval,
+            settled: self.concern.interval,
         }
     }
 }
@@ -327,7 +345,7 @@ mod tests {
         assert_eq!(plan.page.offset, 0);
         assert_eq!(plan.page.start_time, None);
         assert_eq!(plan.max_tasks, 20);
-        assert_eq!(plan.wait, None);
+        assert_eq!(plan.concern.wait, None);
     }
 
     #[test]
@@ -395,7 +413,7 @@ mod tests {
         };
         // A re-armed wait (its generation's wait started at 12:10, after the object's creation
         // at 12:00): the previous run's tasks, created before 12:05, do not count.
-        let wait = plan(&s, &context).unwrap().wait.unwrap();
+        let wait = plan(&s, &context).unwrap().concern.wait.unwrap();
         assert_eq!(
             wait.target,
             WaitTarget::Name {
@@ -418,6 +436,7 @@ mod tests {
         );
         let wait = plan(&s, &PlanContext::starting_at(at(12, 0, 0)))
             .unwrap()
+            .concern
             .wait
             .unwrap();
         assert_eq!(
@@ -431,6 +450,7 @@ mod tests {
         let s = spec(serde_json::json!({"waitFor": {"jobId": "ff80"}}));
         let wait = plan(&s, &PlanContext::starting_at(at(12, 0, 0)))
             .unwrap()
+            .concern
             .wait
             .unwrap();
         assert_eq!(wait.target, WaitTarget::JobId("ff80".into()));

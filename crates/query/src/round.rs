@@ -251,7 +251,9 @@ pub fn round(input: &Round<'_>, outcome: Outcome<'_>) -> Result<Step, NeedsStore
             generation: input.generation,
             has_wait: input.spec.wait_for.is_some(),
             wait_started_at: input.wait_started_at,
-            wait_deadline: input.plan.and_then(|plan| plan.wait.as_ref()?.deadline),
+            wait_deadline: input
+                .plan
+                .and_then(|plan| plan.concern.wait.as_ref()?.deadline),
             credentials_revision: input.credentials_revision,
             last_good_at: last_good.and_then(|listing| listing.fetched_at),
             answered_at: reading.answered_at,
@@ -372,7 +374,7 @@ impl Step {
 fn active_interval(input: &Round<'_>) -> Duration {
     input
         .plan
-        .map(|plan| plan.active_interval)
+        .map(|plan| plan.concern.active_interval)
         .unwrap_or(super::schedule::Intervals::default().active)
 }
 
@@ -756,7 +758,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(step.failure, Some(FailureClass::Transient));
-        assert_eq!(step.recheck, Some(plan.active_interval * 4), "backed off");
+        assert_eq!(
+            step.recheck,
+            Some(plan.concern.active_interval * 4),
+            "backed off"
+        );
         let status = &decided(&step).status;
         assert_eq!(status.project_id, None, "no project is known");
         assert!(status.last_error.is_some());

@@ -7,11 +7,10 @@ use chrono::{DateTime, Utc};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::super::{Context, FIELD_MANAGER};
+use super::super::{Context, FIELD_MANAGER, ObjectKey};
 use super::feeds;
 use crate::api::{DcsTaskQuery, DcsTaskQueryStatus};
 use crate::query::{Notice, Step};
@@ -58,7 +57,7 @@ impl ApplyError {
 pub async fn apply(
     ctx: &Context,
     query: &DcsTaskQuery,
-    object: &ObjectRef<DcsTaskQuery>,
+    object: &ObjectKey,
     step: Step,
     now: DateTime<Utc>,
 ) -> Result<Action, ApplyError> {
@@ -81,7 +80,7 @@ pub async fn apply(
             turn.finish(written.as_ref().is_err_and(ApplyError::overloaded));
             written?;
             ctx.memory.wrote(
-                object.clone(),
+                object,
                 query.metadata.resource_version.clone(),
                 &decision.status,
                 decision.digest,

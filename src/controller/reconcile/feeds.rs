@@ -5,12 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::runtime::reflector::ObjectRef;
-
-use super::super::Context;
 use super::super::metrics::SharedOutcome;
+use super::super::{Context, ObjectKey};
 use super::target::Target;
-use crate::api::DcsTaskQuery;
 use crate::dcs::{JobId, JobInfo};
 use crate::query::{FeedStep, Outcome, QueryPlan};
 use crate::upstream::feed::{Answer, AnswerReceiver, FeedTarget, Interest, round_outcome};
@@ -39,7 +36,7 @@ impl Answers {
 /// [`read_job`]); `refresh` is the Flux request to answer, if a new one was made.
 pub async fn read(
     ctx: &Context,
-    object: &ObjectRef<DcsTaskQuery>,
+    object: &ObjectKey,
     target: &Target,
     plan: &Arc<QueryPlan>,
     refresh: Option<&str>,
@@ -59,7 +56,7 @@ pub async fn read(
 }
 
 /// Does what the round said of the object's feeds.
-pub fn follow(ctx: &Context, object: &ObjectRef<DcsTaskQuery>, step: FeedStep) {
+pub fn follow(ctx: &Context, object: &ObjectKey, step: FeedStep) {
     match step {
         FeedStep::Stay => {}
         // The job feed's fresh answer wakes the object.
@@ -75,7 +72,7 @@ pub fn follow(ctx: &Context, object: &ObjectRef<DcsTaskQuery>, step: FeedStep) {
 /// object itself. Also says whether the refresh was answered.
 async fn read_tasks(
     ctx: &Context,
-    object: &ObjectRef<DcsTaskQuery>,
+    object: &ObjectKey,
     target: &FeedTarget,
     plan: &Arc<QueryPlan>,
     refresh: Option<&str>,
@@ -84,8 +81,8 @@ async fn read_tasks(
     // starts active (a job wait's fast polls are the job feed's).
     let feeds = &ctx.feeds.tasks;
     let interest = Interest {
-        plan: plan.clone(),
-        active: plan.wait.as_ref().is_some_and(|wait| !wait.reads_job_api()),
+        concern: Arc::new(plan.concern.clone()),
+        active: plan.concern.list_wait().is_some(),
     };
     let mut answers: AnswerReceiver = feeds.subscribe(object.clone(), target.clone(), interest);
     let current = answers.borrow_and_update().clone();
@@ -129,7 +126,7 @@ async fn read_tasks(
 /// [`FIRST_ANSWER_WAIT`]. The job feed polls at `activeInterval` until the job ends.
 async fn read_job(
     ctx: &Context,
-    object: &ObjectRef<DcsTaskQuery>,
+    object: &ObjectKey,
     target: Option<&FeedTarget<JobId>>,
     plan: &Arc<QueryPlan>,
 ) -> Option<Arc<Answer<JobInfo>>> {
@@ -139,7 +136,7 @@ async fn read_job(
         return None;
     };
     let interest = Interest {
-        plan: plan.clone(),
+        concern: Arc::new(plan.concern.clone()),
         active: true,
     };
     let mut answers = feeds.subscribe(object.clone(), target.clone(), interest);

@@ -32,7 +32,7 @@ pub use feeds::FIRST_ANSWER_WAIT;
 pub use seen::FLUX_REQUESTED_AT;
 pub use target::SECRET_CACHE_WAIT;
 
-use super::Context;
+use super::{Context, ObjectKey};
 use crate::api::DcsTaskQuery;
 use crate::query::decide::MAX_EVENT_NOTE_BYTES;
 use crate::query::{self, NeedsStoredTasks, Outcome, PlanContext, Previous, QueryPlan, Round};
@@ -92,33 +92,37 @@ pub async fn reconcile(
     let started = Instant::now();
     // Whatever this reconcile ends in, or wherever it is cancelled, it releases the object's
     // place in the lanes.
-    let _turn = ctx.lanes.reconciling(super::object_key(&query));
-    let result = run(&query, &ctx).await;
+    let object = ctx.memory.key(&query);
+    let _turn = ctx.lanes.reconciling(object.clone());
+    let result = run(&query, &object, &ctx).await;
     let failure = result.as_ref().err().map(ReconcileError::category);
     ctx.metrics.reconciled(started.elapsed(), failure);
     if failure.is_none() {
-        ctx.memory.reconciled(&super::object_key(&query));
+        ctx.memory.reconciled(&object);
     }
     result
 }
 
-async fn run(query: &DcsTaskQuery, ctx: &Context) -> Result<Action, ReconcileError> {
+async fn run(
+    query: &DcsTaskQuery,
+    object: &ObjectKey,
+    ctx: &Context,
+) -> Result<Action, ReconcileError> {
     if query.namespace().is_none() {
         return Err(ReconcileError::NoNamespace(query.name_any()));
     }
-    let object = super::object_key(query);
     let now = Utc::now();
     let seen = Seen::of(query, &ctx.memory, now);
     if seen.is_final(query.metadata.generation) {
         debug!("wait already resolved; not polling");
-        ctx.feeds.unsubscribe(&object);
+        ctx.feeds.unsubscribe(object);
         let previous = seen.previous.status.as_ref();
         return super::expiry::settle(ctx, query, previous, now).await;
     }
     let round = Conclusion {
         ctx,
         query,
-        object: &object,
+        object,
         seen: &seen,
         now,
     };
@@ -141,7 +145,7 @@ async fn run(query: &DcsTaskQuery, ctx: &Context) -> Result<Action, ReconcileErr
         }
     };
     let plan_ref = Some(plan.as_ref());
-    let target = match target::resolve(ctx, query, &object, &plan).await {
+    let target = match target::resolve(ctx, query, object, &plan).await {
         Ok(target) => target,
         Err(why) => {
             return round
@@ -155,7 +159,7 @@ async fn run(query: &DcsTaskQuery, ctx: &Context) -> Result<Action, ReconcileErr
         let outcome = Outcome::StillRefused { refusal, endpoint };
         return round.run(plan_ref, Some(&target), outcome, false).await;
     }
-    let answers = feeds::read(ctx, &object, &target, &plan, seen.refresh()).await;
+    let answers = feeds::read(ctx, object, &target, &plan, seen.refresh()).await;
     let outcome = answers.outcome();
     round
         .run(plan_ref, Some(&target), outcome, answers.refreshed)
@@ -166,7 +170,7 @@ async fn run(query: &DcsTaskQuery, ctx: &Context) -> Result<Action, ReconcileErr
 struct Conclusion<'a> {
     ctx: &'a Context,
     query: &'a DcsTaskQuery,
-    object: &'a ObjectRef<DcsTaskQuery>,
+    object: &'a ObjectKey,
     seen: &'a Seen,
     now: DateTime<Utc>,
 }
@@ -223,7 +227,7 @@ fn record(target: &Target) {
 /// The first failure in a row is told on the object as a Warning event (`kubectl describe`
 /// shows why its status is not moving); the retries are only logged.
 pub fn error_policy(query: Arc<DcsTaskQuery>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
-    let failures = ctx.memory.reconcile_failed(&super::object_key(&query));
+    let failures = ctx.memory.reconcile_failed(&ctx.memory.key(&query));
     let delay = Duration::from_secs(1)
         .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1).min(16)))
         .min(crate::query::schedule::MAX_BACKOFF);

@@ -11,7 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::super::credentials::{self, SecretCredentialsError};
 use super::super::projects::{self, DiscoveryKey, Lookup};
-use super::super::{Context, UpstreamSharing};
+use super::super::{Context, ObjectKey, UpstreamSharing};
 use crate::api::{DcsTaskQuery, DcsTaskQueryStatus, LastError};
 use crate::dcs::{CredentialSet, DcsClient, Endpoint, IamClient, JobId, ProjectDiscoveryError};
 use crate::query::{self, CredentialSource, QueryPlan, Unserved};
@@ -47,7 +47,7 @@ impl Target {
 pub async fn resolve(
     ctx: &Context,
     query: &DcsTaskQuery,
-    object: &ObjectRef<DcsTaskQuery>,
+    object: &ObjectKey,
     plan: &QueryPlan,
 ) -> Result<Target, Unserved> {
     let (set, source) = match &ctx.target_override {

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::dcs::{HttpClient, HttpSettings};
-use crate::query::{PlanContext, plan};
+use crate::query::{PlanContext, QueryPlan, plan};
 use crate::sim;
 use crate::upstream::fetcher::FetchLimits;
 
@@ -74,7 +74,7 @@ impl Bench {
 
     fn interest(&self, extra: Value, active: bool) -> Interest {
         Interest {
-            plan: Arc::new(fast_plan(extra, 1000)),
+            concern: Arc::new(fast_plan(extra, 1000).concern),
             active,
         }
     }
@@ -151,8 +151,8 @@ fn fast_plan(extra: Value, limit: u32) -> QueryPlan {
     }
     let spec = serde_json::from_value(spec).unwrap();
     let mut plan = plan(&spec, &PlanContext::starting_at(Utc::now())).unwrap();
-    plan.active_interval = Duration::from_millis(300);
-    plan.interval = Duration::from_millis(600);
+    plan.concern.active_interval = Duration::from_millis(300);
+    plan.concern.interval = Duration::from_millis(600);
     plan
 }
 
@@ -176,7 +176,7 @@ async fn a_hundred_subscribers_share_one_call_and_all_are_woken() {
         // Settled, so one answer is all this test waits for.
         let interest = bench.settled(json!({"interval": "1h"}));
         let mut interest = interest;
-        Arc::make_mut(&mut interest.plan).interval = Duration::from_secs(3600);
+        Arc::make_mut(&mut interest.concern).interval = Duration::from_secs(3600);
         receivers.push(
             bench
                 .feeds
@@ -343,7 +343,7 @@ async fn a_change_wakes_only_the_subscribers_it_concerns() {
 async fn the_feed_polls_at_the_shortest_interval_its_subscribers_need() {
     let bench = Bench::start().await;
     let mut settled = bench.settled(json!({}));
-    Arc::make_mut(&mut settled.plan).interval = Duration::from_secs(3600);
+    Arc::make_mut(&mut settled.concern).interval = Duration::from_secs(3600);
     let mut answers = bench
         .feeds
         .subscribe("settled".into(), bench.target(1000), settled);
@@ -381,7 +381,7 @@ async fn the_feed_judges_who_needs_its_active_interval_from_its_own_answers() {
     // answer.
     let mut idle = bench.settled(json!({}));
     idle.active = true;
-    Arc::make_mut(&mut idle.plan).interval = Duration::from_secs(3600);
+    Arc::make_mut(&mut idle.concern).interval = Duration::from_secs(3600);
     let mut answers = bench
         .feeds
         .subscribe("idle".into(), bench.target(1000), idle);
@@ -395,7 +395,7 @@ async fn the_feed_judges_who_needs_its_active_interval_from_its_own_answers() {
     // A task its filter passes starts running: the feed sees it and polls fast by itself.
     let task = bench.add_task("restartInstance", "RUNNING").await;
     let mut watching = bench.interest(json!({"filter": {"names": ["restartInstance"]}}), false);
-    Arc::make_mut(&mut watching.plan).interval = Duration::from_secs(3600);
+    Arc::make_mut(&mut watching.concern).interval = Duration::from_secs(3600);
     bench
         .feeds
         .subscribe("watching".into(), bench.target(1000), watching);
@@ -458,9 +458,9 @@ fn settled_wait(
     deadline: Option<DateTime<Utc>>,
 ) -> Interest {
     let mut interest = bench.settled(json!({"waitFor": {"source": "Job", "jobId": "job-never"}}));
-    let plan = Arc::make_mut(&mut interest.plan);
-    plan.interval = Duration::from_secs(3600);
-    let wait = plan.wait.as_mut().unwrap();
+    let concern = Arc::make_mut(&mut interest.concern);
+    concern.interval = Duration::from_secs(3600);
+    let wait = concern.wait.as_mut().unwrap();
     wait.started_at = started_at;
     wait.deadline = deadline;
     interest
@@ -578,14 +578,15 @@ fn a_task_leaving_a_filter_concerns_the_subscribers_it_left() {
     let watching = fast_plan(
         json!({"filter": {"statuses": ["EXECUTING", "SUCCESS", "FAILED"]}}),
         1000,
-    );
+    )
+    .concern;
     let before = answer(1, vec![center_task("t1", "EXECUTING")]);
     let after = answer(2, vec![center_task("t1", "CANCELLED")]);
     // The status showed t1 running; now it is gone from the object's view.
     assert!(Change::between::<ListRequest>(Some(&before), &after).concerns(&watching));
     // And entering the filter concerns it just the same.
     assert!(Change::between::<ListRequest>(Some(&after), &before).concerns(&watching));
-    let others = fast_plan(json!({"filter": {"names": ["flushInstance"]}}), 1000);
+    let others = fast_plan(json!({"filter": {"names": ["flushInstance"]}}), 1000).concern;
     assert!(!Change::between::<ListRequest>(Some(&before), &after).concerns(&others));
 }
 
@@ -642,8 +643,8 @@ fn a_job_still_unknown_at_the_second_asking_changes_every_view() {
         job_not_found(3, 3),
     );
     // The first not-found is asked again soon; the second stalls the wait: a new view.
-    assert!(Change::between::<JobId>(Some(&first), &second).concerns(&waiter));
-    assert!(!Change::between::<JobId>(Some(&second), &third).concerns(&waiter));
+    assert!(Change::between::<JobId>(Some(&first), &second).concerns(&waiter.concern));
+    assert!(!Change::between::<JobId>(Some(&second), &third).concerns(&waiter.concern));
     assert_eq!(
         JobId::retry_class(&first.result.clone().unwrap_err(), 1),
         FailureClass::Transient
@@ -662,7 +663,7 @@ fn a_job_still_unknown_at_the_second_asking_changes_every_view() {
     };
     assert!(
         !Change::between::<ListRequest>(Some(&listing_error(1)), &listing_error(2))
-            .concerns(&waiter)
+            .concerns(&waiter.concern)
     );
 }
 
@@ -672,14 +673,14 @@ fn the_same_error_again_changes_nobodys_view() {
     let first = failed(2, 503, "req-1");
     let again = failed(3, 503, "req-2");
     assert!(
-        !Change::between::<ListRequest>(Some(&first), &again).concerns(&everything),
+        !Change::between::<ListRequest>(Some(&first), &again).concerns(&everything.concern),
         "only the request id differs"
     );
     let other = failed(4, 502, "req-3");
-    assert!(Change::between::<ListRequest>(Some(&again), &other).concerns(&everything));
+    assert!(Change::between::<ListRequest>(Some(&again), &other).concerns(&everything.concern));
     let good = answer(5, vec![]);
-    assert!(Change::between::<ListRequest>(Some(&other), &good).concerns(&everything));
-    assert!(Change::between::<ListRequest>(Some(&good), &first).concerns(&everything));
+    assert!(Change::between::<ListRequest>(Some(&other), &good).concerns(&everything.concern));
+    assert!(Change::between::<ListRequest>(Some(&good), &first).concerns(&everything.concern));
 }
 
 #[tokio::test]
@@ -694,7 +695,7 @@ async fn a_settled_feed_backs_off_from_its_own_interval() {
         )
         .await;
     let mut settled = bench.settled(json!({}));
-    Arc::make_mut(&mut settled.plan).interval = Duration::from_secs(3);
+    Arc::make_mut(&mut settled.concern).interval = Duration::from_secs(3);
     let mut answers = bench
         .feeds
         .subscribe("settled".into(), bench.target(1000), settled);
@@ -736,8 +737,12 @@ fn evaluation_and_change_detection_keep_the_same_copy_of_a_repeated_task() {
         );
         // So the settled listing after it changes nothing the waiter saw, and the shifted one
         // changes what a waiter of the settled one saw not at all either.
-        assert!(!Change::between::<ListRequest>(Some(&shifted), &settled).concerns(&waiter));
-        assert!(!Change::between::<ListRequest>(Some(&settled), &shifted).concerns(&waiter));
+        assert!(
+            !Change::between::<ListRequest>(Some(&shifted), &settled).concerns(&waiter.concern)
+        );
+        assert!(
+            !Change::between::<ListRequest>(Some(&settled), &shifted).concerns(&waiter.concern)
+        );
     }
 }
 
@@ -752,12 +757,12 @@ fn a_task_count_change_alone_concerns_only_whom_the_changed_task_concerns() {
         vec![center_task("t1", "SUCCESS"), center_task("t2", "EXECUTING")],
     );
     let change = Change::between::<ListRequest>(Some(&before), &grown);
-    assert!(change.concerns(&restarts));
-    assert!(!change.concerns(&flushes), "no flush task changed");
+    assert!(change.concerns(&restarts.concern));
+    assert!(!change.concerns(&flushes.concern), "no flush task changed");
     // The count moves with no listed task changing (a task beyond the page limit).
     let recounted = answer_counting(3, vec![center_task("t1", "SUCCESS")], 7);
     let change = Change::between::<ListRequest>(Some(&before), &recounted);
-    assert!(!change.concerns(&restarts) && !change.concerns(&flushes));
+    assert!(!change.concerns(&restarts.concern) && !change.concerns(&flushes.concern));
 }
 
 #[test]
@@ -767,7 +772,8 @@ fn a_wait_asks_for_an_answer_only_until_one_is_fetched_at_or_after_its_moments()
     let mut waiter = fast_plan(
         json!({"waitFor": {"source": "TaskList", "jobId": "job-1"}}),
         1000,
-    );
+    )
+    .concern;
     waiter.wait.as_mut().unwrap().started_at = start;
     // Fetched before the wait started: at once; at or after its start: nothing more.
     assert_eq!(
@@ -793,4 +799,86 @@ fn a_wait_asks_for_an_answer_only_until_one_is_fetched_at_or_after_its_moments()
         start
     ));
     assert!(!first_fetched_since(None, start, start));
+}
+
+#[test]
+fn equal_concerns_share_one_copy_until_the_last_holder_leaves() {
+    let mut shared = SharedConcerns::default();
+    let first = Arc::new(fast_plan(json!({}), 1000).concern);
+    let kept = shared.share(first.clone());
+    assert!(
+        Arc::ptr_eq(&kept, &first),
+        "the first copy becomes the feed's"
+    );
+    let equal = Arc::new(fast_plan(json!({}), 1000).concern);
+    assert!(
+        Arc::ptr_eq(&shared.share(equal), &first),
+        "an equal one is swapped for it"
+    );
+    let other = shared.share(Arc::new(
+        fast_plan(json!({"filter": {"names": ["flushInstance"]}}), 1000).concern,
+    ));
+    assert_eq!(shared.len(), 2);
+    shared.release(&first);
+    assert_eq!(shared.len(), 2, "one holder of the first is left");
+    shared.release(&first);
+    shared.release(&other);
+    assert_eq!(shared.len(), 0, "the last holder dropped each");
+    // Releasing what the feed no longer holds changes nothing.
+    shared.release(&other);
+    assert_eq!(shared.len(), 0);
+}
+
+#[tokio::test]
+async fn subscribers_asking_the_same_share_their_feeds_copy_and_leaving_drops_it() {
+    let bench = Bench::start().await;
+    let target = bench.target(1000);
+    for n in 0..50 {
+        let mut interest = bench.settled(json!({}));
+        Arc::make_mut(&mut interest.concern).interval = Duration::from_secs(3600);
+        bench
+            .feeds
+            .subscribe(format!("object-{n}"), target.clone(), interest);
+    }
+    let mut other = bench.settled(json!({"maxTasks": 5}));
+    Arc::make_mut(&mut other.concern).interval = Duration::from_secs(7200);
+    bench.feeds.subscribe("other".into(), target.clone(), other);
+    let distinct = |feeds: &Feeds<String>| {
+        let state = lock(&feeds.state);
+        let entry = state.feeds.get(&target.key).expect("the feed");
+        let concerns: Vec<&Arc<Concern>> = entry
+            .subscribers
+            .values()
+            .map(|subscription| &subscription.interest.concern)
+            .collect();
+        let first = concerns
+            .iter()
+            .find(|c| c.interval.as_secs() == 3600)
+            .copied();
+        let shared = concerns
+            .iter()
+            .filter(|c| first.is_some_and(|first| Arc::ptr_eq(c, first)))
+            .count();
+        (entry.concerns.len(), shared)
+    };
+    assert_eq!(
+        distinct(&bench.feeds),
+        (2, 50),
+        "50 subscribers hold one copy"
+    );
+    // A subscriber changing its concern moves to another copy; the old one keeps its holders.
+    let mut changed = bench.settled(json!({}));
+    Arc::make_mut(&mut changed.concern).interval = Duration::from_secs(7200);
+    bench
+        .feeds
+        .subscribe("object-0".into(), target.clone(), changed);
+    assert_eq!(distinct(&bench.feeds), (2, 49));
+    for n in 1..50 {
+        bench.feeds.unsubscribe(&format!("object-{n}"));
+    }
+    assert_eq!(
+        distinct(&bench.feeds),
+        (1, 0),
+        "the last holder's leaving dropped it"
+    );
 }
