@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use dcs_task_operator::api::DcsTaskQuery;
 use dcs_task_operator::sim::DEMO_PROJECT_ID;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
 use support::operator::wait_until;
 use support::world::{World, condition, is, query, reasons};
@@ -301,4 +302,99 @@ async fn a_job_the_api_does_not_know_stalls_as_job_not_found_after_one_retry() {
         "asked once, then once more"
     );
     assert!(is(&stalled, "Complete", "Unknown"));
+}
+
+/// Issue 18's window of the job source: the task list shows the awaited job's task ended before
+/// the job feed has seen the job end. The waiter woken by that listing asks the job API again
+/// within its own reconcile (here the answer takes 1 s), so its verdict is written before the
+/// refresh of a settled object woken by the same listing; without that, the waiter's reconcile
+/// would end with no write, and the refresh would take the apiserver while the verdict waits.
+#[tokio::test]
+async fn a_waiter_seeing_its_job_end_in_the_list_first_writes_its_verdict_before_refreshes() {
+    let world = World::demo("job-behind").await;
+    world.sim.advance_clock("1h");
+    world
+        .sim
+        .add_task(json!({"id": "swap-behind", "name": "masterStandbySwapJob",
+                              "jobId": "job-behind-1", "status": "EXECUTING"}));
+    let _controller = world.controller(&[]);
+    // Nothing polls by itself during the test: every poll below is one the test causes.
+    let slow = |extra: Value| {
+        let mut spec = json!({"interval": "1h", "activeInterval": "10m"});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        spec
+    };
+    world
+        .create("swap", slow(json!({"waitFor": {"jobId": "job-behind-1"}})))
+        .await;
+    world.create("watch", slow(json!({}))).await;
+    wait_until(&world.api, "swap", PATIENCE, "RUNNING", |o| {
+        wait_status(o)["status"] == "RUNNING"
+    })
+    .await;
+    wait_until(&world.api, "watch", PATIENCE, "Ready", |o| {
+        is(o, "Ready", "True")
+    })
+    .await;
+    let since = world
+        .api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut changes = world
+        .api
+        .watch(&WatchParams::default().timeout(60), &since)
+        .await
+        .unwrap()
+        .boxed();
+
+    // The task (and so the job the job API derives from it) ends; the job API's next answer
+    // takes a second.
+    world.sim.set_status("swap-behind", "SUCCESS");
+    world
+        .sim
+        .inject_fault(json!({"count": 1, "latency": "1s", "api": "jobs"}));
+    // A new waiter on the same listing makes the task feed poll (its wait started after the
+    // feed's last answer): that answer wakes `swap` and `watch`.
+    world
+        .create(
+            "trigger",
+            slow(json!({"waitFor": {"source": "TaskList", "jobId": "job-behind-1"}})),
+        )
+        .await;
+
+    let mut order = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while order.len() < 2 {
+        let event = tokio::time::timeout_at(deadline.into(), changes.try_next())
+            .await
+            .expect("both writes within the patience")
+            .unwrap()
+            .expect("the watch lasts");
+        let WatchEvent::Modified(object) = event else {
+            continue;
+        };
+        let name = object.metadata.name.clone().unwrap_or_default();
+        let seen = match name.as_str() {
+            "swap" => is(&object, "Complete", "True"),
+            "watch" => object.status.as_ref().is_some_and(|status| {
+                status
+                    .tasks
+                    .iter()
+                    .any(|task| task.status.as_deref() == Some("SUCCESS"))
+            }),
+            _ => false,
+        };
+        if seen && !order.contains(&name) {
+            order.push(name);
+        }
+    }
+    assert_eq!(order, ["swap", "watch"], "the verdict goes first");
+    let swap = world.api.get("swap").await.unwrap();
+    assert_eq!(wait_status(&swap)["status"], "SUCCESS");
 }

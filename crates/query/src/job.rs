@@ -204,6 +204,24 @@ fn lists_its_task_ended(wait: &WaitPlan, listing: &TaskListing) -> bool {
     })
 }
 
+/// The task list (`listing`, fetched at `listing_at` if it does not say) already shows the
+/// awaited job's task ended while the job API's answer `job`, fetched before that listing,
+/// still has it running: the job API is asked again rather than the listing written now and the
+/// verdict a moment later. The controller asks within the reconcile that sees it, so that the
+/// waiter's turn lasts until its verdict is written ([`Combined::JobBehindList`]).
+pub fn job_behind_list(
+    wait: &WaitPlan,
+    listing: &TaskListing,
+    listing_at: DateTime<Utc>,
+    job: &JobInfo,
+    job_fetched_at: DateTime<Utc>,
+) -> bool {
+    wait.reads_job_api()
+        && !job.status.is_terminal()
+        && job_fetched_at < listing.fetched_at.unwrap_or(listing_at)
+        && lists_its_task_ended(wait, listing)
+}
+
 /// The job feed's latest answer, as [`combine`] reads it.
 #[derive(Debug, Clone, Copy)]
 pub struct JobAnswer<'a> {
@@ -293,11 +311,9 @@ pub fn combine(
     };
     let job_ended =
         matches!(reading, JobReading::Answered { info, .. } if info.status.is_terminal());
-    if let (Some(wait), Ok(listing), JobReading::Answered { fetched_at, .. }) =
+    if let (Some(wait), Ok(listing), JobReading::Answered { info, fetched_at }) =
         (wait, listing, reading)
-        && !job_ended
-        && fetched_at < listing.fetched_at.unwrap_or(listing_at)
-        && lists_its_task_ended(wait, listing)
+        && job_behind_list(wait, listing, listing_at, info, fetched_at)
     {
         return Combined::JobBehindList;
     }
@@ -623,6 +639,57 @@ mod tests {
         // No job answer yet: the first one is on its way anyway.
         let first = combine(&plan, Ok(&ended), at(12), None, None, at(20));
         assert_eq!(phase_of(&first), Some(WaitPhase::Pending));
+    }
+
+    #[test]
+    fn the_job_is_behind_the_list_only_for_a_job_api_wait_on_an_older_answer_of_a_running_job() {
+        let plan = planned(json!({}));
+        let wait = plan.concern.wait.as_ref().unwrap();
+        let ended = listing("SUCCESS");
+        let running = job("RUNNING");
+        assert!(job_behind_list(wait, &ended, at(12), &running, at(11)));
+        // The listing's own fetch time counts, not the reading's.
+        let mut fetched_later = (*ended).clone();
+        fetched_later.fetched_at = Some(at(14));
+        assert!(job_behind_list(
+            wait,
+            &fetched_later,
+            at(12),
+            &running,
+            at(13)
+        ));
+        // A listing that does not say counts as fetched when it was read.
+        let mut undated = (*ended).clone();
+        undated.fetched_at = None;
+        assert!(job_behind_list(wait, &undated, at(12), &running, at(11)));
+        assert!(!job_behind_list(wait, &undated, at(12), &running, at(12)));
+        assert!(
+            !job_behind_list(wait, &ended, at(12), &running, at(12)),
+            "same moment"
+        );
+        assert!(!job_behind_list(
+            wait,
+            &ended,
+            at(12),
+            &job("SUCCESS"),
+            at(11)
+        ));
+        assert!(!job_behind_list(
+            wait,
+            &listing("EXECUTING"),
+            at(12),
+            &running,
+            at(11)
+        ));
+        let by_list = planned(json!({"source": "TaskList"}));
+        let list_wait = by_list.concern.wait.as_ref().unwrap();
+        assert!(!job_behind_list(
+            list_wait,
+            &ended,
+            at(12),
+            &running,
+            at(11)
+        ));
     }
 
     #[test]

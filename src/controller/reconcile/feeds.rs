@@ -9,7 +9,7 @@ use super::super::metrics::SharedOutcome;
 use super::super::{Context, ObjectKey};
 use super::target::Target;
 use crate::dcs::{JobId, JobInfo};
-use crate::query::{FeedStep, Outcome, QueryPlan};
+use crate::query::{self, FeedStep, Outcome, QueryPlan};
 use crate::upstream::feed::{Answer, AnswerReceiver, FeedTarget, Interest, round_outcome};
 
 /// How long a reconcile waits for its feed's first answer before writing a "first poll in
@@ -41,10 +41,16 @@ pub async fn read(
     plan: &Arc<QueryPlan>,
     refresh: Option<&str>,
 ) -> Answers {
-    let ((tasks, refreshed), job) = tokio::join!(
+    let ((tasks, refreshed), (job, job_answers)) = tokio::join!(
         read_tasks(ctx, object, &target.feed, plan, refresh),
         read_job(ctx, object, target.job.as_ref(), plan),
     );
+    let job = match (job, job_answers) {
+        (Some(job), Some(answers)) if job_behind_list(plan, tasks.as_deref(), &job) => {
+            Some(ask_job_again(ctx, object, answers, job).await)
+        }
+        (job, _) => job,
+    };
     if tasks.is_some() {
         ctx.metrics.count_shared(SharedOutcome::Fed);
     }
@@ -123,17 +129,21 @@ async fn read_tasks(
 
 /// Subscribes the object to the job feed of its wait (leaving any job feed when its wait
 /// reads no job) and returns the feed's latest answer, or its first if it comes within
-/// [`FIRST_ANSWER_WAIT`]. The job feed polls at `activeInterval` until the job ends.
+/// [`FIRST_ANSWER_WAIT`], with the view of the feed's answers. The job feed polls at
+/// `activeInterval` until the job ends.
 async fn read_job(
     ctx: &Context,
     object: &ObjectKey,
     target: Option<&FeedTarget<JobId>>,
     plan: &Arc<QueryPlan>,
-) -> Option<Arc<Answer<JobInfo>>> {
+) -> (
+    Option<Arc<Answer<JobInfo>>>,
+    Option<AnswerReceiver<JobInfo>>,
+) {
     let feeds = &ctx.feeds.jobs;
     let Some(target) = target else {
         feeds.unsubscribe(object);
-        return None;
+        return (None, None);
     };
     let interest = Interest {
         concern: Arc::new(plan.concern.clone()),
@@ -148,7 +158,44 @@ async fn read_job(
     if let Some(answer) = &answer {
         feeds.saw(object, answer.sequence);
     }
-    answer
+    (answer, Some(answers))
+}
+
+/// Whether the task feed's answer shows the awaited job's task ended while the job feed's
+/// answer, fetched before it, still has the job running: see [`query::job::job_behind_list`].
+fn job_behind_list(plan: &QueryPlan, tasks: Option<&Answer>, job: &Answer<JobInfo>) -> bool {
+    let (Some(wait), Some(tasks)) = (plan.concern.wait.as_ref(), tasks) else {
+        return false;
+    };
+    match (tasks.result.as_deref(), job.result.as_deref()) {
+        (Ok(listing), Ok(info)) => {
+            query::job::job_behind_list(wait, listing, tasks.fetched_at, info, job.fetched_at)
+        }
+        _ => false,
+    }
+}
+
+/// Asks the job feed again, its answer `behind` the task list, and returns its next answer if
+/// it comes within [`FIRST_ANSWER_WAIT`]. Waited for here rather than on the answer's wake, so
+/// that the verdict is written by this very reconcile: the waiter's turn in the lanes lasts
+/// until then, and no settled refresh woken by the same listing goes before it. A slower answer
+/// leaves `behind` to the round, which asks again ([`FeedStep::AskJobAgain`]) and is woken by
+/// the answer.
+async fn ask_job_again(
+    ctx: &Context,
+    object: &ObjectKey,
+    mut answers: AnswerReceiver<JobInfo>,
+    behind: Arc<Answer<JobInfo>>,
+) -> Arc<Answer<JobInfo>> {
+    let feeds = &ctx.feeds.jobs;
+    feeds.refresh(object);
+    match newer_answer(&mut answers, behind.sequence, FIRST_ANSWER_WAIT).await {
+        Some(newer) => {
+            feeds.saw(object, newer.sequence);
+            newer
+        }
+        None => behind,
+    }
 }
 
 /// The first answer after `after`, if it comes within `wait`.
