@@ -674,6 +674,77 @@ mod tests {
         assert!(!concerns(&by_other_name.concern, &swap));
     }
 
+    /// `evaluate`'s `active` and the feed's `needs_active` for `extra` on `tasks` fetched at
+    /// `fetched`, read at 12:30, with the wait started at 12:10: the two must agree.
+    fn activity_of(
+        extra: serde_json::Value,
+        tasks: Vec<CenterTask>,
+        fetched: DateTime<Utc>,
+    ) -> bool {
+        let plan = planned(
+            extra,
+            PlanContext {
+                now: at(30, 0),
+                wait_started_at: at(10, 0),
+            },
+        );
+        let listed = TaskListing {
+            fetched_at: Some(fetched),
+            ..listing(tasks)
+        };
+        let active = evaluate(&plan, &listed, at(30, 0)).active;
+        let ordered = newest_first(&listed);
+        assert_eq!(
+            needs_active(&plan.concern, &ordered, &listed, at(30, 0)),
+            active,
+            "the feed's judgement is the evaluation's"
+        );
+        active
+    }
+
+    #[test]
+    fn a_task_in_a_status_the_wait_ends_on_is_not_running_whatever_its_name() {
+        let waiting = vec![task("t1", "EXTEND", "WAITING", Some(at(11, 0)))];
+        let init = vec![task("t1", "EXTEND", "INIT", Some(at(11, 0)))];
+        let plain = json!({});
+        assert!(
+            activity_of(plain.clone(), waiting.clone(), at(30, 0)),
+            "WAITING runs"
+        );
+        assert!(activity_of(plain, init.clone(), at(30, 0)), "INIT runs");
+        // A wait that ends on WAITING (success) or INIT (failure): that task has ended for it.
+        let ends_on = |success: &str, failure: &str| {
+            json!({"waitFor": {"name": "EXTEND", "successStatuses": [success],
+                               "failureStatuses": [failure]}})
+        };
+        assert!(!activity_of(
+            ends_on("WAITING", "FAILED"),
+            waiting,
+            at(30, 0)
+        ));
+        assert!(!activity_of(ends_on("SUCCESS", "INIT"), init, at(30, 0)));
+    }
+
+    #[test]
+    fn a_list_wait_is_confirmed_by_an_answer_fetched_at_its_start_not_before() {
+        // Neither running nor an end the wait knows: open, but polled at the settled interval
+        // once an answer fetched since the wait started confirms it.
+        let paused = vec![task("t1", "EXTEND", "PAUSED", Some(at(11, 0)))];
+        let wait = json!({"waitFor": {"name": "EXTEND", "lookback": "1h"}});
+        assert!(
+            activity_of(wait.clone(), paused.clone(), at(9, 59)),
+            "fetched before"
+        );
+        assert!(
+            !activity_of(wait.clone(), paused.clone(), at(10, 0)),
+            "fetched at the start"
+        );
+        assert!(!activity_of(wait, paused, at(20, 0)));
+        // Nothing awaited or running: the feed and the evaluation agree on settled too.
+        let done = vec![task("t1", "EXTEND", "SUCCESS", Some(at(11, 0)))];
+        assert!(!activity_of(json!({}), done, at(20, 0)));
+    }
+
     #[test]
     fn newest_first_with_ties_by_id_and_timeless_tasks_last() {
         let p = planned(serde_json::json!({}), PlanContext::starting_at(at(30, 0)));
