@@ -348,7 +348,7 @@ async fn a_waiter_seeing_its_job_end_in_the_list_first_writes_its_verdict_before
         .unwrap();
     let mut changes = world
         .api
-        .watch(&WatchParams::default().timeout(60), &since)
+        .watch(&WatchParams::default().timeout(290), &since)
         .await
         .unwrap()
         .boxed();
@@ -359,8 +359,10 @@ async fn a_waiter_seeing_its_job_end_in_the_list_first_writes_its_verdict_before
     world
         .sim
         .inject_fault(json!({"count": 1, "latency": "1s", "api": "jobs"}));
-    // A new waiter on the same listing makes the task feed poll (its wait started after the
-    // feed's last answer): that answer wakes `swap` and `watch`.
+    // A new waiter on the same listing makes the task feed poll, its wait having started after
+    // the feed's last answer (which came before `watch` was Ready). Its start is its creation
+    // time, in whole seconds: created a second later, it is surely after that answer.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     world
         .create(
             "trigger",
@@ -373,9 +375,9 @@ async fn a_waiter_seeing_its_job_end_in_the_list_first_writes_its_verdict_before
     while order.len() < 2 {
         let event = tokio::time::timeout_at(deadline.into(), changes.try_next())
             .await
-            .expect("both writes within the patience")
+            .unwrap_or_else(|_| panic!("only {order:?} written within the patience"))
             .unwrap()
-            .expect("the watch lasts");
+            .unwrap_or_else(|| panic!("the watch ended with only {order:?} written"));
         let WatchEvent::Modified(object) = event else {
             continue;
         };
