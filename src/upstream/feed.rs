@@ -523,16 +523,20 @@ where
     }
 
     /// Asks `subscriber`'s feed to poll now (Flux's "reconcile now"); the answer wakes the
-    /// subscriber whatever it holds, so the caller need not wait for it.
-    pub fn refresh(&self, subscriber: &S) {
+    /// subscriber whatever it holds, so the caller need not wait for it. Says whether this call
+    /// asked for that poll: `false` when the subscriber is on no feed, or another refresh of the
+    /// feed was already waiting for its poll to start.
+    pub fn refresh(&self, subscriber: &S) -> bool {
         let mut state = lock(&self.state);
-        if let Some(entry) = state.feed_of(subscriber) {
-            if let Some(subscription) = entry.subscribers.get_mut(subscriber) {
-                subscription.seen = None;
-            }
-            entry.signals.refresh.store(true, Ordering::SeqCst);
-            entry.signals.poke.notify_one();
+        let Some(entry) = state.feed_of(subscriber) else {
+            return false;
+        };
+        if let Some(subscription) = entry.subscribers.get_mut(subscriber) {
+            subscription.seen = None;
         }
+        let asked_already = entry.signals.refresh.swap(true, Ordering::SeqCst);
+        entry.signals.poke.notify_one();
+        !asked_already
     }
 
     /// Removes `subscriber` from its feed; a feed left without subscribers stops.

@@ -66,7 +66,9 @@ pub fn follow(ctx: &Context, object: &ObjectKey, step: FeedStep) {
     match step {
         FeedStep::Stay => {}
         // The job feed's fresh answer wakes the object.
-        FeedStep::AskJobAgain => ctx.feeds.jobs.refresh(object),
+        FeedStep::AskJobAgain => {
+            ctx.feeds.jobs.refresh(object);
+        }
         FeedStep::Leave => ctx.feeds.unsubscribe(object),
     }
 }
@@ -178,9 +180,11 @@ fn job_behind_list(plan: &QueryPlan, tasks: Option<&Answer>, job: &Answer<JobInf
 /// Asks the job feed again, its answer `behind` the task list, and returns its next answer if
 /// it comes within [`FIRST_ANSWER_WAIT`]. Waited for here rather than on the answer's wake, so
 /// that the verdict is written by this very reconcile: the waiter's turn in the lanes lasts
-/// until then, and no settled refresh woken by the same listing goes before it. A slower answer
-/// leaves `behind` to the round, which asks again ([`FeedStep::AskJobAgain`]) and is woken by
-/// the answer.
+/// until then, and no settled refresh woken by the same listing goes before it. Only the
+/// waiter whose call asked for the poll waits: its turn holds the refreshes back for every
+/// waiter of the job, whom the answer wakes, and a slow job API then holds one reconcile slot,
+/// not one per waiter. Without an answer in time, `behind` goes to the round, which asks again
+/// ([`FeedStep::AskJobAgain`]) and is woken by the answer.
 async fn ask_job_again(
     ctx: &Context,
     object: &ObjectKey,
@@ -188,7 +192,9 @@ async fn ask_job_again(
     behind: Arc<Answer<JobInfo>>,
 ) -> Arc<Answer<JobInfo>> {
     let feeds = &ctx.feeds.jobs;
-    feeds.refresh(object);
+    if !feeds.refresh(object) {
+        return behind;
+    }
     match newer_answer(&mut answers, behind.sequence, FIRST_ANSWER_WAIT).await {
         Some(newer) => {
             feeds.saw(object, newer.sequence);

@@ -882,3 +882,30 @@ async fn subscribers_asking_the_same_share_their_feeds_copy_and_leaving_drops_it
         "the last holder's leaving dropped it"
     );
 }
+
+#[tokio::test]
+async fn a_refresh_says_whether_it_asked_for_the_poll() {
+    let bench = Bench::start().await;
+    assert!(!bench.feeds.refresh(&"nobody".to_string()), "on no feed");
+    let mut answers =
+        bench
+            .feeds
+            .subscribe("first".into(), bench.target(1000), bench.settled(json!({})));
+    bench.feeds.subscribe(
+        "second".into(),
+        bench.target(1000),
+        bench.settled(json!({})),
+    );
+    answer_at_least(&mut answers, 1).await;
+    // The test's runtime runs one task at a time: the poll loop has not started the poll yet.
+    assert!(
+        bench.feeds.refresh(&"first".to_string()),
+        "asked for the poll"
+    );
+    assert!(!bench.feeds.refresh(&"second".to_string()), "already asked");
+    answer_at_least(&mut answers, 2).await;
+    assert!(
+        bench.feeds.refresh(&"second".to_string()),
+        "that poll started: a new one"
+    );
+}
