@@ -9,7 +9,7 @@ use super::super::metrics::SharedOutcome;
 use super::super::{Context, ObjectKey};
 use super::target::Target;
 use crate::dcs::{JobId, JobInfo};
-use crate::query::{self, FeedStep, Outcome, QueryPlan};
+use crate::query::{self, Concern, FeedStep, Outcome, QueryPlan};
 use crate::upstream::feed::{Answer, AnswerReceiver, FeedTarget, Interest, round_outcome};
 
 /// How long a reconcile waits for its feed's first answer before writing a "first poll in
@@ -38,15 +38,17 @@ pub async fn read(
     ctx: &Context,
     object: &ObjectKey,
     target: &Target,
-    plan: &Arc<QueryPlan>,
+    plan: &QueryPlan,
     refresh: Option<&str>,
 ) -> Answers {
+    // One copy for both feeds, each of which keeps it or swaps it for its own equal one.
+    let concern = Arc::new(plan.concern.clone());
     let ((tasks, refreshed), (job, job_answers)) = tokio::join!(
-        read_tasks(ctx, object, &target.feed, plan, refresh),
-        read_job(ctx, object, target.job.as_ref(), plan),
+        read_tasks(ctx, object, &target.feed, &concern, refresh),
+        read_job(ctx, object, target.job.as_ref(), &concern),
     );
     let job = match (job, job_answers) {
-        (Some(job), Some(answers)) if job_behind_list(plan, tasks.as_deref(), &job) => {
+        (Some(job), Some(answers)) if job_behind_list(&concern, tasks.as_deref(), &job) => {
             Some(ask_job_again(ctx, object, answers, job).await)
         }
         (job, _) => job,
@@ -82,15 +84,15 @@ async fn read_tasks(
     ctx: &Context,
     object: &ObjectKey,
     target: &FeedTarget,
-    plan: &Arc<QueryPlan>,
+    concern: &Arc<Concern>,
     refresh: Option<&str>,
 ) -> (Option<Arc<Answer>>, bool) {
     // Until the feed has a listing to judge it on, a subscriber awaiting a task in the list
     // starts active (a job wait's fast polls are the job feed's).
     let feeds = &ctx.feeds.tasks;
     let interest = Interest {
-        concern: Arc::new(plan.concern.clone()),
-        active: plan.concern.list_wait().is_some(),
+        concern: concern.clone(),
+        active: concern.list_wait().is_some(),
     };
     let mut answers: AnswerReceiver = feeds.subscribe(object.clone(), target.clone(), interest);
     let current = answers.borrow_and_update().clone();
@@ -137,7 +139,7 @@ async fn read_job(
     ctx: &Context,
     object: &ObjectKey,
     target: Option<&FeedTarget<JobId>>,
-    plan: &Arc<QueryPlan>,
+    concern: &Arc<Concern>,
 ) -> (
     Option<Arc<Answer<JobInfo>>>,
     Option<AnswerReceiver<JobInfo>>,
@@ -148,7 +150,7 @@ async fn read_job(
         return (None, None);
     };
     let interest = Interest {
-        concern: Arc::new(plan.concern.clone()),
+        concern: concern.clone(),
         active: true,
     };
     let mut answers = feeds.subscribe(object.clone(), target.clone(), interest);
@@ -165,8 +167,8 @@ async fn read_job(
 
 /// Whether the task feed's answer shows the awaited job's task ended while the job feed's
 /// answer, fetched before it, still has the job running: see [`query::job::job_behind_list`].
-fn job_behind_list(plan: &QueryPlan, tasks: Option<&Answer>, job: &Answer<JobInfo>) -> bool {
-    let (Some(wait), Some(tasks)) = (plan.concern.wait.as_ref(), tasks) else {
+fn job_behind_list(concern: &Concern, tasks: Option<&Answer>, job: &Answer<JobInfo>) -> bool {
+    let (Some(wait), Some(tasks)) = (concern.wait.as_ref(), tasks) else {
         return false;
     };
     match (tasks.result.as_deref(), job.result.as_deref()) {

@@ -137,14 +137,14 @@ async fn run(
         },
     );
     let plan = match planned {
-        Ok(plan) => Arc::new(plan),
+        Ok(plan) => plan,
         Err(errors) => {
             return round
                 .run(None, None, Outcome::Invalid(&errors), false)
                 .await;
         }
     };
-    let plan_ref = Some(plan.as_ref());
+    let plan_ref = Some(&plan);
     let target = match target::resolve(ctx, query, object, &plan).await {
         Ok(target) => target,
         Err(why) => {
